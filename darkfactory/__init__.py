@@ -1,0 +1,7 @@
+"""Dark Factory: spec in, tested and documented software out.
+
+Importing this package is cheap on purpose: CrewAI (slow to import) is loaded only by
+the commands that run a crew.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,89 @@
+"""The sandbox interface every backend implements.
+
+A sandbox runs an argv (never a shell string built from model output) with the run's
+workspace as its working directory, no network, and bounded CPU, memory, processes, time
+and output. Backends: ``bwrap`` (bubblewrap), ``local`` (a plain subprocess with rlimits, no
+isolation: only when named), and later ``docker``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+Killed = Literal["timeout", "memory", "output", "cpu"]
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What one command did. ``killed`` says which limit ended it, if one did."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_s: float
+    killed: Killed | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host directory made visible inside the sandbox at ``target``."""
+
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits applied to every command (``sandbox:`` in config/factory.yaml)."""
+
+    timeout_s: float = 120.0
+    memory_mb: int = 1024
+    cpu_s: int = 300
+    pids: int = 256
+    output_bytes: int = 1_000_000
+    file_size_mb: int = 256
+
+
+@dataclass
+class SandboxSpec:
+    """What to build a sandbox around: the workspace (read-write) and extra mounts."""
+
+    workspace: Path
+    mounts: list[Mount] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """One protocol, several backends."""
+
+    backend: str
+    #: The workspace's path as commands inside the sandbox see it.
+    workdir: str
+    #: The Python interpreter to use inside the sandbox (has pytest).
+    python: str
+
+    def path_of(self, target: str) -> str:
+        """The path a mount ``target`` (e.g. ``/acceptance``) has inside this sandbox."""
+        ...
+
+    def run(
+        self,
+        argv: list[str],
+        *,
+        timeout: float | None = None,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ExecResult:
+        """Run ``argv`` in the workspace; never raises for the command's own failure."""
+        ...
+
+    def close(self) -> None:
+        """Release what the sandbox holds (containers, temp dirs)."""
+        ...
