@@ -54,5 +54,5 @@ def build_tool(name: str, ctx: RunContext) -> BaseTool:
 
     cls = tool_class(name)
     if issubclass(cls, WorkspaceTool):
-        return cls(ctx=ctx)
-    return cls()
+        return cls(ctx=ctx)  # type: ignore[call-arg]
+    return cls()  # type: ignore[call-arg]

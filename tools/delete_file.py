@@ -1,0 +1,65 @@
+"""``delete_file``: remove a file, symlink or empty directory of the workspace."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from darkfactory.workspace import PathRefused, quote, relative, resolve
+from tools._base import WorkspaceTool
+
+
+class DeleteFileArgs(BaseModel):
+    path: str = Field(
+        description=(
+            "File to delete, relative to the workspace root, e.g. 'src/old.py'. A directory "
+            "is deleted only if it is empty."
+        )
+    )
+
+
+class DeleteFileTool(WorkspaceTool):
+    name: str = "delete_file"
+    description: str = (
+        "Delete one file of the workspace, a symlink (the link, not what it points to) or an "
+        "empty directory. Never deletes a directory that still has files in it: delete "
+        "those first. Paths are relative to the workspace root. Refuses absolute paths, paths "
+        "that lead outside the workspace, the workspace root, and anything under a read-only "
+        "path: the acceptance tests (acceptance/) and .git/."
+    )
+    args_schema: type[BaseModel] = DeleteFileArgs
+
+    def _run(self, path: str) -> str:
+        ctx = self.run_context
+        shown = quote(path)
+        try:
+            target = resolve(ctx, path, write=True, follow_symlinks=False)
+            message, size = _delete(target, shown)
+        except PathRefused as refused:
+            ctx.emit("file_op", tool=self.name, path=path[:300], ok=False, bytes=0)
+            return f"ERROR: {refused.message}"
+        ctx.emit("file_op", tool=self.name, path=relative(ctx, target), ok=True, bytes=size)
+        return message
+
+
+def _delete(target: Path, shown: str) -> tuple[str, int]:
+    """Remove ``target``; the message for the model and the bytes freed."""
+    try:
+        st = target.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise PathRefused(f"{shown} does not exist; nothing was deleted.") from None
+    if stat.S_ISDIR(st.st_mode):
+        entries = sum(1 for _ in target.iterdir())
+        if entries:
+            raise PathRefused(
+                f"{shown} is a directory with {entries} entries; delete_file removes only "
+                "empty directories. Delete the files inside it first (list_files shows them)."
+            )
+        target.rmdir()
+        return f"Deleted the empty directory {shown}.", 0
+    target.unlink()
+    if stat.S_ISLNK(st.st_mode):
+        return f"Deleted the symlink {shown} (what it pointed to is unchanged).", 0
+    return f"Deleted {shown} ({st.st_size} bytes).", st.st_size

@@ -1,0 +1,58 @@
+"""``list_files``: what is in the workspace, recursively, with sizes."""
+
+from __future__ import annotations
+
+from itertools import islice
+
+from pydantic import BaseModel, Field
+
+from darkfactory.workspace import PathRefused, iter_files, quote
+from tools._base import WorkspaceTool
+
+MAX_ENTRIES = 500
+
+
+class ListFilesArgs(BaseModel):
+    path: str = Field(
+        default=".",
+        description=(
+            "Directory to list, relative to the workspace root, e.g. 'src'. "
+            "Default '.', the whole workspace."
+        ),
+    )
+
+
+class ListFilesTool(WorkspaceTool):
+    name: str = "list_files"
+    description: str = (
+        "List the files under a directory of the workspace, recursively, one per line with "
+        f"its size in bytes (at most {MAX_ENTRIES} lines; list a subdirectory to see more). "
+        "Paths are relative to the workspace root. Skips .git, __pycache__ and other caches; "
+        "symlinks are marked and not followed. Refuses absolute paths and paths that lead "
+        "outside the workspace."
+    )
+    args_schema: type[BaseModel] = ListFilesArgs
+
+    def _run(self, path: str = ".") -> str:
+        ctx = self.run_context
+        path = path.strip() or "."
+        try:
+            entries = list(islice(iter_files(ctx, path), MAX_ENTRIES + 1))
+        except PathRefused as refused:
+            ctx.emit("file_op", tool=self.name, path=path[:300], ok=False, bytes=0)
+            return f"ERROR: {refused.message}"
+        ctx.emit("file_op", tool=self.name, path=path[:300], ok=True, bytes=0)
+        where = "the workspace" if path in (".", "./", "") else quote(path)
+        if not entries:
+            return f"No files under {where} (.git and cache directories are not listed)."
+        cut = len(entries) > MAX_ENTRIES
+        entries = entries[:MAX_ENTRIES]
+        lines = [f"Files under {where} (path, size in bytes):"]
+        for e in entries:
+            lines.append(f"{e.path}  (symlink)" if e.is_symlink else f"{e.path}  {e.size}")
+        if cut:
+            lines.append(
+                f"[cut after {MAX_ENTRIES} entries: list a subdirectory, e.g. "
+                "path='src', to see the rest]"
+            )
+        return "\n".join(lines)

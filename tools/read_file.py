@@ -1,0 +1,98 @@
+"""``read_file``: a text file of the workspace, or a range of its lines, numbered."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from darkfactory.workspace import (
+    PathRefused,
+    numbered,
+    quote,
+    read_text,
+    relative,
+    resolve,
+    split_lines,
+)
+from tools._base import WorkspaceTool
+
+MAX_LINES = 2000
+MAX_CHARS = 60_000
+
+
+class ReadFileArgs(BaseModel):
+    path: str = Field(
+        description="File to read, relative to the workspace root, e.g. 'src/app.py'."
+    )
+    start_line: int | None = Field(
+        default=None,
+        ge=1,
+        description="First line to show (1-based, inclusive). Default: the first line.",
+    )
+    end_line: int | None = Field(
+        default=None,
+        ge=1,
+        description="Last line to show (1-based, inclusive). Default: the last line.",
+    )
+
+
+class ReadFileTool(WorkspaceTool):
+    name: str = "read_file"
+    description: str = (
+        "Read a UTF-8 text file of the workspace. Each line is shown as its 1-based number, a "
+        "tab, then the text (the number and tab are not part of the file: leave them out of "
+        "edit_file's old_text). Give start_line/end_line to read a range. Long output is cut "
+        f"at {MAX_LINES} lines or {MAX_CHARS} characters, with a note saying which start_line "
+        "reads on. Paths are relative to the workspace root; refuses absolute paths, paths "
+        "that lead outside the workspace (also through symlinks), directories and binary "
+        "files. Acceptance tests can be read but never changed."
+    )
+    args_schema: type[BaseModel] = ReadFileArgs
+
+    def _run(self, path: str, start_line: int | None = None, end_line: int | None = None) -> str:
+        ctx = self.run_context
+        shown = quote(path)
+        try:
+            target = resolve(ctx, path, write=False)
+            text = read_text(target, shown)
+        except PathRefused as refused:
+            ctx.emit("file_op", tool=self.name, path=path[:300], ok=False, bytes=0)
+            return f"ERROR: {refused.message}"
+        rel = relative(ctx, target)
+        size = len(text.encode("utf-8"))
+        lines = split_lines(text)
+        total = len(lines)
+        first = 1 if start_line is None else start_line
+        last = total if end_line is None else min(end_line, total)
+        error = None
+        if first < 1 or (end_line is not None and end_line < 1):
+            error = "start_line and end_line are 1-based: the first line is 1."
+        elif end_line is not None and end_line < first:
+            error = f"end_line ({end_line}) is before start_line ({first})."
+        elif total == 0:
+            ctx.emit("file_op", tool=self.name, path=rel, ok=True, bytes=0)
+            return f"{shown} is empty (0 bytes)."
+        elif first > total:
+            error = f"start_line {first} is past the end of {shown}, which has {total} lines."
+        if error is not None:
+            ctx.emit("file_op", tool=self.name, path=rel, ok=False, bytes=0)
+            return f"ERROR: {error}"
+
+        shown_lines: list[str] = []
+        chars = 0
+        for line in lines[first - 1 : last]:
+            if len(shown_lines) >= MAX_LINES or (shown_lines and chars + len(line) > MAX_CHARS):
+                break
+            shown_lines.append(line)
+            chars += len(line) + 1
+        shown_last = first + len(shown_lines) - 1
+        crlf = ", CRLF line endings" if "\r\n" in text else ""
+        header = f"{shown}: lines {first}-{shown_last} of {total} ({size} bytes{crlf})"
+        body = numbered(shown_lines, first)
+        out = f"{header}\n{body}"
+        if shown_last < last:
+            out += (
+                f"\n[cut after line {shown_last} to keep the output small: call read_file with "
+                f"start_line={shown_last + 1} to read on]"
+            )
+        ctx.emit("file_op", tool=self.name, path=rel, ok=True, bytes=size)
+        return out
