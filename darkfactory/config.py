@@ -1,0 +1,473 @@
+"""The three config files, validated into pydantic models at load time.
+
+A config directory holds ``agents.yaml`` (the crew's roles), ``tasks.yaml`` (what the flow
+asks the crew to do in each phase) and ``factory.yaml`` (pipeline settings). The default
+is the repo's ``config/``, or the copy packaged as ``darkfactory/_default_config`` when
+Dark Factory is installed from a wheel.
+
+Every problem is a ``ConfigError`` naming the file, the key path and the line. The
+``Field(description=...)`` texts are user documentation: the configuration reference is
+generated from them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+import tools as tool_registry
+from darkfactory.errors import ConfigError
+from darkfactory.sandbox.base import Limits
+from darkfactory.yamlio import KeyPath, Locations, load_yaml, pydantic_errors
+
+AGENTS_FILE = "agents.yaml"
+TASKS_FILE = "tasks.yaml"
+FACTORY_FILE = "factory.yaml"
+
+#: Roles the pipeline relies on; agents.yaml may define more.
+REQUIRED_ROLES = ("manager", "architect", "developer", "qa_engineer", "tech_writer")
+#: The role key of the hierarchical crew's manager.
+MANAGER = "manager"
+#: Tasks the pipeline runs; tasks.yaml may define more.
+REQUIRED_TASKS = ("design", "implement", "verify", "fix", "document")
+#: Placeholders the pipeline fills in task descriptions and expected outputs.
+PLACEHOLDERS = (
+    "title",
+    "summary",
+    "requirements",
+    "acceptance_tests",
+    "workspace_files",
+    "design",
+    "failures",
+    "feedback",
+    "fix_round",
+    "max_fix_rounds",
+)
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AgentConfig(_Strict):
+    """One role of the crew (a top-level key of ``agents.yaml``)."""
+
+    role: Text = Field(
+        description=(
+            "The role's name, e.g. `Software Developer`. The manager delegates to a coworker "
+            "by this exact name, so every role's name must be different."
+        )
+    )
+    goal: Text = Field(description="What the role is trying to achieve; part of its prompt.")
+    backstory: Text = Field(
+        description=(
+            "Who the role is and how it works: habits, rules, what it must never do. "
+            "Part of its prompt."
+        )
+    )
+    tools: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Tools the role may use, by module name in `tools/` (e.g. `read_file`). "
+            "The manager must have none: it delegates instead."
+        ),
+    )
+    llm: str | None = Field(
+        default=None,
+        description=(
+            "Model for this role only, as CrewAI names it (e.g. `openai/gpt-4o`). "
+            "Unset: the run's model."
+        ),
+    )
+    max_iter: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Most reasoning/tool-use steps the role may take on one task before it must "
+            "answer. Unset: CrewAI's default."
+        ),
+    )
+    verbose: bool = Field(
+        default=False, description="Print the role's reasoning and tool calls to the console."
+    )
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _no_tools(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class TaskConfig(_Strict):
+    """One task (a top-level key of ``tasks.yaml``); the manager chooses who does it."""
+
+    description: Text = Field(
+        description=(
+            "What to do. May use the placeholders `{title}`, `{summary}`, `{requirements}`, "
+            "`{acceptance_tests}`, `{workspace_files}`, `{design}`, `{failures}`, "
+            "`{feedback}`, `{fix_round}` and `{max_fix_rounds}`; write `{{` and `}}` for "
+            "literal braces."
+        )
+    )
+    expected_output: Text = Field(
+        description="What the answer must contain. Same placeholders as `description`."
+    )
+
+
+class SandboxConfig(_Strict):
+    """Where generated code and tests run, and the limits on every command."""
+
+    backend: Literal["auto", "bwrap", "local", "docker"] = Field(
+        default="auto",
+        description=(
+            "`docker` (a container), `bwrap` (bubblewrap namespaces), `local` (a plain "
+            "subprocess with resource limits: no isolation, only use it for code you trust) "
+            "or `auto` (docker if an engine and the image are available, else bwrap; "
+            "never local)."
+        ),
+    )
+    timeout_s: float = Field(
+        default=120.0, gt=0, description="Seconds a single command may run before it is killed."
+    )
+    memory_mb: int = Field(default=1024, gt=0, description="Memory limit of a command, in MB.")
+    cpu_s: int = Field(default=300, gt=0, description="CPU time limit of a command, in seconds.")
+    pids: int = Field(
+        default=256, gt=0, description="Most processes and threads a command may run at once."
+    )
+    output_bytes: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="Output of a command kept per stream (stdout, stderr); the rest is cut off.",
+    )
+    file_size_mb: int = Field(
+        default=256, gt=0, description="Largest file a command may write, in MB."
+    )
+
+    def limits(self) -> Limits:
+        """These settings as the sandbox's ``Limits``."""
+        return Limits(
+            timeout_s=self.timeout_s,
+            memory_mb=self.memory_mb,
+            cpu_s=self.cpu_s,
+            pids=self.pids,
+            output_bytes=self.output_bytes,
+            file_size_mb=self.file_size_mb,
+        )
+
+
+class TestsConfig(_Strict):
+    """How the pipeline runs the tests in the verify phase."""
+
+    __test__: ClassVar[bool] = False  # not a pytest test class
+
+    timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds one run of the test suite may take before it is killed.",
+    )
+
+
+class BudgetConfig(_Strict):
+    """Spending limits of one run."""
+
+    max_llm_calls: int = Field(
+        default=300,
+        gt=0,
+        description=(
+            "Most model calls one run may make, all roles together; the run stops with "
+            "exit code 4 when it is reached."
+        ),
+    )
+
+
+class FactoryConfig(_Strict):
+    """Pipeline settings (``factory.yaml``). Every key is optional."""
+
+    spec: str | None = Field(
+        default=None,
+        description=(
+            "The spec `crewai run` builds when the `SPEC` environment variable is not set, "
+            "relative to the repository root."
+        ),
+    )
+    runs_dir: str = Field(
+        default="runs",
+        description="Directory that gets one sub-directory per run (spec, workspace, trace, report).",
+    )
+    max_fix_rounds: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description=(
+            "How many times failing tests go back to the crew to be fixed before the run "
+            "fails (0 to 20)."
+        ),
+    )
+    model: str | None = Field(
+        default=None,
+        description=(
+            "Model for every role without its own `llm:`, as CrewAI names it (e.g. "
+            "`openai/gpt-4o-mini`). Unset: the `MODEL` environment variable (or `.env`)."
+        ),
+    )
+    sandbox: SandboxConfig = Field(
+        default_factory=SandboxConfig,
+        description="Where generated code and tests run, and the limits on every command.",
+    )
+    tests: TestsConfig = Field(
+        default_factory=TestsConfig, description="How the verify phase runs the tests."
+    )
+    budget: BudgetConfig = Field(
+        default_factory=BudgetConfig, description="Spending limits of one run."
+    )
+
+    def limits(self) -> Limits:
+        """The sandbox limits (``sandbox.limits()``)."""
+        return self.sandbox.limits()
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded, valid config directory."""
+
+    agents: dict[str, AgentConfig]
+    tasks: dict[str, TaskConfig]
+    factory: FactoryConfig
+    dir: Path
+
+
+def default_config_dir() -> Path:
+    """The repo's ``config/``, else the copy packaged with Dark Factory."""
+    repo = Path(__file__).resolve().parent.parent / "config"
+    if (repo / AGENTS_FILE).is_file():
+        return repo
+    return Path(__file__).resolve().parent / "_default_config"
+
+
+def load_config(config_dir: Path | None = None) -> Config:
+    """Load and validate ``agents.yaml``, ``tasks.yaml`` and ``factory.yaml`` from ``config_dir``."""
+    d = Path(config_dir) if config_dir is not None else default_config_dir()
+    if not d.is_dir():
+        raise ConfigError(
+            "config directory not found",
+            file=d,
+            hint=f"it must hold {AGENTS_FILE}, {TASKS_FILE} and {FACTORY_FILE}",
+        )
+    return Config(
+        agents=load_agents(d / AGENTS_FILE),
+        tasks=load_tasks(d / TASKS_FILE),
+        factory=load_factory(d / FACTORY_FILE),
+        dir=d,
+    )
+
+
+def load_agents(path: Path) -> dict[str, AgentConfig]:
+    """Validate an ``agents.yaml``: its roles, their tools and the manager's rules."""
+    data, locs = _load_mapping(path, what="role", example="developer:\n  role: Software Developer")
+    agents = {key: _model(AgentConfig, value, path, locs, key) for key, value in data.items()}
+    _require(path, locs, agents, REQUIRED_ROLES, "role")
+    manager = agents[MANAGER]
+    if manager.tools:
+        raise ConfigError(
+            "a hierarchical manager may not have tools: CrewAI forbids it",
+            file=path,
+            line=locs.line_of((MANAGER, "tools")),
+            key=f"{MANAGER}.tools",
+            hint="remove tools: from the manager; it delegates to coworkers, who have the tools",
+        )
+    available = tool_registry.available_tool_names()
+    for key, agent in agents.items():
+        for i, name in enumerate(agent.tools):
+            if name not in available:
+                close = difflib.get_close_matches(name, available, n=1)
+                did_you = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(
+                    f"role {key} names unknown tool {name!r}{did_you}",
+                    file=path,
+                    line=locs.line_of((key, "tools", i)),
+                    key=f"{key}.tools.{i}",
+                    hint=(
+                        f"available tools: {', '.join(available) or '(none)'}; a tool is a "
+                        "module in tools/ named like the tool"
+                    ),
+                )
+    seen: dict[str, str] = {}
+    for key, agent in agents.items():
+        norm = agent.role.casefold()
+        if norm in seen:
+            other = seen[norm]
+            raise ConfigError(
+                f"role {key} has the same role text as {other} "
+                f"(line {locs.line_of((other, 'role'))}): {agent.role!r}",
+                file=path,
+                line=locs.line_of((key, "role")),
+                key=f"{key}.role",
+                hint="the manager delegates to a coworker by its role text, so each must be unique",
+            )
+        seen[norm] = key
+    return agents
+
+
+def load_tasks(path: Path) -> dict[str, TaskConfig]:
+    """Validate a ``tasks.yaml``: required tasks, no ``agent:``, known placeholders only."""
+    data, locs = _load_mapping(
+        path, what="task", example="design:\n  description: ...\n  expected_output: ..."
+    )
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for refused, why in _REFUSED_TASK_KEYS.items():
+                if refused in value:
+                    raise ConfigError(
+                        f"a task may not set {refused}: {why}",
+                        file=path,
+                        line=locs.line_of((key, refused)),
+                        key=f"{key}.{refused}",
+                        hint=f"remove {refused}: from the task",
+                    )
+    tasks = {key: _model(TaskConfig, value, path, locs, key) for key, value in data.items()}
+    _require(path, locs, tasks, REQUIRED_TASKS, "task")
+    for key, task in tasks.items():
+        for field in ("description", "expected_output"):
+            _check_placeholders(getattr(task, field), path, locs, (key, field))
+    return tasks
+
+
+_REFUSED_TASK_KEYS = {
+    "agent": (
+        "in a hierarchical crew a task with an agent restricts the manager to that one "
+        "agent; the manager chooses who does each task"
+    ),
+    "tools": (
+        "task tools are handed to the manager too, and a hierarchical manager may not have "
+        "tools; give tools to roles in agents.yaml"
+    ),
+}
+
+
+def load_factory(path: Path) -> FactoryConfig:
+    """Validate a ``factory.yaml``; an empty file means every default."""
+    data, locs = load_yaml(path, error=ConfigError)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"must be a mapping of settings, got {_kind(data)}", file=path, line=locs.line_of(())
+        )
+    try:
+        return FactoryConfig.model_validate(data)
+    except ValidationError as exc:
+        raise pydantic_errors(exc, file=path, locs=locs, error=ConfigError) from None
+
+
+def _load_mapping(path: Path, *, what: str, example: str) -> tuple[dict[str, Any], Locations]:
+    data, locs = load_yaml(path, error=ConfigError)
+    if data is None:
+        raise ConfigError(
+            f"is empty: it must define the {what}s", file=path, hint=f"e.g.\n{example}"
+        )
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"must be a mapping of {what} names to settings, got {_kind(data)}",
+            file=path,
+            line=locs.line_of(()),
+            hint=f"e.g.\n{example}",
+        )
+    for key in data:
+        if not (isinstance(key, str) and key.isidentifier()):
+            raise ConfigError(
+                f"{what} name {key!r} is not a valid identifier",
+                file=path,
+                line=locs.line_of((str(key),)),
+                hint="use letters, digits and underscores, e.g. qa_engineer",
+            )
+    return data, locs
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _model(model: type[M], value: Any, path: Path, locs: Locations, key: str) -> M:
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise pydantic_errors(exc, file=path, locs=locs, prefix=(key,), error=ConfigError) from None
+
+
+def _require(
+    path: Path, locs: Locations, found: dict[str, Any], required: tuple[str, ...], what: str
+) -> None:
+    missing = [k for k in required if k not in found]
+    if missing:
+        raise ConfigError(
+            f"missing {what}{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
+            file=path,
+            line=locs.line_of(()),
+            hint=f"the pipeline needs these {what}s: {', '.join(required)}",
+        )
+
+
+def _check_placeholders(text: str, path: Path, locs: Locations, where: KeyPath) -> None:
+    key = ".".join(map(str, where))
+    try:
+        fields = [
+            (name, spec, conv)
+            for _, name, spec, conv in string.Formatter().parse(text)
+            if name is not None
+        ]
+    except ValueError as exc:
+        raise ConfigError(
+            f"bad braces: {exc}",
+            file=path,
+            line=locs.line_of(where),
+            key=key,
+            hint="a placeholder is {name}; write {{ and }} for literal braces",
+        ) from None
+    for name, spec, conv in fields:
+        shown = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+        if spec or conv:
+            raise ConfigError(
+                f"placeholder {shown} has a format: write it as {{{name}}}",
+                file=path,
+                line=_line_containing(path, locs.line_of(where), shown),
+                key=key,
+            )
+        if name not in PLACEHOLDERS:
+            raise ConfigError(
+                f"unknown placeholder {shown}",
+                file=path,
+                line=_line_containing(path, locs.line_of(where), shown),
+                key=key,
+                hint=f"allowed: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}; write {{{{ and }}}} for literal braces",
+            )
+
+
+def _line_containing(path: Path, start: int | None, needle: str) -> int | None:
+    """The first line from ``start`` on that contains ``needle``, else ``start``."""
+    if start is None:
+        return None
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for n in range(start, len(lines) + 1):
+        if needle in lines[n - 1]:
+            return n
+    return start
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    return f"a {type(value).__name__}"

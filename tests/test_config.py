@@ -1,0 +1,350 @@
+"""The config files: the shipped ones load; every mistake names the file, the key and the line."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import tools
+from darkfactory.config import (
+    PLACEHOLDERS,
+    REQUIRED_ROLES,
+    REQUIRED_TASKS,
+    FactoryConfig,
+    default_config_dir,
+    load_config,
+)
+from darkfactory.errors import ConfigError, ExitCode
+from darkfactory.sandbox.base import Limits
+
+REPO = Path(__file__).resolve().parent.parent
+TOOL_NAMES = ["edit_file", "list_files", "read_file", "run_tests", "write_file"]
+
+AGENTS = """
+    manager:
+      role: Engineering Manager
+      goal: Deliver.
+      backstory: Delegates.
+    architect:
+      role: Software Architect
+      goal: Design.
+      backstory: Designs.
+      tools: [read_file, write_file]
+    developer:
+      role: Software Developer
+      goal: Build.
+      backstory: Builds.
+      tools: [read_file, write_file, run_tests]
+      max_iter: 10
+    qa_engineer:
+      role: QA Engineer
+      goal: Test.
+      backstory: Tests.
+      tools: [run_tests]
+    tech_writer:
+      role: Technical Writer
+      goal: Document.
+      backstory: Writes.
+      llm: openai/gpt-4o-mini
+"""
+
+TASKS = """
+    design:
+      description: Design {title}.
+      expected_output: DESIGN.md
+    implement:
+      description: |
+        Implement {title}.
+        {requirements}
+      expected_output: Code
+    verify:
+      description: Verify.
+      expected_output: Tests
+    fix:
+      description: Fix round {fix_round} of {max_fix_rounds}.
+      expected_output: Fixed
+    document:
+      description: Document.
+      expected_output: Docs
+"""
+
+FACTORY = """
+    max_fix_rounds: 2
+    sandbox:
+      backend: local
+      memory_mb: 512
+"""
+
+
+def dedent(text: str) -> str:
+    return textwrap.dedent(text).lstrip("\n")
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A small valid config directory; the tool registry is pinned so lines stay stable."""
+    monkeypatch.setattr(tools, "available_tool_names", lambda: list(TOOL_NAMES))
+    for name, text in (("agents.yaml", AGENTS), ("tasks.yaml", TASKS), ("factory.yaml", FACTORY)):
+        (tmp_path / name).write_text(dedent(text), encoding="utf-8")
+    return tmp_path
+
+
+def edit(config_dir: Path, name: str, old: str, new: str) -> Path:
+    path = config_dir / name
+    text = path.read_text(encoding="utf-8")
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def config_error(config_dir: Path) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_config(config_dir)
+    assert info.value.exit_code == ExitCode.BAD_INPUT
+    return info.value
+
+
+# -- what loads ------------------------------------------------------------------------
+
+
+def test_shipped_config_loads_against_the_real_tools() -> None:
+    config = load_config()
+    assert config.dir == default_config_dir() == REPO / "config"
+    assert set(REQUIRED_ROLES) <= set(config.agents)
+    assert set(REQUIRED_TASKS) <= set(config.tasks)
+    assert config.agents["manager"].tools == []
+    assert config.agents["manager"].role == "Engineering Manager"
+    assert {a.role for a in config.agents.values()} >= {
+        "Software Architect",
+        "Software Developer",
+        "QA Engineer",
+        "Technical Writer",
+    }
+    assert config.factory.spec == "examples/specs/wordcount.yaml"
+    assert config.factory.sandbox.limits() == Limits()
+    assert config.factory.limits() == Limits()
+    assert "{failures}" in config.tasks["fix"].description
+    assert "{fix_round}" in config.tasks["fix"].description
+
+
+def test_shipped_prompts_name_each_coworker_by_its_exact_role() -> None:
+    """The manager delegates by role text: the prompts must use the real role names."""
+    text = (REPO / "config" / "tasks.yaml").read_text() + (
+        REPO / "config" / "agents.yaml"
+    ).read_text()
+    for agent in load_config().agents.values():
+        assert agent.role in text
+
+
+def test_small_config_loads(config_dir: Path) -> None:
+    config = load_config(config_dir)
+    assert config.dir == config_dir
+    assert list(config.agents) == list(REQUIRED_ROLES)
+    assert config.agents["developer"].max_iter == 10
+    assert config.agents["tech_writer"].llm == "openai/gpt-4o-mini"
+    assert config.agents["tech_writer"].tools == []
+    assert config.factory.max_fix_rounds == 2
+    assert config.factory.sandbox.limits() == Limits(memory_mb=512)
+    assert config.factory.tests.timeout_s == 300
+    assert config.factory.budget.max_llm_calls == 300
+
+
+def test_empty_factory_file_means_defaults(config_dir: Path) -> None:
+    (config_dir / "factory.yaml").write_text("# nothing set\n")
+    assert load_config(config_dir).factory == FactoryConfig()
+
+
+def test_every_setting_is_documented() -> None:
+    """Field descriptions become the configuration reference."""
+    from darkfactory import config as mod
+
+    for model in (
+        mod.AgentConfig,
+        mod.TaskConfig,
+        mod.FactoryConfig,
+        mod.SandboxConfig,
+        mod.TestsConfig,
+        mod.BudgetConfig,
+    ):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+
+
+# -- what is refused -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "line", "key", "words"),
+    [
+        # a typo in a key
+        (
+            "agents.yaml",
+            "  goal: Build.",
+            "  goal: Build.\n  gaols: More.",
+            13,
+            "developer.gaols",
+            "unknown key",
+        ),
+        (
+            "factory.yaml",
+            "  memory_mb: 512",
+            "  memory_mib: 512",
+            4,
+            "sandbox.memory_mib",
+            "unknown key",
+        ),
+        # wrong types and values
+        (
+            "agents.yaml",
+            "  max_iter: 10",
+            "  max_iter: 0",
+            15,
+            "developer.max_iter",
+            "greater than 0",
+        ),
+        ("agents.yaml", "  goal: Test.", "  goal: [a]", 18, "qa_engineer.goal", "valid string"),
+        (
+            "factory.yaml",
+            "max_fix_rounds: 2",
+            "max_fix_rounds: 50",
+            1,
+            "max_fix_rounds",
+            "less than or equal to 20",
+        ),
+        (
+            "factory.yaml",
+            "  backend: local",
+            "  backend: podman",
+            3,
+            "sandbox.backend",
+            "'auto', 'bwrap', 'local' or 'docker'",
+        ),
+        # roles
+        (
+            "agents.yaml",
+            "tools: [run_tests]",
+            "tools: [run_tests, run_test]",
+            20,
+            "qa_engineer.tools.1",
+            "role qa_engineer names unknown tool 'run_test' (did you mean 'run_tests'?)",
+        ),
+        (
+            "agents.yaml",
+            "  backstory: Delegates.",
+            "  backstory: Delegates.\n  tools: [read_file]",
+            5,
+            "manager.tools",
+            "a hierarchical manager may not have tools",
+        ),
+        (
+            "agents.yaml",
+            "role: QA Engineer",
+            "role: software developer",
+            17,
+            "qa_engineer.role",
+            "same role text as developer (line 11)",
+        ),
+        ("agents.yaml", "qa_engineer:", "qa:", 1, None, "missing role: qa_engineer"),
+        ("agents.yaml", "qa_engineer:", "qa-engineer:", 16, None, "not a valid identifier"),
+        # tasks
+        (
+            "tasks.yaml",
+            "Design {title}.",
+            "Design {titel}.",
+            2,
+            "design.description",
+            "unknown placeholder {titel}",
+        ),
+        (
+            "tasks.yaml",
+            "  {requirements}",
+            "  {requirements}\n    {spec}",
+            8,
+            "implement.description",
+            "unknown placeholder {spec}",
+        ),
+        (
+            "tasks.yaml",
+            "expected_output: Tests",
+            "expected_output: Tests {title!r}",
+            11,
+            "verify.expected_output",
+            "has a format",
+        ),
+        ("tasks.yaml", "Verify.", "Verify {.", 10, "verify.description", "bad braces"),
+        (
+            "tasks.yaml",
+            "  expected_output: Docs",
+            "  expected_output: Docs\n  agent: tech_writer",
+            18,
+            "document.agent",
+            "restricts the manager to that one agent",
+        ),
+        (
+            "tasks.yaml",
+            "  expected_output: Docs",
+            "  expected_output: Docs\n  tools: [read_file]",
+            18,
+            "document.tools",
+            "may not have tools",
+        ),
+        (
+            "tasks.yaml",
+            "  expected_output: Docs",
+            "  expected_output: Docs\n  context: [design]",
+            18,
+            "document.context",
+            "unknown key",
+        ),
+        ("tasks.yaml", "fix:", "fixit:", 1, None, "missing task: fix"),
+        # malformed YAML
+        ("agents.yaml", "  goal: Design.", "  goal: Design.\n   x: [", 8, None, "invalid YAML"),
+        ("tasks.yaml", "verify:", "verify", 10, None, "invalid YAML"),
+    ],
+)
+def test_config_errors_name_file_key_and_line(
+    config_dir: Path, file: str, old: str, new: str, line: int, key: str | None, words: str
+) -> None:
+    path = edit(config_dir, file, old, new)
+    err = config_error(config_dir)
+    assert (err.file, err.line, err.key) == (str(path), line, key), str(err)
+    assert words in str(err)
+    assert str(err).startswith(f"{path}:{line}: ")
+
+
+def test_unknown_tool_lists_the_available_tools(config_dir: Path) -> None:
+    edit(config_dir, "agents.yaml", "tools: [read_file, write_file]", "tools: [browse]")
+    err = config_error(config_dir)
+    assert err.hint and all(name in err.hint for name in TOOL_NAMES)
+
+
+def test_unknown_placeholder_lists_the_allowed_ones(config_dir: Path) -> None:
+    edit(config_dir, "tasks.yaml", "Design {title}.", "Design {titel}.")
+    err = config_error(config_dir)
+    assert err.hint and all("{" + p + "}" in err.hint for p in PLACEHOLDERS)
+
+
+def test_literal_braces_are_allowed(config_dir: Path) -> None:
+    edit(config_dir, "tasks.yaml", "Verify.", "Verify {{not a placeholder}}.")
+    assert "{{not a placeholder}}" in load_config(config_dir).tasks["verify"].description
+
+
+@pytest.mark.parametrize("name", ["agents.yaml", "tasks.yaml", "factory.yaml"])
+def test_missing_file_is_named(config_dir: Path, name: str) -> None:
+    (config_dir / name).unlink()
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / name) and "not found" in str(err)
+
+
+@pytest.mark.parametrize("name", ["agents.yaml", "tasks.yaml"])
+def test_empty_agents_or_tasks_file(config_dir: Path, name: str) -> None:
+    (config_dir / name).write_text("\n# nothing\n")
+    err = config_error(config_dir)
+    assert err.file == str(config_dir / name) and "is empty" in str(err)
+
+
+def test_missing_config_dir(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config directory not found"):
+        load_config(tmp_path / "nope")
