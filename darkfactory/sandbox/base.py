@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
-Killed = Literal["timeout", "memory", "output", "cpu"]
+#: Which limit ended a command: wall-clock time, memory, output size, CPU time, file size.
+Killed = Literal["timeout", "memory", "output", "cpu", "file_size"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,10 @@ class Sandbox(Protocol):
     python: str
 
     def path_of(self, target: str) -> str:
-        """The path a mount ``target`` (e.g. ``/acceptance``) has inside this sandbox."""
+        """The path a mount ``target`` (e.g. ``/acceptance``) has inside this sandbox.
+
+        Raises ``KeyError`` if no mount of this sandbox has that target.
+        """
         ...
 
     def run(

@@ -1,0 +1,191 @@
+"""run_pytest in a real sandbox: outcomes come from the JUnit report, problems are explained."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from darkfactory.sandbox import open_sandbox, results_mount
+from darkfactory.sandbox.base import Limits, Mount, Sandbox, SandboxSpec
+from darkfactory.testrun import TestRun, run_pytest
+
+HAVE_BWRAP = shutil.which("bwrap") is not None or os.access("/usr/bin/bwrap", os.X_OK)
+BACKENDS = [
+    pytest.param(
+        "bwrap",
+        marks=pytest.mark.skipif(
+            not HAVE_BWRAP, reason="bubblewrap is not installed: apt-get install bubblewrap"
+        ),
+    ),
+    "local",
+]
+
+MIXED = """
+import pytest
+
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("fixture broke")
+
+
+def test_pass():
+    assert 1 + 1 == 2
+
+
+def test_fail():
+    x = 3
+    assert x == 4, "x should be four"
+
+
+def test_error(broken):
+    pass
+
+
+@pytest.mark.skip(reason="not today")
+def test_skip():
+    pass
+
+
+class TestGroup:
+    @pytest.mark.parametrize("n", [1, 2])
+    def test_param(self, n):
+        assert n == 1
+"""
+
+
+class Env:
+    def __init__(self, root: Path, backend: str, mounts: list[Mount] | None = None) -> None:
+        self.ws = root / "ws"
+        self.results = root / "results"
+        self.ws.mkdir()
+        self.results.mkdir()
+        self.sb: Sandbox = open_sandbox(
+            backend,
+            SandboxSpec(
+                workspace=self.ws,
+                mounts=[results_mount(self.results), *(mounts or [])],
+                limits=Limits(timeout_s=60),
+            ),
+        )
+
+    def write(self, rel: str, text: str) -> None:
+        path = self.ws / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def run(self, targets: list[str], name: str = "r", timeout: float = 60) -> TestRun:
+        return run_pytest(
+            self.sb,
+            targets,
+            results_dir=self.results,
+            results_target="/results",
+            name=name,
+            timeout=timeout,
+        )
+
+
+@pytest.fixture(params=BACKENDS)
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Env:
+    return Env(tmp_path, request.param)
+
+
+def test_exact_outcomes(env: Env) -> None:
+    env.write("tests/test_mixed.py", MIXED)
+    run = env.run(["tests"])
+    assert {o.nodeid: o.outcome for o in run.outcomes} == {
+        "tests/test_mixed.py::test_pass": "passed",
+        "tests/test_mixed.py::test_fail": "failed",
+        "tests/test_mixed.py::test_error": "error",
+        "tests/test_mixed.py::test_skip": "skipped",
+        "tests/test_mixed.py::TestGroup::test_param[1]": "passed",
+        "tests/test_mixed.py::TestGroup::test_param[2]": "failed",
+    }
+    assert (run.total, run.passed, run.failed, run.errors, run.skipped) == (6, 2, 2, 1, 1)
+    assert run.collection_error is None and run.killed is None and not run.ok
+    by_name = {o.name: o for o in run.outcomes}
+    assert by_name["test_fail"].file == "tests/test_mixed.py"
+    assert "x should be four" in by_name["test_fail"].message
+    assert "assert 3 == 4" in by_name["test_fail"].message
+    assert "fixture broke" in by_name["test_error"].message
+    assert by_name["test_skip"].message == "not today"
+    assert by_name["test_pass"].message == ""
+    summary = run.summary(4000)
+    assert summary.startswith("6 tests: 2 passed, 2 failed, 1 errors, 1 skipped")
+    assert "FAILED tests/test_mixed.py::test_fail" in summary
+    assert "ERROR tests/test_mixed.py::test_error" in summary
+    assert "test_pass" not in summary
+    assert not list(env.ws.rglob("*.xml"))  # the report is never in the workspace
+    assert (env.results / "r.xml").is_file()
+
+
+def test_all_passing_is_ok(env: Env) -> None:
+    env.write("tests/test_ok.py", "def test_a():\n    assert True\n")
+    run = env.run(["tests"])
+    assert run.ok and run.exec.exit_code == 0 and run.total == 1
+
+
+def test_import_error_is_a_collection_error(env: Env) -> None:
+    env.write("tests/test_ok.py", "def test_a():\n    assert True\n")
+    env.write("tests/test_broken.py", "import no_such_module_xyz\n\ndef test_b():\n    pass\n")
+    run = env.run(["tests"])
+    assert run.collection_error is not None
+    assert "no_such_module_xyz" in run.collection_error
+    assert "tests/test_broken.py" in run.collection_error
+    assert run.exec.exit_code == 2
+    assert run.outcomes == []
+    assert "COLLECTION ERROR" in run.summary()
+
+
+def test_missing_path_and_no_tests(env: Env) -> None:
+    run = env.run(["nowhere"])
+    assert run.collection_error is not None and "nowhere" in run.collection_error
+    env.write("tests/test_empty.py", "X = 1\n")
+    run = env.run(["tests"])
+    assert run.collection_error is not None and "no tests" in run.collection_error
+
+
+def test_timeout_is_reported_not_crashed(env: Env) -> None:
+    env.write("tests/test_ok.py", "def test_a():\n    assert True\n")
+    env.write("tests/test_slow.py", "import time\n\ndef test_hang():\n    time.sleep(60)\n")
+    # A stale report of an earlier run must not pass for this one.
+    (env.results / "slow.xml").write_text(
+        '<testsuites><testsuite><testcase classname="x" name="old"/></testsuite></testsuites>'
+    )
+    run = env.run(["tests"], name="slow", timeout=3)
+    assert run.killed == "timeout"
+    assert run.outcomes == [] and run.report is None
+    assert run.collection_error is None
+    summary = run.summary()
+    assert "KILLED" in summary and "time limit of 3s" in summary
+
+
+def test_selected_test_and_summary_limit(env: Env) -> None:
+    env.write("tests/test_mixed.py", MIXED)
+    run = env.run(["tests/test_mixed.py::test_fail"])
+    assert [o.nodeid for o in run.outcomes] == ["tests/test_mixed.py::test_fail"]
+    many = "".join(f"def test_{i}():\n    assert {i} == -1, 'x' * 500\n\n" for i in range(30))
+    env.write("tests/test_many.py", many)
+    run = env.run(["tests/test_many.py"])
+    assert run.failed == 30
+    short = run.summary(1500)
+    assert len(short) <= 1500
+    assert "more failing tests not shown" in short
+
+
+def test_acceptance_suite_from_a_read_only_mount(tmp_path: Path) -> None:
+    acc = tmp_path / "acc"
+    acc.mkdir()
+    (acc / "test_spec.py").write_text(
+        "from app import double\n\ndef test_double():\n    assert double(2) == 4\n"
+    )
+    backend = "bwrap" if HAVE_BWRAP else "local"
+    env = Env(tmp_path, backend, mounts=[Mount(acc, "/acceptance")])
+    env.write("app.py", "def double(x):\n    return 2 * x\n")  # importable via PYTHONPATH
+    run = env.run([env.sb.path_of("/acceptance")], name="acceptance-1")
+    assert [(o.nodeid, o.outcome) for o in run.outcomes] == [
+        ("test_spec.py::test_double", "passed")
+    ]

@@ -1,0 +1,100 @@
+"""``run_command``: run one argv in the run's sandbox and report what it did."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from darkfactory.sandbox.base import ExecResult
+from tools._base import WorkspaceTool
+
+#: Most characters of each stream shown to the model (its head and tail).
+MAX_STREAM_CHARS = 8000
+#: Most arguments / characters per argument recorded in the trace.
+TRACE_ARGS, TRACE_ARG_CHARS = 40, 200
+
+_LIMIT_TEXT = {
+    "timeout": "it ran past its time limit; it and every process it started were killed",
+    "output": "it printed more than the sandbox allows; it was killed (output is cut)",
+    "memory": "it ran out of the sandbox's memory limit",
+    "cpu": "it used up the sandbox's CPU-time limit",
+    "file_size": "it tried to write a file larger than the sandbox allows",
+}
+
+
+class RunCommandArgs(BaseModel):
+    argv: list[str] = Field(
+        description=(
+            "The program and its arguments as a list, e.g. ['python', 'app.py', '--help'] or "
+            "['python', '-m', 'pip', 'list']. It is executed directly, not by a shell: for "
+            "pipes, redirection or '&&' pass ['sh', '-c', 'your command line'] explicitly."
+        )
+    )
+    timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Seconds before the command and everything it started are killed. Default: the "
+            "sandbox's limit; never more than the run's test timeout."
+        ),
+    )
+
+
+class RunCommandTool(WorkspaceTool):
+    name: str = "run_command"
+    description: str = (
+        "Run one command in the run's sandbox, with the workspace as the working directory, "
+        "and return its exit code, its stdout and stderr (long output is cut in the middle) "
+        "and which limit ended it, if one did. The sandbox has no network (installing from "
+        "the internet fails), sees no host files outside the workspace, and limits time, "
+        "memory, CPU, processes, file size and output; the environment is minimal (PATH, "
+        "HOME=/tmp, PYTHONPATH=the workspace). Refuses an empty argv and arguments containing "
+        "NUL characters. Does not use a shell unless you run one yourself (['sh', '-c', ...]). "
+        "To run the test suites use run_tests, which reports every test's outcome."
+    )
+    args_schema: type[BaseModel] = RunCommandArgs
+
+    def _run(self, argv: list[str], timeout_s: float | None = None) -> str:
+        ctx = self.run_context
+        sandbox = ctx.sandbox
+        if sandbox is None:
+            raise RuntimeError("run_command needs a RunContext with a sandbox")
+        if not argv or not argv[0]:
+            return "ERROR: argv is empty; give the program and its arguments, e.g. ['python', 'app.py']."
+        if any("\0" in a for a in argv):
+            return "ERROR: an argument contains a NUL character, which no program can receive."
+        note = ""
+        if timeout_s is not None and timeout_s > ctx.test_timeout_s:
+            note = f"(timeout_s lowered to the run's maximum of {ctx.test_timeout_s:g}s)\n"
+            timeout_s = ctx.test_timeout_s
+        result = sandbox.run(list(argv), timeout=timeout_s)
+        ctx.emit(
+            "sandbox_exec",
+            tool=self.name,
+            argv=[a[:TRACE_ARG_CHARS] for a in argv[:TRACE_ARGS]],
+            exit_code=result.exit_code,
+            duration_s=round(result.duration_s, 3),
+            killed=result.killed,
+        )
+        return note + format_result(result)
+
+
+def format_result(result: ExecResult, max_chars: int = MAX_STREAM_CHARS) -> str:
+    """The exec result as the model reads it."""
+    lines = [f"exit code: {result.exit_code}", f"duration: {result.duration_s:.2f}s"]
+    if result.killed is not None:
+        lines.append(f"KILLED ({result.killed}): {_LIMIT_TEXT.get(result.killed, 'a limit')}")
+    for label, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+        if text:
+            lines.append(f"--- {label} ---\n{_cut(text, max_chars)}")
+        else:
+            lines.append(f"--- {label}: (empty) ---")
+    return "\n".join(lines)
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text.rstrip("\n")
+    head = limit // 4
+    tail = limit - head
+    dropped = len(text) - head - tail
+    return f"{text[:head]}\n[... {dropped} characters cut ...]\n{text[-tail:]}".rstrip("\n")

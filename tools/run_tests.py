@@ -1,0 +1,124 @@
+"""``run_tests``: run pytest in the sandbox and report every test's outcome.
+
+The JUnit report goes to ``RunContext.results_dir`` (a host directory the caller mounted
+read-write at ``/results`` in the sandbox), never into the workspace. ``acceptance`` names
+the read-only acceptance suite mounted at ``/acceptance`` when the sandbox has that mount;
+otherwise it is an ordinary workspace path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+
+from pydantic import BaseModel, Field
+
+from darkfactory.sandbox import ACCEPTANCE_TARGET, RESULTS_TARGET, Sandbox
+from darkfactory.testrun import run_pytest
+from darkfactory.workspace import PathRefused, quote, resolve
+from tools._base import WorkspaceTool
+
+MAX_SUMMARY_CHARS = 6000
+_calls = itertools.count(1)
+
+
+class RunTestsArgs(BaseModel):
+    paths: list[str] = Field(
+        default_factory=lambda: ["tests"],
+        description=(
+            "What to test, relative to the workspace root: directories, test files or single "
+            "tests, e.g. ['tests'], ['tests/test_app.py'], ['tests/test_app.py::test_empty']. "
+            "'acceptance' runs the read-only acceptance tests of the spec. Default: ['tests']."
+        ),
+    )
+
+
+class RunTestsTool(WorkspaceTool):
+    name: str = "run_tests"
+    description: str = (
+        "Run pytest in the run's sandbox on the given workspace paths (default: tests) and "
+        "return the counts of passed, failed, erroring and skipped tests, then each failing "
+        "test with its assertion message, or why the tests could not be collected (an "
+        "import error, a missing path) or that the run was killed by its time limit. "
+        "'acceptance' runs the spec's acceptance tests, which are read-only. Refuses "
+        "absolute paths, paths that leave the workspace and paths that do not exist. The "
+        "tool itself writes nothing into the workspace (its report is kept elsewhere); "
+        "the tests it runs may."
+    )
+    args_schema: type[BaseModel] = RunTestsArgs
+
+    def _run(self, paths: list[str] | None = None) -> str:
+        ctx = self.run_context
+        sandbox = ctx.sandbox
+        if sandbox is None:
+            raise RuntimeError("run_tests needs a RunContext with a sandbox")
+        if ctx.results_dir is None:
+            raise RuntimeError(
+                "run_tests needs RunContext.results_dir, mounted read-write at "
+                f"{RESULTS_TARGET} in the sandbox"
+            )
+        paths = list(paths or ["tests"])
+        targets: list[str] = []
+        for raw in paths:
+            target = self._target(raw, sandbox)
+            if target.startswith("ERROR:"):
+                return target
+            targets.append(target)
+        ctx.results_dir.mkdir(parents=True, exist_ok=True)
+        name = f"run_tests-{os.getpid()}-{time.strftime('%H%M%S')}-{next(_calls)}"
+        run = run_pytest(
+            sandbox,
+            targets,
+            results_dir=ctx.results_dir,
+            results_target=RESULTS_TARGET,
+            name=name,
+            timeout=ctx.test_timeout_s,
+        )
+        ctx.emit(
+            "sandbox_exec",
+            tool=self.name,
+            argv=["pytest", *paths],
+            exit_code=run.exec.exit_code,
+            duration_s=round(run.exec.duration_s, 3),
+            killed=run.exec.killed,
+        )
+        ctx.emit(
+            "test_run",
+            tool=self.name,
+            paths=paths,
+            total=run.total,
+            passed=run.passed,
+            failed=run.failed,
+            errors=run.errors,
+            skipped=run.skipped,
+            collection_error=run.collection_error is not None,
+            killed=run.killed,
+        )
+        return f"pytest {' '.join(paths)}: " + run.summary(MAX_SUMMARY_CHARS)
+
+    def _target(self, raw: str, sandbox: Sandbox) -> str:
+        """The path pytest gets inside the sandbox, or an ``ERROR:`` text for the model."""
+        path, sep, selector = raw.strip().partition("::")
+        path = path.strip().rstrip("/") or "."
+        first = path.split("/", 1)[0]
+        if first == "acceptance":
+            try:
+                mounted = sandbox.path_of(ACCEPTANCE_TARGET)
+            except KeyError:
+                mounted = None
+            if mounted is not None:
+                if ".." in path.split("/"):
+                    return f"ERROR: {quote(raw)} may not contain '..'."
+                return mounted + path[len("acceptance") :] + sep + selector
+        try:
+            real = resolve(self.run_context, path, write=False)
+        except PathRefused as refused:
+            return f"ERROR: {refused.message}"
+        if not real.exists():
+            return (
+                f"ERROR: {quote(path)} does not exist in the workspace; give a test file or "
+                "directory that exists (e.g. 'tests'), or write the tests first."
+            )
+        rel = real.relative_to(self.run_context.workspace).as_posix()
+        return (rel or ".") + sep + selector
