@@ -46,7 +46,9 @@ def _walk(node: yaml.Node, path: KeyPath, locs: Locations) -> None:
             _walk(item, child, locs)
 
 
-def parse_yaml(text: str, *, file: str | Path, error: type[InputError] = InputError) -> tuple[Any, Locations]:
+def parse_yaml(
+    text: str, *, file: str | Path, error: type[InputError] = InputError
+) -> tuple[Any, Locations]:
     """Parse YAML text; raise ``error`` naming ``file`` and the line on a syntax error."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -85,7 +87,12 @@ def load_yaml(path: str | Path, *, error: type[InputError] = InputError) -> tupl
 
 
 def pydantic_errors(
-    exc: Any, *, file: str | Path, locs: Locations, prefix: KeyPath = (), error: type[InputError] = InputError
+    exc: Any,
+    *,
+    file: str | Path,
+    locs: Locations,
+    prefix: KeyPath = (),
+    error: type[InputError] = InputError,
 ) -> InputError:
     """Turn the first error of a pydantic ``ValidationError`` into an ``InputError`` with its line.
 
@@ -96,7 +103,11 @@ def pydantic_errors(
     first_line = None
     first_key = None
     for e in errs:
-        loc = tuple(x for x in (*prefix, *e["loc"]) if not (isinstance(x, str) and x.startswith("function-")))
+        loc = tuple(
+            x
+            for x in (*prefix, *e["loc"])
+            if not (isinstance(x, str) and x.startswith("function-"))
+        )
         key = ".".join(str(x) for x in loc) or "(top level)"
         line = locs.line_of(loc)
         if first_line is None:
@@ -105,5 +116,7 @@ def pydantic_errors(
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling; the docs list every key)"
         lines.append(f"{key} (line {line}): {msg}" if line else f"{key}: {msg}")
-    message = lines[0].split(": ", 1)[1] if len(lines) == 1 else "invalid:\n    " + "\n    ".join(lines)
+    message = (
+        lines[0].split(": ", 1)[1] if len(lines) == 1 else "invalid:\n    " + "\n    ".join(lines)
+    )
     return error(message, file=file, line=first_line, key=first_key if len(lines) == 1 else None)

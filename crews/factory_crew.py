@@ -1,0 +1,133 @@
+"""The hierarchical crew: a manager that delegates, and the workers it delegates to.
+
+This is the part of Dark Factory most users read and extend. Roles and tasks come from
+``config/agents.yaml`` and ``config/tasks.yaml`` (validated by ``darkfactory.config``
+before this class sees them); tools are named there by module name (``tools/<name>.py``).
+
+Each pipeline phase builds one crew with one task (``crew_for(phase)``). The task has no
+``agent:``: in a hierarchical crew that would restrict the manager to that one agent, so the
+manager chooses the coworker. The manager has no tools of its own (CrewAI forbids it) and the
+task has no ``tools:`` (they would leak worker tools to the manager).
+
+To add a role: add it to ``agents.yaml``; every role except ``manager`` joins the crew.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from crewai import Agent, Crew, Process, Task
+from crewai.agents.agent_builder.base_agent import BaseAgent
+from crewai.llms.base_llm import BaseLLM
+from crewai.project import CrewBase, agent
+
+from darkfactory.config import Config
+from darkfactory.context import RunContext
+from tools import build_tool
+
+LLMResolver = Callable[[str], "BaseLLM | str | None"]
+
+
+@CrewBase
+class FactoryCrew:
+    """Builds the manager, the workers and one phase's task from validated config."""
+
+    agents_config: Any
+    tasks_config: Any
+
+    def __init__(self, config: Config, ctx: RunContext, llm_for: LLMResolver) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.llm_for = llm_for
+        # CrewBase loads YAML by itself and maps tool names to ``@tool`` methods. We hand it
+        # the config we validated instead, with the tools already built for this run.
+        self.load_configurations = self._load_validated
+
+    def _load_validated(self) -> None:
+        self.agents_config = {
+            key: {
+                **a.model_dump(exclude_none=True, exclude={"tools", "llm"}),
+                "tools": [build_tool(name, self.ctx) for name in a.tools],
+            }
+            for key, a in self.config.agents.items()
+        }
+        self.tasks_config = {key: t.model_dump() for key, t in self.config.tasks.items()}
+
+    # -- agents -------------------------------------------------------------------------
+    def _agent(self, key: str) -> Agent:
+        llm = self.llm_for(key)
+        return Agent(
+            config=self.agents_config[key],
+            llm=llm,
+            allow_delegation=False,
+            # The flow bounds the work; a worker must not hang a phase by itself.
+            max_retry_limit=1,
+        )
+
+    @agent
+    def architect(self) -> Agent:
+        return self._agent("architect")
+
+    @agent
+    def developer(self) -> Agent:
+        return self._agent("developer")
+
+    @agent
+    def qa_engineer(self) -> Agent:
+        return self._agent("qa_engineer")
+
+    @agent
+    def tech_writer(self) -> Agent:
+        return self._agent("tech_writer")
+
+    def workers(self) -> list[BaseAgent]:
+        """Every role but the manager: the four built-in ones, then any the user added."""
+        # CrewBase's @agent wrappers are bound at instantiation; mypy cannot see that.
+        builtin: list[BaseAgent] = [
+            self.architect(),  # type: ignore[call-arg]
+            self.developer(),  # type: ignore[call-arg]
+            self.qa_engineer(),  # type: ignore[call-arg]
+            self.tech_writer(),  # type: ignore[call-arg]
+        ]
+        extra: list[BaseAgent] = [
+            self._agent(key)
+            for key in self.config.agents
+            if key not in {"manager", "architect", "developer", "qa_engineer", "tech_writer"}
+        ]
+        return builtin + extra
+
+    def manager(self) -> Agent:
+        """The manager, from its YAML entry: delegation on, no tools."""
+        return Agent(
+            config=self.agents_config["manager"],
+            llm=self.llm_for("manager"),
+            allow_delegation=True,
+            tools=[],
+        )
+
+    # -- one phase ----------------------------------------------------------------------
+    def task_for(self, phase: str, inputs: dict[str, Any]) -> Task:
+        """The phase's task with its ``{placeholders}`` filled.
+
+        We fill them here (``str.format``: ``{{`` and ``}}`` are literal braces) rather than
+        through ``kickoff(inputs=...)``, so code in the spec or the failures (full of braces)
+        is never taken for a placeholder.
+        """
+        cfg = self.tasks_config[phase]
+        return Task(
+            name=phase,
+            description=cfg["description"].format_map(inputs),
+            expected_output=cfg["expected_output"].format_map(inputs),
+        )
+
+    def crew_for(self, phase: str, inputs: dict[str, Any]) -> Crew:
+        """A hierarchical crew whose manager delegates this phase's task."""
+        return Crew(
+            name=f"darkfactory-{phase}",
+            agents=self.workers(),
+            tasks=[self.task_for(phase, inputs)],
+            process=Process.hierarchical,
+            manager_agent=self.manager(),
+            verbose=False,
+        )

@@ -1,0 +1,240 @@
+"""``darkfactory`` command line. Exit codes: see ``darkfactory.errors.ExitCode``.
+
+Commands that do not run a crew (``validate``, ``sandbox``) never import CrewAI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from darkfactory import __version__
+from darkfactory.errors import ExitCode, InputError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_SPEC = REPO_ROOT / "examples" / "specs" / "wordcount.yaml"
+EXAMPLE_PLAYBOOK = REPO_ROOT / "examples" / "playbooks" / "wordcount.yaml"
+OFFLINE_ENV = {
+    "CREWAI_DISABLE_TELEMETRY": "true",
+    "CREWAI_DISABLE_TRACKING": "true",
+    "OTEL_SDK_DISABLED": "true",
+    "CREWAI_DISABLE_VERSION_CHECK": "true",
+    "CREWAI_TRACING_ENABLED": "false",
+}
+
+
+class UsageError(InputError):
+    """A command line the parser accepted but that cannot work."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # exit 2 with our wording, not a traceback
+        self.print_usage(sys.stderr)
+        print(f"darkfactory: error: {message}", file=sys.stderr)
+        raise SystemExit(ExitCode.BAD_INPUT)
+
+
+def _load_dotenv() -> None:
+    """Read ``.env`` from the working directory (never overriding the real environment)."""
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+
+
+def _add_run_options(p: argparse.ArgumentParser, *, model: bool = True) -> None:
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="runs directory (default: runs/ or factory.yaml runs_dir)",
+    )
+    if model:
+        p.add_argument(
+            "--model",
+            default=None,
+            help="model for every role, e.g. openai/gpt-4o-mini or scripted:PLAYBOOK.yaml",
+        )
+    p.add_argument(
+        "--sandbox",
+        default=None,
+        choices=["auto", "bwrap", "docker", "local"],
+        help="sandbox backend (default: factory.yaml sandbox.backend)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="config directory with agents.yaml, tasks.yaml, factory.yaml",
+    )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="answer yes at every checkpoint (this release has none yet; accepted so scripts keep working)",
+    )
+    p.add_argument("--quiet", action="store_true", help="print only the result")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="darkfactory", description="Spec in, tested and documented software out.")
+    parser.add_argument("--version", action="version", version=f"darkfactory {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("run", help="run the factory on a spec")
+    p.add_argument("spec", type=Path, help="the spec file (text, Markdown or a YAML ticket)")
+    p.add_argument(
+        "--format", default=None, help="spec format, when detection from the file is wrong"
+    )
+    _add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "rehearse", help="run the example spec with the scripted model (no AI, no key needed)"
+    )
+    _add_run_options(p, model=False)
+    p.set_defaults(func=cmd_rehearse)
+
+    p = sub.add_parser("validate", help="check a spec and the config without running anything")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--format", default=None)
+    p.add_argument("--config", type=Path, default=None)
+    p.add_argument("--json", action="store_true", help="print the parsed spec as JSON")
+    p.set_defaults(func=cmd_validate)
+
+    from darkfactory.sandbox.cli import add_parser as add_sandbox_parser
+
+    add_sandbox_parser(sub)
+    return parser
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from darkfactory.config import load_config
+    from darkfactory.spec import load_spec
+    from darkfactory.spec.trace import requirement_links
+
+    config = load_config(args.config)
+    spec = load_spec(args.spec, format=args.format)
+    links = requirement_links(spec)
+    if args.json:
+        print(
+            json.dumps(
+                {"spec": spec.model_dump(), "links": links, "config": str(config.dir)}, indent=2
+            )
+        )
+    else:
+        print(f"{spec.source}: {spec.format} spec '{spec.title}'")
+        for r in spec.requirements:
+            tests = [t for t, ids in links.items() if r.id in ids]
+            print(
+                f"  {r.id}: {r.text}"
+                + (f"  [{len(tests)} test(s)]" if tests else "  [no test yet]")
+            )
+        print(f"  acceptance test files: {len(spec.acceptance_tests)}")
+        print(f"config {config.dir}: ok ({len(config.agents)} roles, {len(config.tasks)} tasks)")
+    return ExitCode.DELIVERED
+
+
+def _run(
+    args: argparse.Namespace,
+    spec_path: Path,
+    model: str | None,
+    fmt: str | None,
+    *,
+    rehearsal: bool,
+) -> int:
+    from darkfactory.config import load_config
+    from darkfactory.llms import ModelPlan
+    from darkfactory.spec import load_spec
+
+    config = load_config(args.config)
+    spec = load_spec(spec_path, format=fmt)
+    models = ModelPlan(config, cli_model=model)
+    models.check()
+    for role in config.agents:  # build (and so validate) every model before any work
+        models.llm_for(role)
+    os.environ.update({k: v for k, v in OFFLINE_ENV.items() if k not in os.environ})
+
+    from darkfactory.runner import default_progress, execute, prepare_run
+
+    runs_dir = args.out or Path(config.factory.runs_dir)
+    backend = args.sandbox or config.factory.sandbox.backend
+    progress = default_progress(args.quiet or args.json)
+    if rehearsal:
+        progress(f"rehearsal: a scripted model ({model}) plays every role; no AI model is called")
+    env = prepare_run(spec, config, models, runs_dir=runs_dir, backend=backend, progress=progress)
+    progress(f"run {env.run_id} in {env.run_dir} (sandbox: {env.sandbox.backend})")
+    outcome = execute(env)
+    if args.json:
+        print(json.dumps(outcome.report, indent=2))
+    else:
+        r = outcome.report
+        print(
+            f"{outcome.status}: {r['spec']['title']} - acceptance {r['acceptance']['passed']}/"
+            f"{r['acceptance']['total']}, unit {r['unit_tests']['passed']}/{r['unit_tests']['total']}, "
+            f"fix rounds {r['fix_rounds']}, LLM calls {r['llm']['calls']}"
+            + (" (scripted model, not AI)" if r["scripted_model"] else "")
+        )
+        if outcome.reason:
+            print(f"  why: {outcome.reason}")
+        print(f"  report: {outcome.run_dir / 'report.md'}")
+        print(f"  workspace: {outcome.run_dir / 'workspace'}")
+    return outcome.exit_code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _load_dotenv()
+    return _run(
+        args,
+        args.spec,
+        args.model,
+        args.format,
+        rehearsal=bool(args.model and args.model.startswith("scripted:")),
+    )
+
+
+def cmd_rehearse(args: argparse.Namespace) -> int:
+    return _run(args, EXAMPLE_SPEC, f"scripted:{EXAMPLE_PLAYBOOK}", None, rehearsal=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except InputError as exc:
+        print(f"darkfactory: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("darkfactory: interrupted", file=sys.stderr)
+        return 130
+
+
+def crewai_run() -> None:
+    """What ``crewai run`` calls: run the spec named by ``SPEC`` or config/factory.yaml."""
+    from darkfactory.config import load_config
+
+    try:
+        _load_dotenv()
+        spec = os.environ.get("SPEC")
+        if not spec:
+            config = load_config(None)
+            if not config.factory.spec:
+                raise UsageError(
+                    "no spec to run",
+                    file=config.dir / "factory.yaml",
+                    key="spec",
+                    hint="set spec: in factory.yaml, or run SPEC=path/to/spec.yaml crewai run",
+                )
+            spec = str(config.factory.spec)
+    except InputError as exc:
+        print(f"darkfactory: error: {exc}", file=sys.stderr)
+        raise SystemExit(int(exc.exit_code)) from None
+    raise SystemExit(main(["run", spec, *sys.argv[1:]]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

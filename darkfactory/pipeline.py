@@ -1,0 +1,202 @@
+"""The pipeline: a CrewAI Flow that decides while the crew works.
+
+intake -> design -> implement -> qa -> verify <-> fix -> document -> deliver
+
+Each LLM phase kicks off a hierarchical crew (``crews.factory_crew``) whose manager
+delegates the phase's task. ``verify`` is code: it runs the acceptance tests and the unit
+tests in the sandbox and records every test's outcome; a model never says "pass". Fix
+rounds are bounded by ``max_fix_rounds``. The flow's state is persisted to SQLite after
+every step and the workspace is committed after every phase.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from crewai.flow.flow import Flow, listen, or_, router, start
+from crewai.flow.persistence import persist
+from pydantic import BaseModel, Field, PrivateAttr
+
+from darkfactory import gitrepo
+from darkfactory.errors import DarkFactoryError
+
+ACCEPTANCE_DIR = "acceptance"
+MAX_FAILURE_CHARS = 6000
+MAX_INLINE_ACCEPTANCE_CHARS = 8000
+MAX_DESIGN_CHARS = 8000
+
+
+class RunState(BaseModel):
+    """Everything the flow must remember to report or resume a run."""
+
+    id: str = ""
+    run_dir: str = ""
+    status: str = "running"
+    reason: str = ""
+    phase: str = "intake"
+    fix_round: int = 0
+    max_fix_rounds: int = 3
+    acceptance_frozen: bool = False
+    acceptance_hashes: dict[str, str] = Field(default_factory=dict)
+    verify_rounds: list[dict[str, Any]] = Field(default_factory=list)
+    last_failures: str = ""
+    commits: dict[str, str] = Field(default_factory=dict)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+def hash_tree(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root``, by relative path."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+@persist()
+class FactoryFlow(Flow[RunState]):
+    """One run of the factory. Build it with ``darkfactory.runner.start_run``."""
+
+    _run: Any = PrivateAttr(default=None)  # darkfactory.runner.RunEnv
+
+    # -- helpers ------------------------------------------------------------------------
+    @property
+    def env(self) -> Any:
+        return self._run
+
+    def _phase(self, name: str) -> None:
+        self.state.phase = name
+        self.env.trace.phase = name
+        self.env.trace.write("phase_start")
+        self.env.progress(f"phase {name}")
+
+    def _commit(self, name: str, message: str) -> None:
+        sha = gitrepo.commit_all(self.env.workspace, message)
+        if sha:
+            self.state.commits[name] = sha
+        self.env.trace.write("phase_end", commit=sha)
+
+    def _crew_phase(self, phase: str, **extra: Any) -> str:
+        from crews.factory_crew import FactoryCrew
+
+        inputs = {**self.env.prompt_inputs(), **extra}
+        crew = FactoryCrew(self.env.config, self.env.ctx, self.env.models.llm_for).crew_for(
+            phase, inputs
+        )
+        output = crew.kickoff()
+        self.env.raise_if_model_failed()
+        return str(getattr(output, "raw", output))
+
+    # -- phases -------------------------------------------------------------------------
+    @start()
+    def intake(self) -> None:
+        self._phase("intake")
+        env = self.env
+        self.state.started_at = self.state.started_at or time.time()
+        self.state.max_fix_rounds = env.config.factory.max_fix_rounds
+        if env.spec.acceptance_tests:
+            self._freeze_acceptance()
+        else:
+            # No acceptance tests in the spec: the architect writes them in the design phase,
+            # after which they are frozen like the spec's own.
+            env.ctx.protected.discard(ACCEPTANCE_DIR)
+        self._commit("intake", f"intake: {env.spec.title}")
+
+    @listen(intake)
+    def design(self) -> None:
+        self._phase("design")
+        self._crew_phase("design")
+        if not self.state.acceptance_frozen:
+            self._freeze_acceptance()
+        self._commit("design", "design: architecture and plan")
+
+    @listen(design)
+    def implement(self) -> None:
+        self._phase("implement")
+        self._crew_phase("implement")
+        self._commit("implement", "implement: code")
+
+    @listen(implement)
+    def qa(self) -> None:
+        self._phase("qa")
+        self._crew_phase("verify")
+        self._commit("qa", "qa: unit tests")
+
+    @router(or_(qa, "fixed"))
+    def verify(self) -> str:
+        self._phase("verify")
+        result = self.env.verify(round_no=self.state.fix_round)
+        self.state.verify_rounds.append(result.to_state())
+        self.state.last_failures = result.failures_text(MAX_FAILURE_CHARS)
+        self.env.trace.write("phase_end", passed=result.passed)
+        if result.passed:
+            return "passed"
+        if self.state.fix_round >= self.state.max_fix_rounds:
+            self.state.reason = (
+                f"tests still failing after {self.state.fix_round} fix round(s) "
+                f"(max_fix_rounds={self.state.max_fix_rounds})"
+            )
+            return "gave_up"
+        return "needs_fix"
+
+    @router("needs_fix")
+    def fix(self) -> str:
+        self.state.fix_round += 1
+        self._phase("fix")
+        self.env.trace.write("fix_round", round=self.state.fix_round)
+        self._crew_phase(
+            "fix",
+            failures=self.state.last_failures,
+            fix_round=self.state.fix_round,
+            max_fix_rounds=self.state.max_fix_rounds,
+        )
+        self._commit(f"fix-{self.state.fix_round}", f"fix: round {self.state.fix_round}")
+        return "fixed"
+
+    @listen("passed")
+    def document(self) -> None:
+        self._phase("document")
+        self._crew_phase("document")
+        self._commit("document", "docs: README and docs/")
+
+    @listen(document)
+    def deliver(self) -> None:
+        self._phase("deliver")
+        self.state.status = "delivered"
+        self.state.reason = "every acceptance and unit test passed"
+        self._finish()
+
+    @listen("gave_up")
+    def give_up(self) -> None:
+        self.state.status = "failed"
+        self._finish()
+
+    def _finish(self) -> None:
+        self.state.finished_at = time.time()
+        self.env.trace.write("run_end", status=self.state.status, reason=self.state.reason)
+
+    # -- acceptance tests ---------------------------------------------------------------
+    def _freeze_acceptance(self) -> None:
+        """Make the workspace's acceptance tests the run's canonical, read-only copy."""
+        env = self.env
+        src = env.workspace / ACCEPTANCE_DIR
+        dst = env.acceptance_dir
+        if dst.exists():
+            shutil.rmtree(dst)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dst.mkdir(parents=True)
+        self.state.acceptance_hashes = hash_tree(dst)
+        self.state.acceptance_frozen = True
+        env.ctx.protected.add(ACCEPTANCE_DIR)
+        env.trace.write("acceptance_frozen", files=sorted(self.state.acceptance_hashes))
+
+
+class RunAborted(DarkFactoryError):
+    """The run stopped because a phase raised; the report says why."""

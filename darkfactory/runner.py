@@ -1,0 +1,403 @@
+"""Setting up a run: its directory, workspace, sandbox, trace and models; then the flow.
+
+Everything a user can get wrong (config, spec, model, sandbox) is checked before the run
+directory is created, so a bad input costs nothing and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from darkfactory import gitrepo
+from darkfactory.config import Config
+from darkfactory.context import RunContext
+from darkfactory.errors import DarkFactoryError, ExitCode
+from darkfactory.llms import ModelPlan
+from darkfactory.sandbox import open_sandbox
+from darkfactory.sandbox.base import Mount, Sandbox, SandboxSpec
+from darkfactory.spec import Spec
+from darkfactory.spec.trace import requirement_links
+from darkfactory.testrun import TestRun, run_pytest
+from darkfactory.trace import Trace
+
+STATUS_EXIT = {
+    "delivered": ExitCode.DELIVERED,
+    "failed": ExitCode.FAILED,
+    "escalated": ExitCode.FAILED,
+    "awaiting_approval": ExitCode.AWAITING_APPROVAL,
+    "budget_exhausted": ExitCode.BUDGET_EXHAUSTED,
+}
+WORKSPACE_GITIGNORE = "__pycache__/\n*.pyc\n.pytest_cache/\nsite/\n"
+
+
+def new_run_id(title: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:32] or "run"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class VerifyResult:
+    """The outcome of one verify round: both suites, measured in the sandbox."""
+
+    round_no: int
+    acceptance: TestRun
+    unit: TestRun | None
+    links: dict[str, list[str]]
+
+    @property
+    def passed(self) -> bool:
+        acc = self.acceptance
+        unit_ok = self.unit is None or (
+            self.unit.collection_error is None and self.unit.failed == 0 and self.unit.errors == 0
+        )
+        return (
+            acc.collection_error is None
+            and acc.total > 0
+            and acc.passed == acc.total - acc.skipped
+            and unit_ok
+        )
+
+    def failures_text(self, max_chars: int) -> str:
+        parts = []
+        if self.acceptance.total == 0 and self.acceptance.collection_error is None:
+            parts.append("No acceptance tests ran: nothing proves the spec is met.")
+        parts.append(
+            "## Acceptance tests (read-only, from the spec)\n"
+            + self.acceptance.summary(max_chars // 2)
+        )
+        if self.unit is not None:
+            parts.append(
+                "## Unit tests (tests/, written by the QA engineer)\n"
+                + self.unit.summary(max_chars // 2)
+            )
+        return "\n\n".join(parts)[:max_chars]
+
+    def to_state(self) -> dict[str, Any]:
+        def suite(run: TestRun | None) -> dict[str, Any]:
+            if run is None:
+                return {
+                    "total": 0,
+                    "passed": 0,
+                    "failed": 0,
+                    "errors": 0,
+                    "skipped": 0,
+                    "outcomes": {},
+                }
+            return {
+                "total": run.total,
+                "passed": run.passed,
+                "failed": run.failed,
+                "errors": run.errors,
+                "skipped": run.skipped,
+                "collection_error": run.collection_error,
+                "outcomes": {test_key(o): o.outcome for o in run.outcomes},
+            }
+
+        return {
+            "round": self.round_no,
+            "passed": self.passed,
+            "acceptance": suite(self.acceptance),
+            "unit": suite(self.unit),
+        }
+
+
+def test_key(outcome: Any) -> str:
+    """``file.py::test`` (or ``file.py::Class::test``), the key requirement links use."""
+    nodeid: str = outcome.nodeid
+    path, _, rest = nodeid.partition("::")
+    return f"{Path(path).name}::{rest}" if rest else nodeid
+
+
+@dataclass
+class RunEnv:
+    """The live parts of a run that the flow uses (not persisted; rebuilt on resume)."""
+
+    run_id: str
+    run_dir: Path
+    config: Config
+    spec: Spec
+    models: ModelPlan
+    sandbox: Sandbox
+    trace: Trace
+    ctx: RunContext
+    progress: Callable[[str], None] = field(default=lambda msg: None)
+
+    @property
+    def workspace(self) -> Path:
+        return self.run_dir / "workspace"
+
+    @property
+    def acceptance_dir(self) -> Path:
+        return self.run_dir / "acceptance"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.run_dir / "results"
+
+    # -- prompts ------------------------------------------------------------------------
+    def prompt_inputs(self) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "title": spec.title,
+            "summary": spec.summary or spec.title,
+            "requirements": spec.requirements_text(),
+            "acceptance_tests": self._acceptance_text(),
+            "workspace_files": self._workspace_files(),
+            "design": self._design_text(),
+            "failures": "",
+            "feedback": "",
+            "fix_round": 0,
+            "max_fix_rounds": self.config.factory.max_fix_rounds,
+        }
+
+    def _acceptance_text(self) -> str:
+        from darkfactory.pipeline import MAX_INLINE_ACCEPTANCE_CHARS
+
+        root = self.workspace / "acceptance"
+        files = sorted(p for p in root.rglob("*.py") if p.is_file()) if root.is_dir() else []
+        if not files:
+            return "(none yet: the architect writes them under acceptance/ in the design phase)"
+        text = "".join(
+            f"\n--- acceptance/{p.relative_to(root)} ---\n{p.read_text(encoding='utf-8')}"
+            for p in files
+        )
+        if len(text) > MAX_INLINE_ACCEPTANCE_CHARS:
+            names = ", ".join(f"acceptance/{p.relative_to(root)}" for p in files)
+            return f"{names} (read them with read_file; they are read-only)"
+        return text
+
+    def _workspace_files(self) -> str:
+        from darkfactory.workspace import iter_files
+
+        entries = list(iter_files(self.workspace))
+        return "\n".join(f"{e.path} ({e.size} bytes)" for e in entries) or "(empty)"
+
+    def _design_text(self) -> str:
+        from darkfactory.pipeline import MAX_DESIGN_CHARS
+
+        p = self.workspace / "DESIGN.md"
+        if not p.is_file():
+            return "(no DESIGN.md yet)"
+        text = p.read_text(encoding="utf-8", errors="replace")
+        return (
+            text
+            if len(text) <= MAX_DESIGN_CHARS
+            else text[:MAX_DESIGN_CHARS] + "\n[... read DESIGN.md for the rest]"
+        )
+
+    # -- the model ----------------------------------------------------------------------
+    def raise_if_model_failed(self) -> None:
+        """A scripted model that ran out or mismatched fails the run (CrewAI would hide it)."""
+        scripted = self.models.scripted
+        if scripted is not None and scripted.fatal is not None:
+            raise scripted.fatal
+
+    # -- verify -------------------------------------------------------------------------
+    def verify(self, round_no: int) -> VerifyResult:
+        self._restore_acceptance_copy()
+        timeout = self.config.factory.tests.timeout_s
+        acceptance = run_pytest(
+            self.sandbox,
+            [self.sandbox.path_of("/acceptance")],
+            results_dir=self.results_dir,
+            results_target="/results",
+            name=f"acceptance-{round_no}",
+            timeout=timeout,
+        )
+        unit = None
+        if (self.workspace / "tests").is_dir():
+            unit = run_pytest(
+                self.sandbox,
+                ["tests"],
+                results_dir=self.results_dir,
+                results_target="/results",
+                name=f"unit-{round_no}",
+                timeout=timeout,
+            )
+        links = requirement_links(self.spec_with_frozen_tests())
+        result = VerifyResult(round_no, acceptance, unit, links)
+        for suite, run in (("acceptance", acceptance), ("unit", unit)):
+            if run is None:
+                continue
+            self.trace.write(
+                "sandbox_exec",
+                argv=["pytest", suite],
+                exit_code=run.exec.exit_code,
+                duration_s=round(run.exec.duration_s, 3),
+                killed=run.exec.killed,
+            )
+            for o in run.outcomes:
+                self.trace.write(
+                    "test_outcome",
+                    suite=suite,
+                    test=test_key(o),
+                    requirements=links.get(test_key(o).split("[")[0], []),
+                    outcome=o.outcome,
+                    duration_s=o.duration_s,
+                )
+        self.trace.write(
+            "verify",
+            round=round_no,
+            passed=result.passed,
+            acceptance={"total": acceptance.total, "passed": acceptance.passed},
+            unit={"total": unit.total, "passed": unit.passed}
+            if unit
+            else {"total": 0, "passed": 0},
+        )
+        self.progress(
+            f"verify round {round_no}: acceptance {acceptance.passed}/{acceptance.total}"
+            + (f", unit {unit.passed}/{unit.total}" if unit else ", no unit tests")
+        )
+        return result
+
+    def spec_with_frozen_tests(self) -> Spec:
+        """The spec with the acceptance tests the run actually uses (spec's or architect's)."""
+        from darkfactory.spec import AcceptanceTest
+
+        root = self.acceptance_dir
+        tests = [
+            AcceptanceTest(name=str(p.relative_to(root)), content=p.read_text(encoding="utf-8"))
+            for p in sorted(root.rglob("*.py"))
+            if p.is_file()
+        ]
+        return self.spec.model_copy(update={"acceptance_tests": tests})
+
+    def _restore_acceptance_copy(self) -> None:
+        """Put the canonical acceptance tests back in the workspace if anything changed them."""
+        ws = self.workspace / "acceptance"
+        canonical = self.acceptance_dir
+        if not canonical.is_dir():
+            return
+        from darkfactory.pipeline import hash_tree
+
+        if ws.is_dir() and hash_tree(ws) == hash_tree(canonical):
+            return
+        if ws.exists():
+            shutil.rmtree(ws)
+        shutil.copytree(canonical, ws)
+        self.trace.write(
+            "acceptance_restored", reason="the workspace copy differed from the frozen tests"
+        )
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    run_dir: Path
+    status: str
+    reason: str
+    report: dict[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        return int(STATUS_EXIT.get(self.status, ExitCode.FAILED))
+
+
+def prepare_run(
+    spec: Spec,
+    config: Config,
+    models: ModelPlan,
+    *,
+    runs_dir: Path,
+    backend: str,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> RunEnv:
+    """Create ``runs/<id>/`` with spec/, workspace/ (a git repo), acceptance/ and the sandbox."""
+    run_id = new_run_id(spec.title)
+    run_dir = (runs_dir / run_id).resolve()
+    workspace = run_dir / "workspace"
+    for d in ("spec", "acceptance", "results"):
+        (run_dir / d).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(spec.source, run_dir / "spec" / Path(spec.source).name)
+    gitrepo.init(workspace)
+    (workspace / ".gitignore").write_text(WORKSPACE_GITIGNORE, encoding="utf-8")
+    for test in spec.acceptance_tests:
+        target = workspace / "acceptance" / test.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(test.content, encoding="utf-8")
+
+    limits = config.factory.limits()
+    sandbox = open_sandbox(
+        backend,
+        SandboxSpec(
+            workspace=workspace,
+            mounts=[
+                Mount(run_dir / "acceptance", "/acceptance", read_only=True),
+                Mount(run_dir / "results", "/results", read_only=False),
+            ],
+            limits=limits,
+        ),
+    )
+    trace = Trace(run_dir / "trace.jsonl")
+    ctx = RunContext(
+        workspace=workspace,
+        sandbox=sandbox,
+        test_timeout_s=config.factory.tests.timeout_s,
+        results_dir=run_dir / "results",
+        on_event=trace.sink,
+    )
+    return RunEnv(run_id, run_dir, config, spec, models, sandbox, trace, ctx, progress)
+
+
+def execute(env: RunEnv) -> RunOutcome:
+    """Run the flow to its end (or its failure) and write the report."""
+    from crewai.flow.persistence import SQLiteFlowPersistence
+
+    from darkfactory.pipeline import FactoryFlow
+    from darkfactory.report import write_report
+    from darkfactory.trace import CrewEventBridge
+
+    env.trace.write(
+        "run_start",
+        run_id=env.run_id,
+        spec={"format": env.spec.format, "title": env.spec.title, "source": env.spec.source},
+        sandbox=env.sandbox.backend,
+        models={role: env.models.model_name(role) for role in env.config.agents},
+    )
+    flow = FactoryFlow(
+        persistence=SQLiteFlowPersistence(str(env.run_dir.parent / "flows.db")),
+        suppress_flow_events=True,
+    )
+    flow._run = env
+    flow._skip_persistence_restore = True  # a new run: nothing to restore under its id
+    error: BaseException | None = None
+    try:
+        with CrewEventBridge(env.trace):
+            flow.kickoff(inputs={"id": env.run_id, "run_dir": str(env.run_dir)})
+    except DarkFactoryError as exc:
+        error = exc
+        flow.state.status = "failed"
+        flow.state.reason = f"{type(exc).__name__}: {exc}"
+    except BaseException as exc:  # a bug or an interrupt: record it, then re-raise
+        flow.state.status = "failed"
+        flow.state.reason = f"crashed in phase {flow.state.phase}: {type(exc).__name__}: {exc}"
+        env.trace.write("run_end", status="failed", reason=flow.state.reason)
+        _write(env, flow, write_report)
+        raise
+    finally:
+        env.sandbox.close()
+    if error is not None:
+        env.trace.write("run_end", status="failed", reason=flow.state.reason)
+    report = _write(env, flow, write_report)
+    env.trace.close()
+    return RunOutcome(env.run_id, env.run_dir, flow.state.status, flow.state.reason, report)
+
+
+def _write(env: RunEnv, flow: Any, write_report: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    if not flow.state.finished_at:
+        flow.state.finished_at = time.time()
+    return write_report(env, flow.state)
+
+
+def default_progress(quiet: bool) -> Callable[[str], None]:
+    if quiet:
+        return lambda msg: None
+    return lambda msg: print(f"darkfactory: {msg}", file=sys.stderr, flush=True)

@@ -1,0 +1,195 @@
+"""``runs/<id>/trace.jsonl``: one JSON object per event, appended and flushed.
+
+Our own pipeline events are written directly; LLM and tool calls come from CrewAI's event
+bus. Token counts are our own accounting from each completed call's ``usage`` (CrewAI's
+``usage_metrics`` double-counts shared LLM instances and the manager).
+
+Secrets never reach the trace: values of environment variables whose names look like
+keys or tokens are replaced by ``[redacted]`` wherever they appear.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DELEGATE_TOOL = "delegate_work_to_coworker"
+ASK_TOOL = "ask_question_to_coworker"
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.I)
+MAX_VALUE_CHARS = 2000
+
+
+def _secrets() -> list[str]:
+    return [v for k, v in os.environ.items() if _SECRET_NAME.search(k) and v and len(v) >= 6]
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for s in secrets:
+        if s in text:
+            text = text.replace(s, "[redacted]")
+    return text
+
+
+def _cut(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+        return value[:MAX_VALUE_CHARS] + f"... [{len(value) - MAX_VALUE_CHARS} more chars]"
+    if isinstance(value, dict):
+        return {k: _cut(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut(v) for v in value]
+    return value
+
+
+class Trace:
+    """Append-only JSON-lines writer; every line is flushed so a killed run keeps its trace."""
+
+    def sink(self, kind: str, data: dict[str, Any]) -> None:
+        """The ``RunContext.on_event`` adapter: tools report ``(kind, data)``."""
+        self.write(kind, **data)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._secrets = _secrets()
+        self._fh = path.open("a", encoding="utf-8")
+        self.phase: str | None = None
+
+    def write(self, kind: str, /, **data: Any) -> None:
+        record = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "kind": kind,
+            "phase": self.phase,
+            **_cut(data),
+        }
+        line = redact(json.dumps(record, default=str), self._secrets)
+        with self._lock:
+            if self._fh.closed:
+                return
+            self._fh.write(line + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._fh.close()
+
+
+def read_trace(path: Path) -> list[dict[str, Any]]:
+    """All records of a trace; a torn last line (a kill mid-write) is skipped."""
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _args(raw: Any) -> dict[str, Any]:
+    """A tool call's arguments as a dict (CrewAI passes a dict or its JSON text)."""
+    if isinstance(raw, dict):
+        return raw
+    try:
+        parsed = json.loads(raw)
+    except (TypeError, ValueError):
+        return {"input": str(raw)}
+    return parsed if isinstance(parsed, dict) else {"input": parsed}
+
+
+class CrewEventBridge:
+    """Writes CrewAI's LLM and tool events into a ``Trace`` while a run is active."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self._started: dict[str, float] = {}
+        self._handlers: list[tuple[type, Callable[..., Any]]] = []
+
+    def __enter__(self) -> CrewEventBridge:
+        from crewai.events import crewai_event_bus
+        from crewai.events.types.llm_events import (
+            LLMCallCompletedEvent,
+            LLMCallFailedEvent,
+            LLMCallStartedEvent,
+        )
+        from crewai.events.types.tool_usage_events import (
+            ToolUsageErrorEvent,
+            ToolUsageFinishedEvent,
+        )
+
+        pairs: list[tuple[type, Callable[..., Any]]] = [
+            (LLMCallStartedEvent, self._llm_started),
+            (LLMCallCompletedEvent, self._llm_completed),
+            (LLMCallFailedEvent, self._llm_failed),
+            (ToolUsageFinishedEvent, self._tool_finished),
+            (ToolUsageErrorEvent, self._tool_error),
+        ]
+        for event_type, handler in pairs:
+            crewai_event_bus.register_handler(event_type, handler)
+        self._handlers = pairs
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from crewai.events import crewai_event_bus
+
+        crewai_event_bus.flush()
+        for event_type, handler in self._handlers:
+            crewai_event_bus.off(event_type, handler)
+
+    # Handlers -------------------------------------------------------------------------
+    def _llm_started(self, source: Any, event: Any) -> None:
+        self._started[event.call_id] = time.perf_counter()
+
+    def _llm_completed(self, source: Any, event: Any) -> None:
+        t0 = self._started.pop(event.call_id, None)
+        usage = event.usage or {}
+        self.trace.write(
+            "llm_call",
+            role=event.agent_role,
+            model=event.model,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            latency_s=round(time.perf_counter() - t0, 4) if t0 is not None else None,
+            outcome="ok",
+        )
+
+    def _llm_failed(self, source: Any, event: Any) -> None:
+        self._started.pop(event.call_id, None)
+        self.trace.write(
+            "llm_call", role=event.agent_role, model=event.model, outcome="error", error=event.error
+        )
+
+    def _tool_finished(self, source: Any, event: Any) -> None:
+        args = _args(event.tool_args)
+        output = str(event.output)
+        if event.tool_name in (DELEGATE_TOOL, ASK_TOOL):
+            self.trace.write(
+                "delegation",
+                by=event.agent_role,
+                coworker=str(args.get("coworker", "")),
+                mode="ask" if event.tool_name == ASK_TOOL else "delegate",
+                task=str(args.get("task") or args.get("question") or ""),
+            )
+        self.trace.write(
+            "tool_call",
+            role=event.agent_role,
+            tool=event.tool_name,
+            args=args,
+            duration_s=round((event.finished_at - event.started_at).total_seconds(), 4),
+            outcome="error" if output.startswith("ERROR:") else "ok",
+            output_chars=len(output),
+        )
+
+    def _tool_error(self, source: Any, event: Any) -> None:
+        self.trace.write(
+            "tool_call",
+            role=event.agent_role,
+            tool=event.tool_name,
+            outcome="exception",
+            error=str(event.error),
+        )

@@ -1,0 +1,277 @@
+"""The whole factory, end to end: real crew, real tools, real bwrap sandbox, scripted model.
+
+The scripted model is a test tool: it plays examples/playbooks/wordcount.yaml (or a variant
+built here), so what is asserted is what the pipeline did with those answers: delegations
+made by the real manager, files written by the real tools, tests run in the real sandbox.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
+from darkfactory.sandbox import bwrap_problem
+from darkfactory.trace import read_trace
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        bwrap_problem() is not None,
+        reason=f"bubblewrap does not work here ({bwrap_problem()}): apt-get install bubblewrap",
+    ),
+]
+
+REPO = Path(__file__).resolve().parent.parent
+ROLES = {"Software Architect", "Software Developer", "QA Engineer", "Technical Writer"}
+BUGGY_WORDCOUNT = '''"""wc-like counts (with a bug: words split on single spaces only)."""
+
+import sys
+
+
+def count(text):
+    return {"lines": text.count("\\n"), "words": len(text.split(" ")), "chars": len(text)}
+
+
+def main(argv=None):
+    names = sys.argv[1:] if argv is None else argv
+    if not names:
+        c = count(sys.stdin.read())
+        print(f"{c['lines']} {c['words']} {c['chars']}")
+        return 0
+    status = 0
+    for name in names:
+        try:
+            with open(name, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            print(f"wordcount: {name}: {exc.strerror}", file=sys.stderr)
+            status = 1
+            continue
+        c = count(text)
+        print(f"{c['lines']} {c['words']} {c['chars']} {name}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+'''
+
+
+def example_playbook() -> dict[str, Any]:
+    return yaml.safe_load(EXAMPLE_PLAYBOOK.read_text(encoding="utf-8"))
+
+
+def good_code(book: dict[str, Any]) -> str:
+    return next(
+        s["args"]["content"] for s in book["roles"]["developer"] if s.get("tool") == "write_file"
+    )
+
+
+def write_playbook(tmp_path: Path, book: dict[str, Any], name: str = "playbook.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(book, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def fix_loop_playbook(*, fixes: list[str]) -> dict[str, Any]:
+    """The developer first writes buggy code; each fix round writes the next version."""
+    book = example_playbook()
+    roles = book["roles"]
+    roles["developer"] = [
+        {"tool": "write_file", "args": {"path": "wordcount.py", "content": BUGGY_WORDCOUNT}},
+        {"answer": "wordcount.py is written."},
+    ]
+    manager = roles["manager"]
+    fix_steps: list[dict[str, Any]] = []
+    for code in fixes:
+        fix_steps += [
+            {
+                "delegate": {
+                    "to": "developer",
+                    "task": "Fix wordcount.py so that the failing tests pass.",
+                    "context": "See the failing tests in the task.",
+                },
+                # The fix task must carry the real failing test and its assertion.
+                "expect": [
+                    "FAILED test_wordcount.py::test_empty_text",
+                    "{'words': 1} != {'words': 0}",
+                ],
+            },
+            {"answer": "The bug is fixed."},
+        ]
+        roles["developer"] += [
+            {"tool": "write_file", "args": {"path": "wordcount.py", "content": code}},
+            {"tool": "run_tests", "args": {"paths": ["acceptance"]}},
+            {"answer": "wordcount.py is fixed."},
+        ]
+    # manager: design(2) implement(2) verify(2) | fix rounds | document(2)
+    roles["manager"] = manager[:6] + fix_steps + manager[6:]
+    return book
+
+
+def run_cli(*args: str) -> int:
+    return main([*args])
+
+
+def only_run(out: Path) -> Path:
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_rehearsal_delivers_through_real_crew_tools_and_sandbox(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    code = run_cli(
+        "run",
+        str(EXAMPLE_SPEC),
+        "--model",
+        f"scripted:{EXAMPLE_PLAYBOOK}",
+        "--sandbox",
+        "bwrap",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert code == 0
+    run = only_run(out)
+    report = json.loads((run / "report.json").read_text())
+    assert report["status"] == "delivered"
+    assert report["scripted_model"] is True
+    assert report["sandbox"] == "bwrap"
+    assert report["acceptance"] == {"total": 8, "passed": 8, "failed": 0}
+    assert report["unit_tests"] == {"total": 4, "passed": 4, "failed": 0}
+    assert report["fix_rounds"] == 0
+    # The manager delegated to each of the four roles, each in its own phase.
+    by_phase = {(d["phase"], d["coworker"]) for d in report["delegations"]}
+    assert by_phase == {
+        ("design", "Software Architect"),
+        ("implement", "Software Developer"),
+        ("qa", "QA Engineer"),
+        ("document", "Technical Writer"),
+    }
+    # Every requirement is proven by at least one passing acceptance test.
+    assert [r["id"] for r in report["requirements"]] == [f"R{i}" for i in range(1, 8)]
+    assert all(r["passed"] is True and r["tests"] for r in report["requirements"])
+    # The workspace holds what the playbook's agents wrote, committed phase by phase.
+    ws = run / "workspace"
+    for rel in (
+        "DESIGN.md",
+        "wordcount.py",
+        "tests/test_wordcount_unit.py",
+        "README.md",
+        "docs/index.md",
+    ):
+        assert (ws / rel).is_file(), rel
+    log = subprocess.run(
+        ["git", "-C", str(ws), "log", "--format=%s"], capture_output=True, text=True, check=True
+    )
+    assert [s.split(":")[0] for s in reversed(log.stdout.splitlines())] == [
+        "intake",
+        "design",
+        "implement",
+        "qa",
+        "docs",
+    ]
+    # The acceptance tests really ran in the sandbox: JUnit reports it wrote, and the trace.
+    assert (run / "results" / "acceptance-0.xml").is_file()
+    trace = read_trace(run / "trace.jsonl")
+    outcomes = [r for r in trace if r["kind"] == "test_outcome" and r["suite"] == "acceptance"]
+    assert len(outcomes) == 8 and all(r["outcome"] == "passed" for r in outcomes)
+    assert {r["role"] for r in trace if r["kind"] == "llm_call"} == ROLES | {"Engineering Manager"}
+    assert report["llm"]["calls"] == 21
+    assert report["llm"]["prompt_tokens"] > 0
+
+
+def test_fix_loop_sends_real_failure_to_fix_task_and_passes_second_time(tmp_path: Path) -> None:
+    good = good_code(example_playbook())
+    book = write_playbook(tmp_path, fix_loop_playbook(fixes=[good]))
+    out = tmp_path / "runs"
+    code = run_cli(
+        "run",
+        str(EXAMPLE_SPEC),
+        "--model",
+        f"scripted:{book}",
+        "--sandbox",
+        "bwrap",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    run = only_run(out)
+    report = json.loads((run / "report.json").read_text())
+    assert code == 0, report["reason"]
+    assert report["status"] == "delivered"
+    assert report["fix_rounds"] == 1
+    first, second = report["verify_rounds"]
+    assert first["passed"] is False and first["acceptance"]["failed"] >= 1
+    assert second["passed"] is True and second["acceptance"]["passed"] == 8
+    # The first verify's real failure: the whitespace test failed in the sandbox.
+    trace = read_trace(run / "trace.jsonl")
+    failed = {r["test"] for r in trace if r["kind"] == "test_outcome" and r["outcome"] == "failed"}
+    assert "test_wordcount.py::test_empty_text" in failed
+    assert any(
+        d["phase"] == "fix" and d["coworker"] == "Software Developer" for d in report["delegations"]
+    )
+
+
+def test_bug_never_fixed_fails_after_max_fix_rounds(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config", config)
+    factory = yaml.safe_load((config / "factory.yaml").read_text())
+    factory["max_fix_rounds"] = 2
+    (config / "factory.yaml").write_text(yaml.safe_dump(factory))
+    book = write_playbook(tmp_path, fix_loop_playbook(fixes=[BUGGY_WORDCOUNT, BUGGY_WORDCOUNT]))
+    out = tmp_path / "runs"
+    code = run_cli(
+        "run",
+        str(EXAMPLE_SPEC),
+        "--model",
+        f"scripted:{book}",
+        "--sandbox",
+        "bwrap",
+        "--out",
+        str(out),
+        "--config",
+        str(config),
+        "--quiet",
+    )
+    assert code == 1
+    report = json.loads((only_run(out) / "report.json").read_text())
+    assert report["status"] == "failed"
+    assert report["fix_rounds"] == 2
+    assert len(report["verify_rounds"]) == 3
+    assert "max_fix_rounds=2" in report["reason"]
+    assert not any(d["phase"] == "document" for d in report["delegations"])
+    assert not any(r["passed"] is True for r in report["requirements"] if r["id"] == "R3")
+
+
+def test_playbook_running_out_fails_the_run_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    book = example_playbook()
+    book["roles"]["tech_writer"] = book["roles"]["tech_writer"][:1]  # no final answer
+    path = write_playbook(tmp_path, copy.deepcopy(book))
+    out = tmp_path / "runs"
+    code = run_cli(
+        "run",
+        str(EXAMPLE_SPEC),
+        "--model",
+        f"scripted:{path}",
+        "--sandbox",
+        "bwrap",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert code == 1
+    report = json.loads((only_run(out) / "report.json").read_text())
+    assert report["status"] == "failed"
+    assert "no step left for role 'tech_writer'" in report["reason"]
