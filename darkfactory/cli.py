@@ -98,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p, model=False)
     p.set_defaults(func=cmd_rehearse)
 
+    p = sub.add_parser(
+        "resume", help="continue a run that was stopped (killed, crashed, interrupted)"
+    )
+    p.add_argument("run_id", help="the run's id (its directory name under the runs directory)")
+    p.add_argument("--out", type=Path, default=None, help="runs directory (default: runs/)")
+    p.add_argument("--quiet", action="store_true", help="print only the result")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_resume)
+
     p = sub.add_parser("validate", help="check a spec and the config without running anything")
     p.add_argument("spec", type=Path)
     p.add_argument("--format", default=None)
@@ -158,7 +167,8 @@ def _run(
         models.llm_for(role)
     os.environ.update({k: v for k, v in OFFLINE_ENV.items() if k not in os.environ})
 
-    from darkfactory.runner import default_progress, execute, prepare_run
+    from darkfactory.runner import default_progress, prepare_run
+    from darkfactory.runs import execute
 
     runs_dir = args.out or Path(config.factory.runs_dir)
     backend = args.sandbox or config.factory.sandbox.backend
@@ -167,7 +177,11 @@ def _run(
         progress(f"rehearsal: a scripted model ({model}) plays every role; no AI model is called")
     env = prepare_run(spec, config, models, runs_dir=runs_dir, backend=backend, progress=progress)
     progress(f"run {env.run_id} in {env.run_dir} (sandbox: {env.sandbox.backend})")
-    outcome = execute(env)
+    outcome = execute(env, cli_model=model, backend=backend)
+    return _print_outcome(outcome, args)
+
+
+def _print_outcome(outcome: Any, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(outcome.report, indent=2))
     else:
@@ -183,6 +197,43 @@ def _run(
         print(f"  report: {outcome.run_dir / 'report.md'}")
         print(f"  workspace: {outcome.run_dir / 'workspace'}")
     return outcome.exit_code
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from darkfactory.config import load_config
+    from darkfactory.llms import ModelPlan
+    from darkfactory.runner import SPEC_JSON, default_progress, open_run
+    from darkfactory.runs import execute, find_run, stored_state
+    from darkfactory.spec import Spec
+
+    _load_dotenv()
+    run_dir = find_run(args.out or Path("runs"), args.run_id)
+    state = stored_state(run_dir)
+    if state is None:
+        raise UsageError(
+            "this run stopped before its first step finished; there is nothing to resume",
+            file=run_dir,
+            hint="start it again with darkfactory run",
+        )
+    journal = [e["step"] for e in state.get("journal", [])]
+    if journal and journal[-1] in ("deliver", "give_up"):
+        print(f"{args.run_id} already ended: {state.get('status')} ({state.get('reason')})")
+        from darkfactory.runs import STATUS_EXIT
+
+        return int(STATUS_EXIT.get(state.get("status", "failed"), ExitCode.FAILED))
+    config = load_config(run_dir / "config")
+    spec = Spec.model_validate_json((run_dir / "spec" / SPEC_JSON).read_text(encoding="utf-8"))
+    models = ModelPlan(config, cli_model=state.get("cli_model"))
+    models.check()
+    for role in config.agents:
+        models.llm_for(role)
+    os.environ.update({k: v for k, v in OFFLINE_ENV.items() if k not in os.environ})
+    progress = default_progress(args.quiet or args.json)
+    env = open_run(
+        run_dir, config, spec, models, backend=state.get("backend") or "auto", progress=progress
+    )
+    outcome = execute(env, resume=True)
+    return _print_outcome(outcome, args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -56,3 +56,11 @@ def changed_files(repo: Path, since: str | None = None) -> list[str]:
     else:
         text = _git(repo, "diff", "--name-only", since, "HEAD")
     return text.splitlines() if text else []
+
+
+def stash_uncommitted(repo: Path, message: str) -> bool:
+    """Set aside uncommitted work (kept in ``git stash list``); True if there was any."""
+    if not _git(repo, "status", "--porcelain"):
+        return False
+    _git(repo, "stash", "push", "--include-untracked", "-m", message)
+    return True

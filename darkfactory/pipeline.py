@@ -7,15 +7,22 @@ delegates the phase's task. ``verify`` is code: it runs the acceptance tests and
 tests in the sandbox and records every test's outcome; a model never says "pass". Fix
 rounds are bounded by ``max_fix_rounds``. The flow's state is persisted to SQLite after
 every step and the workspace is committed after every phase.
+
+Resume: every finished step is appended to ``state.journal`` (with the route a router
+took). A resumed run starts the flow again from ``intake`` with the persisted state; each
+step finds its journal entry and returns at once (replay), and the first step without one
+runs for real. Partial work of a step that was killed is set aside (``git stash``) first.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from crewai.flow.flow import Flow, listen, or_, router, start
 from crewai.flow.persistence import persist
@@ -47,6 +54,13 @@ class RunState(BaseModel):
     commits: dict[str, str] = Field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
+    #: Finished steps in order: ``{"step": name, "route": router result or None}``.
+    journal: list[dict[str, Any]] = Field(default_factory=list)
+    #: Scripted-model playbook position per role at the last finished step.
+    model_cursor: dict[str, int] = Field(default_factory=dict)
+    #: What the run was started with, so ``resume`` can rebuild it.
+    cli_model: str | None = None
+    backend: str = "auto"
 
 
 def hash_tree(root: Path) -> dict[str, str]:
@@ -58,16 +72,62 @@ def hash_tree(root: Path) -> dict[str, str]:
     }
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def journaled(name: str) -> Callable[[F], F]:
+    """Run a step once per run: replayed from the journal on resume, recorded when done."""
+
+    def deco(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(self: FactoryFlow) -> Any:
+            entry = self._replay(name)
+            if entry is not None:
+                return entry["route"]
+            route = fn(self)
+            self._record(name, route)
+            return route
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
+class JournalMismatch(RuntimeError):
+    """The replayed flow took a path the journal does not have: a bug, never user error."""
+
+
 @persist()
 class FactoryFlow(Flow[RunState]):
     """One run of the factory. Build it with ``darkfactory.runner.start_run``."""
 
     _run: Any = PrivateAttr(default=None)  # darkfactory.runner.RunEnv
+    _replayed: int = PrivateAttr(default=0)
 
     # -- helpers ------------------------------------------------------------------------
     @property
     def env(self) -> Any:
         return self._run
+
+    def _replay(self, name: str) -> dict[str, Any] | None:
+        journal = self.state.journal
+        if self._replayed >= len(journal):
+            return None
+        entry = journal[self._replayed]
+        if entry["step"] != name:
+            raise JournalMismatch(
+                f"resume replay reached step {name!r} but the journal has {entry['step']!r} "
+                f"at position {self._replayed}"
+            )
+        self._replayed += 1
+        return entry
+
+    def _record(self, name: str, route: Any) -> None:
+        self.state.journal.append({"step": name, "route": route})
+        self._replayed = len(self.state.journal)
+        scripted = self.env.models.scripted
+        if scripted is not None:
+            self.state.model_cursor = scripted.positions()
 
     def _phase(self, name: str) -> None:
         self.state.phase = name
@@ -94,6 +154,7 @@ class FactoryFlow(Flow[RunState]):
 
     # -- phases -------------------------------------------------------------------------
     @start()
+    @journaled("intake")
     def intake(self) -> None:
         self._phase("intake")
         env = self.env
@@ -108,6 +169,7 @@ class FactoryFlow(Flow[RunState]):
         self._commit("intake", f"intake: {env.spec.title}")
 
     @listen(intake)
+    @journaled("design")
     def design(self) -> None:
         self._phase("design")
         self._crew_phase("design")
@@ -116,18 +178,21 @@ class FactoryFlow(Flow[RunState]):
         self._commit("design", "design: architecture and plan")
 
     @listen(design)
+    @journaled("implement")
     def implement(self) -> None:
         self._phase("implement")
         self._crew_phase("implement")
         self._commit("implement", "implement: code")
 
     @listen(implement)
+    @journaled("qa")
     def qa(self) -> None:
         self._phase("qa")
         self._crew_phase("verify")
         self._commit("qa", "qa: unit tests")
 
     @router(or_(qa, "fixed"))
+    @journaled("verify")
     def verify(self) -> str:
         self._phase("verify")
         result = self.env.verify(round_no=self.state.fix_round)
@@ -145,6 +210,7 @@ class FactoryFlow(Flow[RunState]):
         return "needs_fix"
 
     @router("needs_fix")
+    @journaled("fix")
     def fix(self) -> str:
         self.state.fix_round += 1
         self._phase("fix")
@@ -159,12 +225,14 @@ class FactoryFlow(Flow[RunState]):
         return "fixed"
 
     @listen("passed")
+    @journaled("document")
     def document(self) -> None:
         self._phase("document")
         self._crew_phase("document")
         self._commit("document", "docs: README and docs/")
 
     @listen(document)
+    @journaled("deliver")
     def deliver(self) -> None:
         self._phase("deliver")
         self.state.status = "delivered"
@@ -172,6 +240,7 @@ class FactoryFlow(Flow[RunState]):
         self._finish()
 
     @listen("gave_up")
+    @journaled("give_up")
     def give_up(self) -> None:
         self.state.status = "failed"
         self._finish()

@@ -19,7 +19,6 @@ from typing import Any
 from darkfactory import gitrepo
 from darkfactory.config import Config
 from darkfactory.context import RunContext
-from darkfactory.errors import DarkFactoryError, ExitCode
 from darkfactory.llms import ModelPlan
 from darkfactory.sandbox import open_sandbox
 from darkfactory.sandbox.base import Mount, Sandbox, SandboxSpec
@@ -28,13 +27,7 @@ from darkfactory.spec.trace import requirement_links
 from darkfactory.testrun import TestRun, run_pytest
 from darkfactory.trace import Trace
 
-STATUS_EXIT = {
-    "delivered": ExitCode.DELIVERED,
-    "failed": ExitCode.FAILED,
-    "escalated": ExitCode.FAILED,
-    "awaiting_approval": ExitCode.AWAITING_APPROVAL,
-    "budget_exhausted": ExitCode.BUDGET_EXHAUSTED,
-}
+SPEC_JSON = "spec.json"
 WORKSPACE_GITIGNORE = "__pycache__/\n*.pyc\n.pytest_cache/\nsite/\n"
 
 
@@ -288,19 +281,6 @@ class RunEnv:
         )
 
 
-@dataclass
-class RunOutcome:
-    run_id: str
-    run_dir: Path
-    status: str
-    reason: str
-    report: dict[str, Any]
-
-    @property
-    def exit_code(self) -> int:
-        return int(STATUS_EXIT.get(self.status, ExitCode.FAILED))
-
-
 def prepare_run(
     spec: Spec,
     config: Config,
@@ -317,6 +297,9 @@ def prepare_run(
     for d in ("spec", "acceptance", "results"):
         (run_dir / d).mkdir(parents=True, exist_ok=True)
     shutil.copy2(spec.source, run_dir / "spec" / Path(spec.source).name)
+    # What resume needs to rebuild the run exactly: the parsed spec and the config used.
+    (run_dir / "spec" / SPEC_JSON).write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+    shutil.copytree(config.dir, run_dir / "config")
     gitrepo.init(workspace)
     (workspace / ".gitignore").write_text(WORKSPACE_GITIGNORE, encoding="utf-8")
     for test in spec.acceptance_tests:
@@ -324,6 +307,21 @@ def prepare_run(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(test.content, encoding="utf-8")
 
+    return open_run(run_dir, config, spec, models, backend=backend, progress=progress)
+
+
+def open_run(
+    run_dir: Path,
+    config: Config,
+    spec: Spec,
+    models: ModelPlan,
+    *,
+    backend: str,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> RunEnv:
+    """The live parts of the run in ``run_dir`` (new or resumed): sandbox, trace, context."""
+    run_id = run_dir.name
+    workspace = run_dir / "workspace"
     limits = config.factory.limits()
     sandbox = open_sandbox(
         backend,
@@ -345,56 +343,6 @@ def prepare_run(
         on_event=trace.sink,
     )
     return RunEnv(run_id, run_dir, config, spec, models, sandbox, trace, ctx, progress)
-
-
-def execute(env: RunEnv) -> RunOutcome:
-    """Run the flow to its end (or its failure) and write the report."""
-    from crewai.flow.persistence import SQLiteFlowPersistence
-
-    from darkfactory.pipeline import FactoryFlow
-    from darkfactory.report import write_report
-    from darkfactory.trace import CrewEventBridge
-
-    env.trace.write(
-        "run_start",
-        run_id=env.run_id,
-        spec={"format": env.spec.format, "title": env.spec.title, "source": env.spec.source},
-        sandbox=env.sandbox.backend,
-        models={role: env.models.model_name(role) for role in env.config.agents},
-    )
-    flow = FactoryFlow(
-        persistence=SQLiteFlowPersistence(str(env.run_dir.parent / "flows.db")),
-        suppress_flow_events=True,
-    )
-    flow._run = env
-    flow._skip_persistence_restore = True  # a new run: nothing to restore under its id
-    error: BaseException | None = None
-    try:
-        with CrewEventBridge(env.trace):
-            flow.kickoff(inputs={"id": env.run_id, "run_dir": str(env.run_dir)})
-    except DarkFactoryError as exc:
-        error = exc
-        flow.state.status = "failed"
-        flow.state.reason = f"{type(exc).__name__}: {exc}"
-    except BaseException as exc:  # a bug or an interrupt: record it, then re-raise
-        flow.state.status = "failed"
-        flow.state.reason = f"crashed in phase {flow.state.phase}: {type(exc).__name__}: {exc}"
-        env.trace.write("run_end", status="failed", reason=flow.state.reason)
-        _write(env, flow, write_report)
-        raise
-    finally:
-        env.sandbox.close()
-    if error is not None:
-        env.trace.write("run_end", status="failed", reason=flow.state.reason)
-    report = _write(env, flow, write_report)
-    env.trace.close()
-    return RunOutcome(env.run_id, env.run_dir, flow.state.status, flow.state.reason, report)
-
-
-def _write(env: RunEnv, flow: Any, write_report: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    if not flow.state.finished_at:
-        flow.state.finished_at = time.time()
-    return write_report(env, flow.state)
 
 
 def default_progress(quiet: bool) -> Callable[[str], None]:

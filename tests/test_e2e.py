@@ -275,3 +275,93 @@ def test_playbook_running_out_fails_the_run_clearly(
     report = json.loads((only_run(out) / "report.json").read_text())
     assert report["status"] == "failed"
     assert "no step left for role 'tech_writer'" in report["reason"]
+
+
+def test_killed_run_resumes_from_last_finished_step(tmp_path: Path) -> None:
+    """SIGKILL mid-phase, then ``darkfactory resume``: finished steps replay, the rest runs."""
+    import os
+    import signal
+    import sys
+    import time
+
+    book = example_playbook()
+    qa = book["roles"]["qa_engineer"]
+    # QA writes its test file, then runs a slow command: the kill lands in between.
+    sleeper = {
+        "tool": "run_command",
+        "args": {"argv": ["python3", "-c", "import time; time.sleep(4)"]},
+    }
+    book["roles"]["qa_engineer"] = [qa[0], sleeper, *qa[1:]]
+    path = write_playbook(tmp_path, book)
+    out = tmp_path / "runs"
+    env = {k: v for k, v in os.environ.items() if k != "MODEL"}
+    argv = [
+        sys.executable,
+        "-m",
+        "darkfactory",
+        "run",
+        str(EXAMPLE_SPEC),
+        "--model",
+        f"scripted:{path}",
+        "--sandbox",
+        "bwrap",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        argv, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 120
+    trace_file = None
+    while time.monotonic() < deadline:
+        runs = [p for p in out.glob("*/trace.jsonl")] if out.exists() else []
+        if runs and '"file_op", "phase": "qa"' in runs[0].read_text():
+            trace_file = runs[0]
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    assert trace_file is not None, "the run never reached the QA phase"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    run = trace_file.parent
+    assert not (run / "report.json").exists()  # it really died mid-run
+
+    code = main(["resume", run.name, "--out", str(out), "--quiet"])
+    assert code == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["status"] == "delivered"
+    trace = read_trace(run / "trace.jsonl")
+    resumed = [r for r in trace if r["kind"] == "run_resumed"]
+    assert len(resumed) == 1
+    assert resumed[0]["after"] == ["intake", "design", "implement"]
+    assert resumed[0]["stashed"] is True  # QA's uncommitted file was set aside, not lost
+    stash = subprocess.run(
+        ["git", "-C", str(run / "workspace"), "stash", "list"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "interrupted after implement" in stash.stdout
+    # Design and implement ran once; QA ran twice (killed, then again); all four roles delegated.
+    phases = [r["phase"] for r in trace if r["kind"] == "phase_start"]
+    assert (
+        phases.count("design") == 1 and phases.count("implement") == 1 and phases.count("qa") == 2
+    )
+    assert report["acceptance"]["passed"] == 8
+    # A finished run is not run again.
+    assert main(["resume", run.name, "--out", str(out), "--quiet"]) == 0
+
+
+def test_rehearse_command_json_output_is_pure_json(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MODEL"}
+    out = subprocess.run(
+        [sys.executable, "-m", "darkfactory", "rehearse", "--sandbox", "bwrap", "--out", str(tmp_path), "--json"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)  # CrewAI's own chatter went to stderr, not into the JSON
+    assert report["status"] == "delivered" and report["scripted_model"] is True

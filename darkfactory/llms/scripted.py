@@ -115,6 +115,16 @@ class ScriptedLLM(BaseLLM):
     def calls(self) -> list[ScriptedCall]:
         return list(self._calls)
 
+    def positions(self) -> dict[str, int]:
+        """How many steps each role has played (saved with the run, for resume)."""
+        with self._lock:
+            return dict(self._cursor.position)
+
+    def restore(self, positions: dict[str, int]) -> None:
+        """Continue a resumed run where its last finished step left the playbook."""
+        with self._lock:
+            self._cursor.position = dict(positions)
+
     def remaining(self) -> dict[str, int]:
         """Steps not yet played, per role."""
         return {

@@ -1,0 +1,178 @@
+"""Running a run to its end, and resuming one that was stopped.
+
+A run directory is locked (``fcntl.flock`` on ``runs/<id>/.lock``) while a process works
+in it, so two processes never drive the same run. The flow's state lives in
+``runs/flows.db`` (CrewAI's SQLite persistence), saved after every step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from darkfactory import gitrepo
+from darkfactory.errors import DarkFactoryError, ExitCode, InputError
+from darkfactory.runner import SPEC_JSON, RunEnv
+
+STATUS_EXIT = {
+    "delivered": ExitCode.DELIVERED,
+    "failed": ExitCode.FAILED,
+    "escalated": ExitCode.FAILED,
+    "awaiting_approval": ExitCode.AWAITING_APPROVAL,
+    "budget_exhausted": ExitCode.BUDGET_EXHAUSTED,
+}
+FLOWS_DB = "flows.db"
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    run_dir: Path
+    status: str
+    reason: str
+    report: dict[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        return int(STATUS_EXIT.get(self.status, ExitCode.FAILED))
+
+
+class RunBusy(InputError):
+    """Another process is working in this run directory."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    path = run_dir / ".lock"
+    with path.open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            owner = fh.read().strip() or "another process"
+            raise RunBusy(
+                f"the run is in use by {owner}",
+                file=run_dir,
+                hint="wait for it to finish, or stop that process first",
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _persistence(run_dir: Path) -> Any:
+    from crewai.flow.persistence import SQLiteFlowPersistence
+
+    return SQLiteFlowPersistence(str(run_dir.parent / FLOWS_DB))
+
+
+def execute(
+    env: RunEnv, *, cli_model: str | None = None, backend: str = "auto", resume: bool = False
+) -> RunOutcome:
+    """Drive the flow to its end (or its failure), then write the report."""
+    from darkfactory.pipeline import ACCEPTANCE_DIR, FactoryFlow
+    from darkfactory.report import write_report
+    from darkfactory.trace import CrewEventBridge
+
+    with run_lock(env.run_dir):
+        flow = FactoryFlow(persistence=_persistence(env.run_dir), suppress_flow_events=True)
+        flow._run = env
+        inputs: dict[str, Any] = {"id": env.run_id}
+        if resume:
+            stored = flow.persistence.load_state(env.run_id) if flow.persistence else None
+            if not stored:
+                raise InputError(
+                    "no saved state for this run (it stopped before its first step finished)",
+                    file=env.run_dir,
+                    hint="start it again with darkfactory run",
+                )
+            done = [e["step"] for e in stored.get("journal", [])]
+            stashed = gitrepo.stash_uncommitted(
+                env.workspace, f"interrupted after {done[-1] if done else 'start'}"
+            )
+            env.trace.write("run_resumed", after=done, stashed=stashed)
+            if stored.get("acceptance_frozen"):
+                env.ctx.protected.add(ACCEPTANCE_DIR)
+            elif stored.get("journal"):
+                env.ctx.protected.discard(ACCEPTANCE_DIR)
+            scripted = env.models.scripted
+            if scripted is not None:
+                scripted.restore(stored.get("model_cursor") or {})
+            env.progress(
+                f"resuming after: {', '.join(e['step'] for e in stored.get('journal', []))}"
+            )
+        else:
+            flow._skip_persistence_restore = True  # a new run: nothing to restore under its id
+            inputs.update({"run_dir": str(env.run_dir), "cli_model": cli_model, "backend": backend})
+            env.trace.write(
+                "run_start",
+                run_id=env.run_id,
+                spec={
+                    "format": env.spec.format,
+                    "title": env.spec.title,
+                    "source": env.spec.source,
+                },
+                sandbox=env.sandbox.backend,
+                models={role: env.models.model_name(role) for role in env.config.agents},
+            )
+        try:
+            # CrewAI prints progress to stdout; ours is for results (--json must stay JSON).
+            with CrewEventBridge(env.trace), contextlib.redirect_stdout(sys.stderr):
+                flow.kickoff(inputs=inputs)
+        except DarkFactoryError as exc:
+            flow.state.status = "failed"
+            flow.state.reason = f"{type(exc).__name__}: {exc}"
+            env.trace.write("run_end", status="failed", reason=flow.state.reason)
+        except BaseException as exc:  # a bug or an interrupt: record it, then re-raise
+            flow.state.status = "failed"
+            flow.state.reason = (
+                f"stopped in phase {flow.state.phase} by {type(exc).__name__}: {exc}; "
+                f"continue with: darkfactory resume {env.run_id}"
+            )
+            env.trace.write("run_end", status="failed", reason=flow.state.reason)
+            _report(env, flow, write_report)
+            raise
+        finally:
+            env.sandbox.close()
+        report = _report(env, flow, write_report)
+        env.trace.close()
+    return RunOutcome(env.run_id, env.run_dir, flow.state.status, flow.state.reason, report)
+
+
+def _report(env: RunEnv, flow: Any, write_report: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    if not flow.state.finished_at:
+        flow.state.finished_at = time.time()
+    return write_report(env, flow.state)
+
+
+def find_run(runs_dir: Path, run_id: str) -> Path:
+    run_dir = runs_dir / run_id
+    if not (run_dir / "workspace").is_dir() or not (run_dir / "spec" / SPEC_JSON).is_file():
+        known = (
+            sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+        )
+        raise InputError(
+            f"no run {run_id!r} here",
+            file=runs_dir,
+            hint=("runs here: " + ", ".join(known[-5:]))
+            if known
+            else "pass the runs directory with --out",
+        )
+    return run_dir.resolve()
+
+
+def stored_state(run_dir: Path) -> dict[str, Any] | None:
+    state: dict[str, Any] | None = _persistence(run_dir).load_state(run_dir.name)
+    return state
