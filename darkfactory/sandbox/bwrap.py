@@ -187,6 +187,10 @@ class BwrapSandbox:
                 plan.symlink(os.readlink(d), d)
             elif os.path.isdir(d):
                 plan.bind("--ro-bind", d, d)
+        # /tmp lives in RAM: bound it like the memory, or a command could fill the host's.
+        # It comes before the interpreter's binds: a virtualenv under /tmp must stay visible.
+        tmp_size = str(self.limits.memory_mb * 1024 * 1024)
+        plan.raw("--perms", "1777", "--size", tmp_size, "--tmpfs", "/tmp")
         for prefix in self._python:
             plan.bind("--ro-bind", prefix, prefix)
         plan.directory("/etc")
@@ -195,9 +199,6 @@ class BwrapSandbox:
         for path in sorted(glob.glob("/etc/python3*")):
             plan.copy_host(path)
         plan.raw("--proc", "/proc", "--dev", "/dev")
-        # /tmp lives in RAM: bound it like the memory, or a command could fill the host's.
-        tmp_size = str(self.limits.memory_mb * 1024 * 1024)
-        plan.raw("--perms", "1777", "--size", tmp_size, "--tmpfs", "/tmp")
         plan.bind("--bind", str(self.workspace), WORKDIR)
         for name in READ_ONLY_IN_WORKSPACE:
             # Never a symlink: a command could plant ``.git -> /etc`` for the next run.
