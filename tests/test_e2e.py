@@ -359,9 +359,63 @@ def test_rehearse_command_json_output_is_pure_json(tmp_path: Path) -> None:
 
     env = {k: v for k, v in os.environ.items() if k != "MODEL"}
     out = subprocess.run(
-        [sys.executable, "-m", "darkfactory", "rehearse", "--sandbox", "bwrap", "--out", str(tmp_path), "--json"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "darkfactory",
+            "rehearse",
+            "--sandbox",
+            "bwrap",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)  # CrewAI's own chatter went to stderr, not into the JSON
     assert report["status"] == "delivered" and report["scripted_model"] is True
+
+
+def test_markdown_spec_architect_writes_acceptance_tests_then_they_are_frozen(
+    tmp_path: Path,
+) -> None:
+    spec = REPO / "examples" / "specs" / "slugify.md"
+    book = REPO / "examples" / "playbooks" / "slugify.yaml"
+    out = tmp_path / "runs"
+    code = run_cli(
+        "run",
+        str(spec),
+        "--model",
+        f"scripted:{book}",
+        "--sandbox",
+        "bwrap",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert code == 0
+    run = only_run(out)
+    report = json.loads((run / "report.json").read_text())
+    assert report["spec"]["format"] == "markdown"
+    assert report["acceptance"] == {"total": 5, "passed": 5, "failed": 0}
+    # Linked by the test_r<N>_ naming convention; every requirement proven.
+    assert [(r["id"], r["passed"], len(r["tests"])) for r in report["requirements"]] == [
+        (f"R{i}", True, 1) for i in range(1, 6)
+    ]
+    trace = read_trace(run / "trace.jsonl")
+    frozen = [r for r in trace if r["kind"] == "acceptance_frozen"]
+    assert frozen and frozen[0]["phase"] == "design" and frozen[0]["files"] == ["test_slugify.py"]
+    # The developer's attempt to overwrite an acceptance test after the freeze was refused.
+    refused = [r for r in trace if r["kind"] == "file_op" and r["ok"] is False]
+    assert [(r["phase"], r["path"]) for r in refused] == [
+        ("implement", "acceptance/test_slugify.py")
+    ]
+    assert "def test_r1_lower_case" in (run / "acceptance" / "test_slugify.py").read_text()
+    assert (
+        "def test_r1_lower_case"
+        in (run / "workspace" / "acceptance" / "test_slugify.py").read_text()
+    )
