@@ -45,7 +45,29 @@ def _load_dotenv() -> None:
     load_dotenv(Path.cwd() / ".env", override=False)
 
 
+def _add_budget_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("budget (overrides factory.yaml budget:)")
+    g.add_argument("--max-llm-calls", type=int, default=None, help="most model calls for the run")
+    g.add_argument("--max-tokens", type=int, default=None, help="most tokens for the run")
+    g.add_argument(
+        "--max-wall-s", type=float, default=None, help="most wall-clock seconds for the run"
+    )
+
+
+def _budget_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides = {
+        "max_llm_calls": getattr(args, "max_llm_calls", None),
+        "max_tokens": getattr(args, "max_tokens", None),
+        "max_wall_s": getattr(args, "max_wall_s", None),
+    }
+    for key, value in overrides.items():
+        if value is not None and value <= 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be more than 0, got {value}")
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
 def _add_run_options(p: argparse.ArgumentParser, *, model: bool = True) -> None:
+    _add_budget_options(p)
     p.add_argument(
         "--out",
         type=Path,
@@ -105,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="runs directory (default: runs/)")
     p.add_argument("--quiet", action="store_true", help="print only the result")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_budget_options(p)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("validate", help="check a spec and the config without running anything")
@@ -175,7 +198,16 @@ def _run(
     progress = default_progress(args.quiet or args.json)
     if rehearsal:
         progress(f"rehearsal: a scripted model ({model}) plays every role; no AI model is called")
-    env = prepare_run(spec, config, models, runs_dir=runs_dir, backend=backend, progress=progress)
+    caps = {**config.factory.budget.model_dump(), **_budget_overrides(args)}
+    env = prepare_run(
+        spec,
+        config,
+        models,
+        runs_dir=runs_dir,
+        backend=backend,
+        progress=progress,
+        budget_limits=caps,
+    )
     progress(f"run {env.run_id} in {env.run_dir} (sandbox: {env.sandbox.backend})")
     outcome = execute(env, cli_model=model, backend=backend)
     return _print_outcome(outcome, args)
@@ -229,8 +261,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
         models.llm_for(role)
     os.environ.update({k: v for k, v in OFFLINE_ENV.items() if k not in os.environ})
     progress = default_progress(args.quiet or args.json)
+    caps = dict(state.get("budget_limits") or config.factory.budget.model_dump())
+    caps.update(_budget_overrides(args))
     env = open_run(
-        run_dir, config, spec, models, backend=state.get("backend") or "auto", progress=progress
+        run_dir,
+        config,
+        spec,
+        models,
+        backend=state.get("backend") or "auto",
+        progress=progress,
+        budget_limits=caps,
+        budget_used=state.get("budget_used"),
     )
     outcome = execute(env, resume=True)
     return _print_outcome(outcome, args)

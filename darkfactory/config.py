@@ -51,6 +51,8 @@ PLACEHOLDERS = (
     "workspace_files",
     "design",
     "failures",
+    "failure_class",
+    "route",
     "feedback",
     "fix_round",
     "max_fix_rounds",
@@ -187,8 +189,26 @@ class BudgetConfig(_Strict):
         default=300,
         gt=0,
         description=(
-            "Most model calls one run may make, all roles together; the run stops with "
-            "exit code 4 when it is reached."
+            "Most model calls one run may make, all roles together, retries and unparseable "
+            "answers included; checked before every call. When the next call would exceed it "
+            "the run stops with status budget_exhausted (exit code 4), its state saved."
+        ),
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Most tokens (prompt + completion, as the provider reports them; estimates for "
+            "the scripted model) one run may use. Checked before every call: once the run "
+            "has used this many, it stops with exit code 4. Unset: no token limit."
+        ),
+    )
+    max_wall_s: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Most wall-clock seconds one run may take, resumed runs counting their earlier "
+            "time too. Checked before every model call; exit code 4 when past. Unset: no limit."
         ),
     )
 

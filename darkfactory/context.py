@@ -31,6 +31,8 @@ class RunContext:
     #: ``sandbox`` at ``/results`` (``darkfactory.sandbox.RESULTS_TARGET``). Never the workspace.
     results_dir: Path | None = None
     on_event: EventSink | None = None
+    #: Questions agents raised with ``report_ambiguity``; the pipeline escalates on them.
+    ambiguities: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace).resolve()

@@ -61,6 +61,11 @@ class RunState(BaseModel):
     #: What the run was started with, so ``resume`` can rebuild it.
     cli_model: str | None = None
     backend: str = "auto"
+    #: Budget limits the run was started with and what it had used at the last step.
+    budget_limits: dict[str, Any] = Field(default_factory=dict)
+    budget_used: dict[str, Any] = Field(default_factory=dict)
+    #: Failure signature of each verify round (stuck detection).
+    signatures: list[str] = Field(default_factory=list)
 
 
 def hash_tree(root: Path) -> dict[str, str]:
@@ -128,6 +133,7 @@ class FactoryFlow(Flow[RunState]):
         scripted = self.env.models.scripted
         if scripted is not None:
             self.state.model_cursor = scripted.positions()
+        self.state.budget_used = self.env.budget.state()
 
     def _phase(self, name: str) -> None:
         self.state.phase = name
@@ -135,21 +141,33 @@ class FactoryFlow(Flow[RunState]):
         self.env.trace.write("phase_start")
         self.env.progress(f"phase {name}")
 
-    def _commit(self, name: str, message: str) -> None:
+    def _commit(self, name: str, message: str) -> str | None:
         sha = gitrepo.commit_all(self.env.workspace, message)
         if sha:
             self.state.commits[name] = sha
         self.env.trace.write("phase_end", commit=sha)
+        return sha
 
     def _crew_phase(self, phase: str, **extra: Any) -> str:
+        from crewai.hooks.dispatch import HookAborted
+
         from crews.factory_crew import FactoryCrew
 
-        inputs = {**self.env.prompt_inputs(), **extra}
-        crew = FactoryCrew(self.env.config, self.env.ctx, self.env.models.llm_for).crew_for(
-            phase, inputs
-        )
-        output = crew.kickoff()
-        self.env.raise_if_model_failed()
+        env = self.env
+        inputs = {**env.prompt_inputs(), **extra}
+        crew = FactoryCrew(env.config, env.ctx, env.models.llm_for).crew_for(phase, inputs)
+        try:
+            with env.budget.enforced():
+                output = crew.kickoff()
+        except HookAborted:
+            if env.budget.exhausted is not None:
+                raise env.budget.exhausted from None
+            raise
+        env.raise_if_model_failed()
+        if env.budget.exhausted is not None:  # a coworker hit it; CrewAI hid it from the manager
+            raise env.budget.exhausted
+        if env.ctx.ambiguities:
+            raise SpecAmbiguity(env.ctx.ambiguities)
         return str(getattr(output, "raw", output))
 
     # -- phases -------------------------------------------------------------------------
@@ -201,6 +219,27 @@ class FactoryFlow(Flow[RunState]):
         self.env.trace.write("phase_end", passed=result.passed)
         if result.passed:
             return "passed"
+        diagnosis = result.diagnosis
+        signature = diagnosis.signature()
+        self.env.trace.write(
+            "failure_classification",
+            round=self.state.fix_round,
+            classes=diagnosis.classes,
+            primary=diagnosis.primary,
+            route=diagnosis.route,
+            signature=signature,
+            failures=[
+                {"class": f.cls, "suite": f.suite, "test": f.test} for f in diagnosis.failures
+            ],
+        )
+        stuck = bool(self.state.signatures) and self.state.signatures[-1] == signature
+        self.state.signatures.append(signature)
+        if stuck:
+            self.state.reason = (
+                f"stuck: fix round {self.state.fix_round} left exactly the same failures "
+                f"({', '.join(diagnosis.classes)}); a person should look"
+            )
+            return "stuck"
         if self.state.fix_round >= self.state.max_fix_rounds:
             self.state.reason = (
                 f"tests still failing after {self.state.fix_round} fix round(s) "
@@ -214,14 +253,26 @@ class FactoryFlow(Flow[RunState]):
     def fix(self) -> str:
         self.state.fix_round += 1
         self._phase("fix")
-        self.env.trace.write("fix_round", round=self.state.fix_round)
+        last = self.state.verify_rounds[-1]
+        route_key = last.get("route", "developer")
+        route = self.env.config.agents[route_key].role
+        self.env.trace.write("fix_round", round=self.state.fix_round, route=route)
         self._crew_phase(
             "fix",
             failures=self.state.last_failures,
+            failure_class=", ".join(last.get("classes", [])) or "unknown",
+            route=route,
             fix_round=self.state.fix_round,
             max_fix_rounds=self.state.max_fix_rounds,
         )
-        self._commit(f"fix-{self.state.fix_round}", f"fix: round {self.state.fix_round}")
+        if (
+            self._commit(f"fix-{self.state.fix_round}", f"fix: round {self.state.fix_round}")
+            is None
+        ):
+            self.state.reason = (
+                f"stuck: fix round {self.state.fix_round} changed no file; a person should look"
+            )
+            return "stuck"
         return "fixed"
 
     @listen("passed")
@@ -243,6 +294,13 @@ class FactoryFlow(Flow[RunState]):
     @journaled("give_up")
     def give_up(self) -> None:
         self.state.status = "failed"
+        self._finish()
+
+    @listen("stuck")
+    @journaled("escalate")
+    def escalate(self) -> None:
+        self.state.status = "escalated"
+        self.env.trace.write("escalation", reason=self.state.reason)
         self._finish()
 
     def _finish(self) -> None:
@@ -267,5 +325,10 @@ class FactoryFlow(Flow[RunState]):
         env.trace.write("acceptance_frozen", files=sorted(self.state.acceptance_hashes))
 
 
-class RunAborted(DarkFactoryError):
-    """The run stopped because a phase raised; the report says why."""
+class SpecAmbiguity(DarkFactoryError):
+    """An agent reported that the spec cannot decide something: a person must answer."""
+
+    def __init__(self, questions: list[dict[str, str]]) -> None:
+        self.questions = questions
+        asked = "; ".join(f"{q['question']} ({q['reason']})" for q in questions)
+        super().__init__(f"spec ambiguity reported: {asked}")

@@ -54,6 +54,11 @@ def build_report(env: Any, state: Any) -> dict[str, Any]:
         "fix_rounds": state.fix_round,
         "verify_rounds": [
             {k: v for k, v in r.items() if k in ("round", "passed")}
+            | (
+                {}
+                if r.get("passed")
+                else {"classes": r.get("classes", []), "route": r.get("route")}
+            )
             | {
                 "acceptance": {
                     k: r["acceptance"].get(k) for k in ("total", "passed", "failed", "errors")
@@ -62,6 +67,7 @@ def build_report(env: Any, state: Any) -> dict[str, Any]:
             }
             for r in state.verify_rounds
         ],
+        "budget": env.budget.state(),
         "delegations": [
             {
                 "coworker": r["coworker"],

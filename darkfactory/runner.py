@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from darkfactory import gitrepo
+from darkfactory.budget import BudgetMeter
+from darkfactory.classify import Diagnosis, diagnose
 from darkfactory.config import Config
 from darkfactory.context import RunContext
 from darkfactory.llms import ModelPlan
@@ -44,6 +46,7 @@ class VerifyResult:
     acceptance: TestRun
     unit: TestRun | None
     links: dict[str, list[str]]
+    diagnosis: Diagnosis = field(default_factory=Diagnosis)
 
     @property
     def passed(self) -> bool:
@@ -95,6 +98,8 @@ class VerifyResult:
             }
 
         return {
+            "classes": self.diagnosis.classes,
+            "route": self.diagnosis.route,
             "round": self.round_no,
             "passed": self.passed,
             "acceptance": suite(self.acceptance),
@@ -122,6 +127,7 @@ class RunEnv:
     trace: Trace
     ctx: RunContext
     progress: Callable[[str], None] = field(default=lambda msg: None)
+    budget: BudgetMeter = field(default_factory=BudgetMeter)
 
     @property
     def workspace(self) -> Path:
@@ -216,7 +222,9 @@ class RunEnv:
                 timeout=timeout,
             )
         links = requirement_links(self.spec_with_frozen_tests())
-        result = VerifyResult(round_no, acceptance, unit, links)
+        result = VerifyResult(
+            round_no, acceptance, unit, links, diagnose(acceptance, unit, self.workspace)
+        )
         for suite, run in (("acceptance", acceptance), ("unit", unit)):
             if run is None:
                 continue
@@ -289,6 +297,7 @@ def prepare_run(
     runs_dir: Path,
     backend: str,
     progress: Callable[[str], None] = lambda msg: None,
+    budget_limits: dict[str, Any] | None = None,
 ) -> RunEnv:
     """Create ``runs/<id>/`` with spec/, workspace/ (a git repo), acceptance/ and the sandbox."""
     run_id = new_run_id(spec.title)
@@ -307,7 +316,15 @@ def prepare_run(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(test.content, encoding="utf-8")
 
-    return open_run(run_dir, config, spec, models, backend=backend, progress=progress)
+    return open_run(
+        run_dir,
+        config,
+        spec,
+        models,
+        backend=backend,
+        progress=progress,
+        budget_limits=budget_limits,
+    )
 
 
 def open_run(
@@ -318,6 +335,8 @@ def open_run(
     *,
     backend: str,
     progress: Callable[[str], None] = lambda msg: None,
+    budget_limits: dict[str, Any] | None = None,
+    budget_used: dict[str, Any] | None = None,
 ) -> RunEnv:
     """The live parts of the run in ``run_dir`` (new or resumed): sandbox, trace, context."""
     run_id = run_dir.name
@@ -342,7 +361,17 @@ def open_run(
         results_dir=run_dir / "results",
         on_event=trace.sink,
     )
-    return RunEnv(run_id, run_dir, config, spec, models, sandbox, trace, ctx, progress)
+    caps = budget_limits or config.factory.budget.model_dump()
+    budget = BudgetMeter(
+        max_llm_calls=caps.get("max_llm_calls"),
+        max_tokens=caps.get("max_tokens"),
+        max_wall_s=caps.get("max_wall_s"),
+        calls_before=int((budget_used or {}).get("llm_calls", 0)),
+        tokens_before=int((budget_used or {}).get("tokens", 0)),
+        seconds_before=float((budget_used or {}).get("wall_s", 0.0)),
+        token_source=models.tokens_used,
+    )
+    return RunEnv(run_id, run_dir, config, spec, models, sandbox, trace, ctx, progress, budget)
 
 
 def default_progress(quiet: bool) -> Callable[[str], None]:

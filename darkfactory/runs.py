@@ -82,7 +82,8 @@ def execute(
     env: RunEnv, *, cli_model: str | None = None, backend: str = "auto", resume: bool = False
 ) -> RunOutcome:
     """Drive the flow to its end (or its failure), then write the report."""
-    from darkfactory.pipeline import ACCEPTANCE_DIR, FactoryFlow
+    from darkfactory.budget import BudgetExhausted
+    from darkfactory.pipeline import ACCEPTANCE_DIR, FactoryFlow, SpecAmbiguity
     from darkfactory.report import write_report
     from darkfactory.trace import CrewEventBridge
 
@@ -115,7 +116,14 @@ def execute(
             )
         else:
             flow._skip_persistence_restore = True  # a new run: nothing to restore under its id
-            inputs.update({"run_dir": str(env.run_dir), "cli_model": cli_model, "backend": backend})
+            inputs.update(
+                {
+                    "run_dir": str(env.run_dir),
+                    "cli_model": cli_model,
+                    "backend": backend,
+                    "budget_limits": env.budget.state()["limits"],
+                }
+            )
             env.trace.write(
                 "run_start",
                 run_id=env.run_id,
@@ -131,6 +139,19 @@ def execute(
             # CrewAI prints progress to stdout; ours is for results (--json must stay JSON).
             with CrewEventBridge(env.trace), contextlib.redirect_stdout(sys.stderr):
                 flow.kickoff(inputs=inputs)
+        except BudgetExhausted as exc:
+            flow.state.status = "budget_exhausted"
+            flow.state.reason = (
+                f"{exc} in phase {flow.state.phase}; raise the budget and continue with: "
+                f"darkfactory resume {env.run_id}"
+            )
+            env.trace.write("budget", exhausted=exc.which, **env.budget.state())
+            env.trace.write("run_end", status=flow.state.status, reason=flow.state.reason)
+        except SpecAmbiguity as exc:
+            flow.state.status = "escalated"
+            flow.state.reason = str(exc)
+            env.trace.write("escalation", reason=flow.state.reason, questions=exc.questions)
+            env.trace.write("run_end", status=flow.state.status, reason=flow.state.reason)
         except DarkFactoryError as exc:
             flow.state.status = "failed"
             flow.state.reason = f"{type(exc).__name__}: {exc}"

@@ -65,6 +65,14 @@ if __name__ == "__main__":
 '''
 
 
+BYTES_BUG = BUGGY_WORDCOUNT.replace('len(text.split(" "))', "len(text.split())").replace(
+    '"chars": len(text)', '"chars": len(text.encode())'
+)
+LINES_BUG = BUGGY_WORDCOUNT.replace('len(text.split(" "))', "len(text.split())").replace(
+    'text.count("\\n")', 'text.count("\\n") + 1'
+)
+
+
 def example_playbook() -> dict[str, Any]:
     return yaml.safe_load(EXAMPLE_PLAYBOOK.read_text(encoding="utf-8"))
 
@@ -91,7 +99,7 @@ def fix_loop_playbook(*, fixes: list[str]) -> dict[str, Any]:
     ]
     manager = roles["manager"]
     fix_steps: list[dict[str, Any]] = []
-    for code in fixes:
+    for i, code in enumerate(fixes):
         fix_steps += [
             {
                 "delegate": {
@@ -99,10 +107,15 @@ def fix_loop_playbook(*, fixes: list[str]) -> dict[str, Any]:
                     "task": "Fix wordcount.py so that the failing tests pass.",
                     "context": "See the failing tests in the task.",
                 },
-                # The fix task must carry the real failing test and its assertion.
-                "expect": [
+                # The first fix task must carry the real failing test, its assertion, the
+                # failure class and the role it is routed to.
+                "expect": []
+                if i
+                else [
                     "FAILED test_wordcount.py::test_empty_text",
                     "{'words': 1} != {'words': 0}",
+                    "classified these failures as: assertion",
+                    "Software Developer: delegate the fix to them",
                 ],
             },
             {"answer": "The bug is fixed."},
@@ -228,7 +241,8 @@ def test_bug_never_fixed_fails_after_max_fix_rounds(tmp_path: Path) -> None:
     factory = yaml.safe_load((config / "factory.yaml").read_text())
     factory["max_fix_rounds"] = 2
     (config / "factory.yaml").write_text(yaml.safe_dump(factory))
-    book = write_playbook(tmp_path, fix_loop_playbook(fixes=[BUGGY_WORDCOUNT, BUGGY_WORDCOUNT]))
+    # Each round "fixes" one bug and makes another: the failures change, so it is not stuck.
+    book = write_playbook(tmp_path, fix_loop_playbook(fixes=[BYTES_BUG, LINES_BUG]))
     out = tmp_path / "runs"
     code = run_cli(
         "run",
@@ -419,3 +433,101 @@ def test_markdown_spec_architect_writes_acceptance_tests_then_they_are_frozen(
         "def test_r1_lower_case"
         in (run / "workspace" / "acceptance" / "test_slugify.py").read_text()
     )
+
+
+def run_fix_loop(tmp_path: Path, fixes: list[str], *extra: str) -> tuple[int, dict[str, Any], Path]:
+    book = write_playbook(tmp_path, fix_loop_playbook(fixes=fixes))
+    out = tmp_path / "runs"
+    code = run_cli(
+        "run",
+        str(EXAMPLE_SPEC),
+        "--model",
+        f"scripted:{book}",
+        "--sandbox",
+        "bwrap",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+    )
+    run = only_run(out)
+    return code, json.loads((run / "report.json").read_text()), run
+
+
+def test_fix_that_changes_nothing_escalates_instead_of_looping(tmp_path: Path) -> None:
+    code, report, _ = run_fix_loop(tmp_path, [BUGGY_WORDCOUNT])  # rewrites the same bug
+    assert code == 1
+    assert report["status"] == "escalated"
+    assert "fix round 1 changed no file" in report["reason"]
+    assert report["fix_rounds"] == 1 and len(report["verify_rounds"]) == 1
+
+
+def test_same_failures_after_a_fix_escalate_as_stuck(tmp_path: Path) -> None:
+    cosmetic = BUGGY_WORDCOUNT + "\n# reformatted, same bug\n"
+    code, report, run = run_fix_loop(tmp_path, [cosmetic])
+    assert code == 1
+    assert report["status"] == "escalated"
+    assert "left exactly the same failures" in report["reason"]
+    assert [r["classes"] for r in report["verify_rounds"]] == [["assertion"], ["assertion"]]
+    trace = read_trace(run / "trace.jsonl")
+    assert [r["kind"] for r in trace if r["kind"] == "escalation"] == ["escalation"]
+
+
+def test_budget_stops_the_run_cleanly_and_resume_continues_it(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    code = run_cli(
+        "run",
+        str(EXAMPLE_SPEC),
+        "--model",
+        f"scripted:{EXAMPLE_PLAYBOOK}",
+        "--sandbox",
+        "bwrap",
+        "--out",
+        str(out),
+        "--quiet",
+        "--max-llm-calls",
+        "9",
+    )
+    assert code == 4
+    run = only_run(out)
+    report = json.loads((run / "report.json").read_text())
+    assert report["status"] == "budget_exhausted"
+    assert "max_llm_calls reached: used 9 of 9" in report["reason"]
+    assert report["budget"]["llm_calls"] == 9
+    assert report["llm"]["calls"] == 9  # the tenth call was never made
+    # Raising the budget and resuming finishes the run from the last finished step.
+    assert main(["resume", run.name, "--out", str(out), "--quiet", "--max-llm-calls", "100"]) == 0
+    report = json.loads((run / "report.json").read_text())
+    assert report["status"] == "delivered"
+
+
+def test_spec_ambiguity_reported_by_an_agent_escalates(tmp_path: Path) -> None:
+    book = example_playbook()
+    book["roles"]["architect"].insert(
+        0,
+        {
+            "tool": "report_ambiguity",
+            "args": {
+                "question": "Is a trailing line without a newline counted?",
+                "reason": "R2 says 'as wc counts them' but R6 examples disagree",
+            },
+        },
+    )
+    path = write_playbook(tmp_path, book)
+    out = tmp_path / "runs"
+    code = run_cli(
+        "run",
+        str(EXAMPLE_SPEC),
+        "--model",
+        f"scripted:{path}",
+        "--sandbox",
+        "bwrap",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert code == 1
+    report = json.loads((only_run(out) / "report.json").read_text())
+    assert report["status"] == "escalated"
+    assert "Is a trailing line without a newline counted?" in report["reason"]
+    assert not any(d["phase"] == "implement" for d in report["delegations"])

@@ -98,6 +98,14 @@ class ModelPlan:
                 return inst
         return None
 
+    def tokens_used(self) -> int:
+        """Tokens all of this run's models reported (or estimated) so far, in this process."""
+        return sum(
+            inst.get_token_usage_summary().total_tokens
+            for inst in self._instances.values()
+            if hasattr(inst, "get_token_usage_summary")
+        )
+
     def llm_for(self, role: str) -> Any:
         name = self.model_name(role)
         if name not in self._instances:

@@ -1,0 +1,153 @@
+"""Failure classification on real pytest runs (local sandbox: classification, not isolation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from darkfactory.classify import diagnose
+from darkfactory.sandbox import open_sandbox, results_mount
+from darkfactory.sandbox.base import Limits, Mount, SandboxSpec
+from darkfactory.testrun import run_pytest
+
+ACCEPT = """
+from mod import f
+
+def test_f():
+    assert f(2) == 4
+"""
+
+
+def verify(
+    tmp_path: Path,
+    files: dict[str, str],
+    *,
+    unit: dict[str, str] | None = None,
+    timeout: float = 60,
+):
+    ws = tmp_path / "ws"
+    acc = tmp_path / "acc"
+    res = tmp_path / "res"
+    for d in (ws, acc, res):
+        d.mkdir()
+    (acc / "test_acc.py").write_text(ACCEPT)
+    for name, text in files.items():
+        (ws / name).parent.mkdir(parents=True, exist_ok=True)
+        (ws / name).write_text(text)
+    for name, text in (unit or {}).items():
+        (ws / "tests").mkdir(exist_ok=True)
+        (ws / "tests" / name).write_text(text)
+    sb = open_sandbox(
+        "local",
+        SandboxSpec(
+            workspace=ws,
+            mounts=[Mount(acc, "/acceptance"), results_mount(res)],
+            limits=Limits(timeout_s=timeout),
+        ),
+    )
+    a = run_pytest(
+        sb,
+        [sb.path_of("/acceptance")],
+        results_dir=res,
+        results_target="/results",
+        name="a",
+        timeout=timeout,
+    )
+    u = None
+    if unit:
+        u = run_pytest(
+            sb, ["tests"], results_dir=res, results_target="/results", name="u", timeout=timeout
+        )
+    return diagnose(a, u, ws)
+
+
+def test_assertion_goes_to_developer(tmp_path: Path) -> None:
+    d = verify(tmp_path, {"mod.py": "def f(x):\n    return x + 3\n"})
+    assert d.primary == "assertion" and d.route == "developer"
+
+
+def test_exception_in_code(tmp_path: Path) -> None:
+    d = verify(tmp_path, {"mod.py": "def f(x):\n    return {}[x]\n"})
+    assert d.primary == "code_error" and d.route == "developer"
+
+
+def test_syntax_error(tmp_path: Path) -> None:
+    d = verify(tmp_path, {"mod.py": "def f(x)\n    return x * 2\n"})
+    assert d.primary == "syntax_import"
+
+
+def test_module_not_written_yet(tmp_path: Path) -> None:
+    d = verify(tmp_path, {})
+    assert d.primary == "syntax_import"
+
+
+def test_declared_dependency_missing(tmp_path: Path) -> None:
+    d = verify(
+        tmp_path,
+        {
+            "mod.py": "import leftpadx\n\ndef f(x):\n    return x * 2\n",
+            "requirements.txt": "leftpadx==1.0\n",
+        },
+    )
+    assert d.primary == "missing_dependency" and d.route == "developer"
+
+
+def test_setup_error(tmp_path: Path) -> None:
+    d = verify(
+        tmp_path,
+        {"mod.py": "def f(x):\n    return x * 2\n"},
+        unit={
+            "test_u.py": "import pytest\n\n@pytest.fixture\ndef boom():\n    raise RuntimeError('no db')\n\ndef test_u(boom):\n    pass\n"
+        },
+    )
+    assert d.primary == "setup_error"
+
+
+def test_unit_test_contradicting_passing_acceptance_goes_to_qa(tmp_path: Path) -> None:
+    d = verify(
+        tmp_path,
+        {"mod.py": "def f(x):\n    return x * 2\n"},
+        unit={"test_u.py": "from mod import f\n\ndef test_u():\n    assert f(2) == 5\n"},
+    )
+    assert d.primary == "qa_test" and d.route == "qa_engineer"
+
+
+def test_timeout(tmp_path: Path) -> None:
+    d = verify(tmp_path, {"mod.py": "import time\n\ndef f(x):\n    time.sleep(30)\n"}, timeout=3)
+    assert d.primary == "timeout"
+
+
+def test_no_acceptance_tests(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    acc = tmp_path / "acc"
+    res = tmp_path / "res"
+    for d in (ws, acc, res):
+        d.mkdir()
+    sb = open_sandbox(
+        "local", SandboxSpec(workspace=ws, mounts=[Mount(acc, "/acceptance"), results_mount(res)])
+    )
+    a = run_pytest(
+        sb,
+        [sb.path_of("/acceptance")],
+        results_dir=res,
+        results_target="/results",
+        name="a",
+        timeout=60,
+    )
+    diagnosis = diagnose(a, None, ws)
+    assert diagnosis.classes == ["no_tests"] and diagnosis.route == "architect"
+
+
+@pytest.mark.parametrize(
+    ("noise", "other"),
+    [("0x7f3a2b", "0xdead"), ("12.5s", "3.1s"), ("/tmp/pytest-of-root/x", "/tmp/y")],
+)
+def test_signature_ignores_addresses_numbers_and_tmp_paths(noise: str, other: str) -> None:
+    from darkfactory.classify import Diagnosis, Failure
+
+    a = Diagnosis([Failure("assertion", "acceptance", "t.py::test", f"E assert x at {noise}")])
+    b = Diagnosis([Failure("assertion", "acceptance", "t.py::test", f"E assert x at {other}")])
+    assert a.signature() == b.signature()
+    c = Diagnosis([Failure("code_error", "acceptance", "t.py::test", f"E assert x at {other}")])
+    assert a.signature() != c.signature()
