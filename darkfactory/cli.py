@@ -130,6 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_budget_options(p)
     p.set_defaults(func=cmd_resume)
 
+    p = sub.add_parser("report", help="render a run's report again (from its state and trace)")
+    p.add_argument("run_id")
+    p.add_argument("--out", type=Path, default=None, help="runs directory (default: runs/)")
+    p.add_argument("--format", choices=["md", "html", "json"], default="md")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("runs", help="list the runs in a runs directory")
+    p.add_argument("--out", type=Path, default=None, help="runs directory (default: runs/)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
     p = sub.add_parser("validate", help="check a spec and the config without running anything")
     p.add_argument("spec", type=Path)
     p.add_argument("--format", default=None)
@@ -275,6 +286,43 @@ def cmd_resume(args: argparse.Namespace) -> int:
     )
     outcome = execute(env, resume=True)
     return _print_outcome(outcome, args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from darkfactory.report import build_report, render_html, render_markdown
+    from darkfactory.runs import find_run, stored_state
+
+    run_dir = find_run(args.out or Path("runs"), args.run_id)
+    state = stored_state(run_dir)
+    if state is None:
+        raise UsageError("this run has no saved state yet", file=run_dir)
+    report = build_report(run_dir, state)
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+    elif args.format == "html":
+        print(render_html(report), end="")
+    else:
+        print(render_markdown(report), end="")
+    return ExitCode.DELIVERED
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from darkfactory.runs import list_runs
+
+    rows = list_runs(args.out or Path("runs"))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return ExitCode.DELIVERED
+    if not rows:
+        print(f"no runs in {args.out or Path('runs')}")
+        return ExitCode.DELIVERED
+    header = f"{'run id':44} {'status':17} {'duration':>9} {'cost':>10}  spec"
+    print(header)
+    for r in rows:
+        duration = "-" if r["duration_s"] is None else f"{r['duration_s']:.1f}s"
+        usd = "unknown" if r["cost_usd"] is None else f"${r['cost_usd']:.4f}"
+        print(f"{r['run_id']:44} {r['status']:17} {duration:>9} {usd:>10}  {r['spec']}")
+    return ExitCode.DELIVERED
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -1,46 +1,107 @@
-"""``report.json`` and ``report.md``: what a run did, measured, from its state and trace."""
+"""The run report: ``report.json``, ``report.md`` and ``report.html``.
+
+Rendered from the run directory alone: the flow state, the trace (``trace.jsonl``), the
+parsed spec (``spec/spec.json``), the frozen acceptance tests and the workspace's git log.
+So ``darkfactory report RUN_ID`` can render any run again, finished or not.
+
+Tokens and costs are our own accounting from the trace's ``llm_call`` records; a model
+whose price is not in ``prices.yaml`` has an unknown cost (``null``), never zero.
+"""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from darkfactory import gitrepo
+from darkfactory.prices import cost
+from darkfactory.spec import AcceptanceTest, Spec
 from darkfactory.spec.trace import requirement_matrix
 from darkfactory.trace import read_trace
 
+SPEC_JSON = "spec.json"  # darkfactory.runner writes it; kept here so reports need no runner
 
-def build_report(env: Any, state: Any) -> dict[str, Any]:
-    records = read_trace(env.run_dir / "trace.jsonl")
-    last = state.verify_rounds[-1] if state.verify_rounds else None
-    acc = (last or {}).get("acceptance", {})
-    unit = (last or {}).get("unit", {})
-    outcomes = {**acc.get("outcomes", {})}
-    spec = env.spec_with_frozen_tests() if env.acceptance_dir.is_dir() else env.spec
-    llm_calls = [r for r in records if r["kind"] == "llm_call"]
-    by_role: Counter[str] = Counter()
-    tokens_by_role: dict[str, dict[str, int]] = {}
-    for r in llm_calls:
-        role = r.get("role") or "?"
-        by_role[role] += 1
-        t = tokens_by_role.setdefault(
-            role, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
-        )
-        t["calls"] += 1
-        t["prompt_tokens"] += r.get("prompt_tokens") or 0
-        t["completion_tokens"] += r.get("completion_tokens") or 0
+
+def _spec(run_dir: Path) -> Spec:
+    spec = Spec.model_validate_json((run_dir / "spec" / SPEC_JSON).read_text(encoding="utf-8"))
+    root = run_dir / "acceptance"
+    if root.is_dir() and any(root.rglob("*.py")):
+        tests = [
+            AcceptanceTest(name=str(p.relative_to(root)), content=p.read_text(encoding="utf-8"))
+            for p in sorted(root.rglob("*.py"))
+            if p.is_file()
+        ]
+        spec = spec.model_copy(update={"acceptance_tests": tests})
+    return spec
+
+
+def _add(total: dict[str, Any], prompt: int, completion: int, usd: float | None) -> None:
+    total["calls"] += 1
+    total["prompt_tokens"] += prompt
+    total["completion_tokens"] += completion
+    if total["cost_usd"] is not None:
+        total["cost_usd"] = None if usd is None else round(total["cost_usd"] + usd, 6)
+
+
+def _new_total() -> dict[str, Any]:
+    return {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+
+
+def _accounting(records: list[dict[str, Any]]) -> dict[str, Any]:
+    calls = [r for r in records if r["kind"] == "llm_call"]
+    run = _new_total()
+    by_role: dict[str, dict[str, Any]] = {}
+    by_phase: dict[str, dict[str, Any]] = {}
+    for r in calls:
+        prompt = int(r.get("prompt_tokens") or 0)
+        completion = int(r.get("completion_tokens") or 0)
+        usd = cost(r.get("model"), prompt, completion)
+        for bucket, key in ((by_role, r.get("role") or "?"), (by_phase, r.get("phase") or "?")):
+            _add(bucket.setdefault(key, _new_total()), prompt, completion, usd)
+        _add(run, prompt, completion, usd)
+    run["by_role"] = by_role
+    run["by_phase"] = by_phase
+    return run
+
+
+def _timeline(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    spans: list[dict[str, Any]] = []
+    for r in records:
+        if r["kind"] == "phase_start":
+            spans.append({"phase": r["phase"], "start": r["ts"], "end": r["ts"]})
+        elif r["kind"] in ("phase_end", "run_end") and spans and spans[-1]["phase"] == r["phase"]:
+            spans[-1]["end"] = r["ts"]
+    t0 = datetime.fromisoformat(records[0]["ts"]) if records else None
+    for s in spans:
+        start = datetime.fromisoformat(s["start"])
+        end = datetime.fromisoformat(s["end"])
+        s["offset_s"] = round((start - t0).total_seconds(), 3) if t0 else 0.0
+        s["duration_s"] = round((end - start).total_seconds(), 3)
+    return spans
+
+
+def build_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
+    records = read_trace(run_dir / "trace.jsonl") if (run_dir / "trace.jsonl").exists() else []
+    rounds = state.get("verify_rounds") or []
+    last = rounds[-1] if rounds else {}
+    acc = last.get("acceptance", {})
+    unit = last.get("unit", {})
+    spec = _spec(run_dir)
     run_start = next((r for r in records if r["kind"] == "run_start"), {})
     models: dict[str, str] = run_start.get("models") or {}
     scripted = any(str(m).startswith("scripted:") for m in models.values())
-    workspace = env.workspace
+    accounting = _accounting(records)
+    workspace = run_dir / "workspace"
+    has_git = (workspace / ".git").exists()
+    started, finished = state.get("started_at") or 0.0, state.get("finished_at") or 0.0
     return {
-        "run_id": env.run_id,
-        "status": state.status,
-        "reason": state.reason,
-        "spec": {"format": env.spec.format, "title": env.spec.title, "source": env.spec.source},
-        "requirements": requirement_matrix(spec, outcomes),
+        "run_id": run_dir.name,
+        "status": state.get("status", "running"),
+        "reason": state.get("reason", ""),
+        "spec": {"format": spec.format, "title": spec.title, "source": spec.source},
+        "requirements": requirement_matrix(spec, acc.get("outcomes", {})),
         "acceptance": {
             "total": acc.get("total", 0),
             "passed": acc.get("passed", 0),
@@ -51,23 +112,24 @@ def build_report(env: Any, state: Any) -> dict[str, Any]:
             "passed": unit.get("passed", 0),
             "failed": unit.get("failed", 0) + unit.get("errors", 0),
         },
-        "fix_rounds": state.fix_round,
+        "fix_rounds": state.get("fix_round", 0),
         "verify_rounds": [
-            {k: v for k, v in r.items() if k in ("round", "passed")}
-            | (
-                {}
-                if r.get("passed")
-                else {"classes": r.get("classes", []), "route": r.get("route")}
-            )
-            | {
+            {
+                "round": r["round"],
+                "passed": r["passed"],
                 "acceptance": {
                     k: r["acceptance"].get(k) for k in ("total", "passed", "failed", "errors")
                 },
                 "unit": {k: r["unit"].get(k) for k in ("total", "passed", "failed", "errors")},
+                **(
+                    {}
+                    if r["passed"]
+                    else {"classes": r.get("classes", []), "route": r.get("route")}
+                ),
             }
-            for r in state.verify_rounds
+            for r in rounds
         ],
-        "budget": env.budget.state(),
+        "budget": state.get("budget_used") or {},
         "delegations": [
             {
                 "coworker": r["coworker"],
@@ -79,23 +141,32 @@ def build_report(env: Any, state: Any) -> dict[str, Any]:
             if r["kind"] == "delegation"
         ],
         "llm": {
-            "calls": len(llm_calls),
-            "prompt_tokens": sum(r.get("prompt_tokens") or 0 for r in llm_calls),
-            "completion_tokens": sum(r.get("completion_tokens") or 0 for r in llm_calls),
+            "calls": accounting["calls"],
+            "prompt_tokens": accounting["prompt_tokens"],
+            "completion_tokens": accounting["completion_tokens"],
+            "cost_usd": accounting["cost_usd"],
             "tokens_are_estimates": scripted,
-            "by_role": tokens_by_role,
+            "by_role": accounting["by_role"],
+            "by_phase": accounting["by_phase"],
             "models": models,
         },
+        "timeline": _timeline(records),
         "scripted_model": scripted,
-        "sandbox": env.sandbox.backend,
+        "sandbox": run_start.get("sandbox"),
         "workspace": str(workspace),
-        "commits": gitrepo.log(workspace) if (workspace / ".git").exists() else [],
-        "files": gitrepo.changed_files(workspace) if (workspace / ".git").exists() else [],
-        "duration_s": round(max(0.0, state.finished_at - state.started_at), 2),
+        "commits": gitrepo.log(workspace) if has_git else [],
+        "files": gitrepo.changed_files(workspace) if has_git else [],
+        "duration_s": round(max(0.0, finished - started), 2) if finished else None,
     }
 
 
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.4f}"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
+    llm = report["llm"]
+    estimate = " (estimates: a scripted model played the roles, no AI was called)"
     lines = [
         f"# Run {report['run_id']}: {report['status']}",
         "",
@@ -104,13 +175,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- Acceptance tests: {report['acceptance']['passed']}/{report['acceptance']['total']} passed",
         f"- Unit tests: {report['unit_tests']['passed']}/{report['unit_tests']['total']} passed",
         f"- Fix rounds: {report['fix_rounds']}",
-        f"- LLM calls: {report['llm']['calls']}, tokens {report['llm']['prompt_tokens']} prompt "
-        f"+ {report['llm']['completion_tokens']} completion"
-        + (
-            " (estimates: a scripted model played the roles, no AI was called)"
-            if report["scripted_model"]
-            else ""
-        ),
+        f"- LLM calls: {llm['calls']}, tokens {llm['prompt_tokens']} prompt + "
+        f"{llm['completion_tokens']} completion, cost {_usd(llm['cost_usd'])}"
+        + (estimate if report["scripted_model"] else ""),
         f"- Sandbox: {report['sandbox']}; duration {report['duration_s']} s",
         f"- Workspace: `{report['workspace']}`",
         "",
@@ -123,6 +190,28 @@ def render_markdown(report: dict[str, Any]) -> str:
         result = {True: "passed", False: "FAILED", None: "no test"}[r["passed"]]
         tests = ", ".join(f"`{t}`" for t in r["tests"]) or "-"
         lines.append(f"| {r['id']} | {r['text']} | {tests} | {result} |")
+    lines += ["", "## Verify rounds", ""]
+    for v in report["verify_rounds"]:
+        a, u = v["acceptance"], v["unit"]
+        what = "passed" if v["passed"] else f"failed: {', '.join(v['classes'])} -> {v['route']}"
+        lines.append(
+            f"- round {v['round']}: acceptance {a['passed']}/{a['total']}, unit {u['passed']}/{u['total']}, {what}"
+        )
+    lines += [
+        "",
+        "## Cost by role",
+        "",
+        "| role | calls | prompt tokens | completion tokens | cost |",
+        "|---|---|---|---|---|",
+    ]
+    for role, t in llm["by_role"].items():
+        lines.append(
+            f"| {role} | {t['calls']} | {t['prompt_tokens']} | {t['completion_tokens']} | {_usd(t['cost_usd'])} |"
+        )
+    lines += ["", "## Timeline", ""]
+    lines += [
+        f"- {s['phase']}: +{s['offset_s']} s, {s['duration_s']} s" for s in report["timeline"]
+    ]
     lines += ["", "## Delegations", ""]
     lines += [
         f"- [{d['phase']}] {d['mode']} -> {d['coworker']}: {d['task'][:120]}"
@@ -131,9 +220,22 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(env: Any, state: Any) -> dict[str, Any]:
-    report = build_report(env, state)
-    run_dir: Path = env.run_dir
+def render_html(report: dict[str, Any]) -> str:
+    """One self-contained page (no network needed): summary, timeline chart, matrix."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(
+        loader=PackageLoader("darkfactory", "templates"),
+        autoescape=select_autoescape(["html"]),
+        keep_trailing_newline=True,
+    )
+    total = max((s["offset_s"] + s["duration_s"] for s in report["timeline"]), default=1.0) or 1.0
+    return env.get_template("report.html").render(r=report, total_s=total, usd=_usd)
+
+
+def write_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
+    report = build_report(run_dir, state)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (run_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    (run_dir / "report.html").write_text(render_html(report), encoding="utf-8")
     return report

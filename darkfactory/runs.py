@@ -175,7 +175,12 @@ def execute(
 def _report(env: RunEnv, flow: Any, write_report: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     if not flow.state.finished_at:
         flow.state.finished_at = time.time()
-    return write_report(env, flow.state)
+    flow.state.budget_used = env.budget.state()
+    if flow.persistence is not None:  # the end state too, not only the last finished step
+        flow.persistence.save_state(
+            flow_uuid=env.run_id, method_name="_run_end", state_data=flow.state
+        )
+    return write_report(env.run_dir, flow.state.model_dump())
 
 
 def find_run(runs_dir: Path, run_id: str) -> Path:
@@ -197,3 +202,52 @@ def find_run(runs_dir: Path, run_id: str) -> Path:
 def stored_state(run_dir: Path) -> dict[str, Any] | None:
     state: dict[str, Any] | None = _persistence(run_dir).load_state(run_dir.name)
     return state
+
+
+def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
+    """Every run in ``runs_dir``, oldest first: id, spec, status, duration, cost."""
+    import json
+
+    rows: list[dict[str, Any]] = []
+    if not runs_dir.is_dir():
+        return rows
+    for run_dir in sorted(p for p in runs_dir.iterdir() if (p / "spec" / SPEC_JSON).is_file()):
+        report_file = run_dir / "report.json"
+        if report_file.is_file():
+            report = json.loads(report_file.read_text(encoding="utf-8"))
+            rows.append(
+                {
+                    "run_id": run_dir.name,
+                    "spec": report["spec"]["title"],
+                    "status": report["status"],
+                    "duration_s": report.get("duration_s"),
+                    "cost_usd": report["llm"].get("cost_usd"),
+                }
+            )
+            continue
+        state = stored_state(run_dir) or {}
+        spec = json.loads((run_dir / "spec" / SPEC_JSON).read_text(encoding="utf-8"))
+        busy = _is_locked(run_dir)
+        rows.append(
+            {
+                "run_id": run_dir.name,
+                "spec": spec.get("title", "?"),
+                "status": "running" if busy else f"stopped ({state.get('phase', 'before start')})",
+                "duration_s": None,
+                "cost_usd": None,
+            }
+        )
+    return rows
+
+
+def _is_locked(run_dir: Path) -> bool:
+    path = run_dir / ".lock"
+    if not path.exists():
+        return False
+    with path.open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False

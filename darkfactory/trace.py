@@ -80,6 +80,94 @@ class Trace:
             self._fh.close()
 
 
+#: Every event kind the trace holds, with the fields each record of that kind always has
+#: (besides ``ts``, ``kind`` and ``phase``). docs/report.md is generated from this table
+#: and tests check real traces against it.
+EVENT_FIELDS: dict[str, dict[str, str]] = {
+    "run_start": {
+        "run_id": "the run's id",
+        "spec": "format, title, source",
+        "sandbox": "backend",
+        "models": "model per role",
+    },
+    "run_resumed": {
+        "after": "steps already finished",
+        "stashed": "whether partial work was set aside",
+    },
+    "phase_start": {},
+    "phase_end": {},
+    "acceptance_frozen": {"files": "the acceptance test files, now read-only"},
+    "acceptance_restored": {"reason": "why the workspace copy was put back"},
+    "llm_call": {"role": "the agent's role", "model": "model string", "outcome": "ok or error"},
+    "delegation": {
+        "by": "the manager's role",
+        "coworker": "the role delegated to",
+        "mode": "delegate or ask",
+        "task": "the task text",
+    },
+    "tool_call": {
+        "role": "the agent's role",
+        "tool": "tool name",
+        "outcome": "ok, error or exception",
+    },
+    "file_op": {
+        "tool": "file tool",
+        "path": "workspace-relative path",
+        "ok": "done or refused",
+        "bytes": "bytes read or written",
+    },
+    "sandbox_exec": {
+        "argv": "the command",
+        "exit_code": "its exit code",
+        "duration_s": "seconds",
+        "killed": "the limit that fired, or null",
+    },
+    "test_run": {"paths": "what an agent ran", "total": "tests", "passed": "passed"},
+    "test_outcome": {
+        "suite": "acceptance or unit",
+        "test": "file::test",
+        "requirements": "requirement ids it proves",
+        "outcome": "passed, failed, error or skipped",
+        "duration_s": "seconds",
+    },
+    "verify": {
+        "round": "fix round it ran after",
+        "passed": "all tests passed",
+        "acceptance": "counts",
+        "unit": "counts",
+    },
+    "failure_classification": {
+        "round": "fix round",
+        "classes": "failure classes",
+        "primary": "the deciding class",
+        "route": "role key the fix goes to",
+        "signature": "stuck-detection signature",
+        "failures": "class, suite, test of each",
+    },
+    "fix_round": {"round": "1-based", "route": "the role the fix is routed to"},
+    "ambiguity": {"question": "what a person must answer", "reason": "why the spec cannot"},
+    "escalation": {"reason": "why a person must look"},
+    "budget": {
+        "exhausted": "which budget",
+        "llm_calls": "calls used",
+        "tokens": "tokens used",
+        "wall_s": "seconds used",
+        "limits": "the limits",
+    },
+    "run_end": {"status": "final status", "reason": "why"},
+}
+
+
+def check_record(record: dict[str, Any]) -> list[str]:
+    """Problems with one trace record against ``EVENT_FIELDS`` (empty when it is valid)."""
+    problems = [f"missing {k}" for k in ("ts", "kind", "phase") if k not in record]
+    kind = record.get("kind")
+    if kind not in EVENT_FIELDS:
+        return [*problems, f"unknown kind {kind!r}"]
+    problems += [f"{kind}: missing {f}" for f in EVENT_FIELDS[kind] if f not in record]
+    return problems
+
+
 def read_trace(path: Path) -> list[dict[str, Any]]:
     """All records of a trace; a torn last line (a kill mid-write) is skipped."""
     records = []
