@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from darkfactory.classify import Diagnosis, diagnose
 from darkfactory.config import Config
 from darkfactory.context import RunContext
 from darkfactory.llms import ModelPlan
+from darkfactory.progress import Progress
 from darkfactory.sandbox import open_sandbox
 from darkfactory.sandbox.base import Mount, Sandbox, SandboxSpec
 from darkfactory.spec import Spec
@@ -354,6 +354,8 @@ def open_run(
         ),
     )
     trace = Trace(run_dir / "trace.jsonl")
+    if isinstance(progress, Progress):
+        trace.observers.append(progress.observe)
     ctx = RunContext(
         workspace=workspace,
         sandbox=sandbox,
@@ -374,7 +376,5 @@ def open_run(
     return RunEnv(run_id, run_dir, config, spec, models, sandbox, trace, ctx, progress, budget)
 
 
-def default_progress(quiet: bool) -> Callable[[str], None]:
-    if quiet:
-        return lambda msg: None
-    return lambda msg: print(f"darkfactory: {msg}", file=sys.stderr, flush=True)
+def default_progress(quiet: bool) -> Progress:
+    return Progress(quiet=quiet)

@@ -19,6 +19,7 @@ from typing import Any
 
 from darkfactory import gitrepo
 from darkfactory.errors import DarkFactoryError, ExitCode, InputError
+from darkfactory.progress import Progress
 from darkfactory.runner import SPEC_JSON, RunEnv
 
 STATUS_EXIT = {
@@ -135,6 +136,9 @@ def execute(
                 sandbox=env.sandbox.backend,
                 models={role: env.models.model_name(role) for role in env.config.agents},
             )
+        live = env.progress if isinstance(env.progress, Progress) else None
+        if live is not None:
+            live.start()
         try:
             # CrewAI prints progress to stdout; ours is for results (--json must stay JSON).
             with CrewEventBridge(env.trace), contextlib.redirect_stdout(sys.stderr):
@@ -166,6 +170,8 @@ def execute(
             _report(env, flow, write_report)
             raise
         finally:
+            if live is not None:
+                live.stop()
             env.sandbox.close()
         report = _report(env, flow, write_report)
         env.trace.close()

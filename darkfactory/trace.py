@@ -60,6 +60,8 @@ class Trace:
         self._secrets = _secrets()
         self._fh = path.open("a", encoding="utf-8")
         self.phase: str | None = None
+        #: Called with every record after it is written (live progress).
+        self.observers: list[Callable[[dict[str, Any]], None]] = []
 
     def write(self, kind: str, /, **data: Any) -> None:
         record = {
@@ -74,6 +76,8 @@ class Trace:
                 return
             self._fh.write(line + "\n")
             self._fh.flush()
+        for observe in self.observers:
+            observe(record)
 
     def close(self) -> None:
         with self._lock:
