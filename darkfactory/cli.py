@@ -259,7 +259,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             hint="start it again with darkfactory run",
         )
     journal = [e["step"] for e in state.get("journal", [])]
-    if journal and journal[-1] in ("deliver", "give_up"):
+    if journal and journal[-1] in ("deliver", "give_up", "escalate"):
         print(f"{args.run_id} already ended: {state.get('status')} ({state.get('reason')})")
         from darkfactory.runs import STATUS_EXIT
 
@@ -369,7 +369,10 @@ def crewai_run() -> None:
                     key="spec",
                     hint="set spec: in factory.yaml, or run SPEC=path/to/spec.yaml crewai run",
                 )
-            spec = str(config.factory.spec)
+            spec_path = Path(config.factory.spec)
+            if not spec_path.is_absolute():
+                spec_path = config.dir.resolve().parent / spec_path
+            spec = str(spec_path)
     except InputError as exc:
         print(f"darkfactory: error: {exc}", file=sys.stderr)
         raise SystemExit(int(exc.exit_code)) from None

@@ -219,8 +219,9 @@ class FactoryConfig(_Strict):
     spec: str | None = Field(
         default=None,
         description=(
-            "The spec `crewai run` builds when the `SPEC` environment variable is not set, "
-            "relative to the repository root."
+            "The spec `crewai run` builds when the `SPEC` environment variable is not set. "
+            "A relative path is taken from the folder that holds the config folder (the "
+            "project root), so `crewai run` works from any directory of the project."
         ),
     )
     runs_dir: str = Field(

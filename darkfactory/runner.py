@@ -50,13 +50,22 @@ class VerifyResult:
 
     @property
     def passed(self) -> bool:
+        """Every acceptance test ran and passed (at least one did), and no unit test failed.
+
+        A suite killed by a limit never passes, whatever its report says, and an acceptance
+        suite whose tests were all skipped proves nothing.
+        """
         acc = self.acceptance
         unit_ok = self.unit is None or (
-            self.unit.collection_error is None and self.unit.failed == 0 and self.unit.errors == 0
+            self.unit.exec.killed is None
+            and self.unit.collection_error is None
+            and self.unit.failed == 0
+            and self.unit.errors == 0
         )
         return (
-            acc.collection_error is None
-            and acc.total > 0
+            acc.exec.killed is None
+            and acc.collection_error is None
+            and acc.passed > 0
             and acc.passed == acc.total - acc.skipped
             and unit_ok
         )
@@ -94,7 +103,9 @@ class VerifyResult:
                 "errors": run.errors,
                 "skipped": run.skipped,
                 "collection_error": run.collection_error,
-                "outcomes": {test_key(o): o.outcome for o in run.outcomes},
+                "outcomes": {
+                    test_key(o, keep_dirs=run is self.acceptance): o.outcome for o in run.outcomes
+                },
             }
 
         return {
@@ -107,11 +118,19 @@ class VerifyResult:
         }
 
 
-def test_key(outcome: Any) -> str:
-    """``file.py::test`` (or ``file.py::Class::test``), the key requirement links use."""
+def test_key(outcome: Any, *, keep_dirs: bool = False) -> str:
+    """``file.py::test`` (or ``file.py::Class::test``), the key requirement links use.
+
+    ``keep_dirs``: keep the file's sub-directories (``api/test_x.py::test``), as acceptance
+    tests are keyed by their path under the acceptance directory (pytest's rootdir there).
+    """
     nodeid: str = outcome.nodeid
     path, _, rest = nodeid.partition("::")
-    return f"{Path(path).name}::{rest}" if rest else nodeid
+    if not rest:
+        return nodeid
+    if keep_dirs and not path.startswith(("/", "../")):
+        return nodeid
+    return f"{Path(path).name}::{rest}"
 
 
 @dataclass
@@ -152,6 +171,8 @@ class RunEnv:
             "workspace_files": self._workspace_files(),
             "design": self._design_text(),
             "failures": "",
+            "failure_class": "",
+            "route": "",
             "feedback": "",
             "fix_round": 0,
             "max_fix_rounds": self.config.factory.max_fix_rounds,
@@ -236,11 +257,12 @@ class RunEnv:
                 killed=run.exec.killed,
             )
             for o in run.outcomes:
+                key = test_key(o, keep_dirs=suite == "acceptance")
                 self.trace.write(
                     "test_outcome",
                     suite=suite,
-                    test=test_key(o),
-                    requirements=links.get(test_key(o).split("[")[0], []),
+                    test=key,
+                    requirements=links.get(key.split("[")[0], []),
                     outcome=o.outcome,
                     duration_s=o.duration_s,
                 )
@@ -305,7 +327,15 @@ def prepare_run(
     workspace = run_dir / "workspace"
     for d in ("spec", "acceptance", "results"):
         (run_dir / d).mkdir(parents=True, exist_ok=True)
-    shutil.copy2(spec.source, run_dir / "spec" / Path(spec.source).name)
+    source = Path(spec.source)
+    if source.is_dir():  # a test-suite spec
+        shutil.copytree(
+            source,
+            run_dir / "spec" / (source.resolve().name or "suite"),
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    else:
+        shutil.copy2(source, run_dir / "spec" / source.name)
     # What resume needs to rebuild the run exactly: the parsed spec and the config used.
     (run_dir / "spec" / SPEC_JSON).write_text(spec.model_dump_json(indent=2), encoding="utf-8")
     shutil.copytree(config.dir, run_dir / "config")
@@ -316,15 +346,20 @@ def prepare_run(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(test.content, encoding="utf-8")
 
-    return open_run(
-        run_dir,
-        config,
-        spec,
-        models,
-        backend=backend,
-        progress=progress,
-        budget_limits=budget_limits,
-    )
+    try:
+        return open_run(
+            run_dir,
+            config,
+            spec,
+            models,
+            backend=backend,
+            progress=progress,
+            budget_limits=budget_limits,
+        )
+    except BaseException:
+        # The sandbox could not be opened (or worse): leave no half-made run behind.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def open_run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,3 +152,26 @@ def test_signature_ignores_addresses_numbers_and_tmp_paths(noise: str, other: st
     assert a.signature() == b.signature()
     c = Diagnosis([Failure("code_error", "acceptance", "t.py::test", f"E assert x at {other}")])
     assert a.signature() != c.signature()
+
+
+def _run(outcomes: list[str], *, killed: str | None = None) -> Any:
+    from darkfactory.sandbox.base import ExecResult
+    from darkfactory.testrun import TestOutcome, TestRun
+
+    return TestRun(
+        outcomes=[TestOutcome(f"t.py::test_{i}", "t.py", f"test_{i}", o, 0.0) for i, o in enumerate(outcomes)],  # type: ignore[arg-type]
+        exec=ExecResult(0 if killed is None else 137, "", "", 1.0, killed),  # type: ignore[arg-type]
+    )
+
+
+def test_verify_never_passes_a_killed_suite_or_an_all_skipped_acceptance_suite() -> None:
+    from darkfactory.runner import VerifyResult
+
+    ok = _run(["passed", "passed"])
+    assert VerifyResult(0, ok, _run(["passed"]), {}).passed
+    # The unit suite was killed by a limit after its passing tests reported: not a pass.
+    assert not VerifyResult(0, ok, _run(["passed"], killed="memory"), {}).passed
+    assert not VerifyResult(0, _run(["passed"], killed="timeout"), None, {}).passed
+    # Every acceptance test skipped proves nothing.
+    assert not VerifyResult(0, _run(["skipped", "skipped"]), None, {}).passed
+    assert VerifyResult(0, _run(["passed", "skipped"]), None, {}).passed

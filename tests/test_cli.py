@@ -136,3 +136,25 @@ def test_validate_is_fast_and_reports_requirements(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "R7:" in out.stdout
     assert "crewai" not in out.stderr
+
+
+def test_model_whose_provider_package_is_missing_is_bad_input(tmp_path: Path) -> None:
+    out = darkfactory("run", str(EXAMPLE_SPEC), cwd=tmp_path, env={"MODEL": "lm_studio/qwen", "BASE_URL": "http://127.0.0.1:9"})
+    assert_bad_input(out, "lm_studio/qwen", "OpenAI-compatible local server")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_local_openai_compatible_server_needs_no_key() -> None:
+    from darkfactory.config import load_config
+    from darkfactory.llms import LOCAL_KEY_PLACEHOLDER, ModelPlan
+
+    saved = dict(os.environ)
+    os.environ["BASE_URL"] = "http://127.0.0.1:9/v1"
+    try:
+        plan = ModelPlan(load_config(None), cli_model="openai/qwen2.5-coder")
+        plan.check()
+        llm = plan.llm_for("developer")
+        assert llm.api_key == LOCAL_KEY_PLACEHOLDER and llm.base_url.startswith("http://127.0.0.1:9")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -33,7 +33,10 @@ PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
     "deepseek": ("DEEPSEEK_API_KEY",),
 }
 #: Providers that run locally and need no key.
-LOCAL_PROVIDERS = ("ollama", "ollama_chat", "hosted_vllm", "lm_studio", "llamacpp")
+LOCAL_PROVIDERS = ("ollama", "ollama_chat", "hosted_vllm")
+#: A local server with an OpenAI-compatible API (llama.cpp's server, LM Studio, vLLM) can be
+#: used as ``openai/<model>`` with BASE_URL set; no key is needed then.
+LOCAL_KEY_PLACEHOLDER = "unused-by-local-server"
 
 NO_MODEL_HINT = (
     "set MODEL and the provider's key in .env or the environment "
@@ -126,4 +129,16 @@ class ModelPlan:
         kwargs: dict[str, Any] = {"model": name, "timeout": 600}
         if base_url:
             kwargs["base_url"] = base_url
-        return LLM(**kwargs)
+            provider = name.split("/", 1)[0] if "/" in name else "openai"
+            if provider == "openai" and not os.environ.get("OPENAI_API_KEY"):
+                # An OpenAI-compatible local server needs no key, but the client insists.
+                kwargs["api_key"] = LOCAL_KEY_PLACEHOLDER
+        try:
+            return LLM(**kwargs)
+        except ImportError as exc:
+            raise NoModelConfigured(
+                f"model {name!r} cannot be used: {exc}",
+                hint="install the provider's extra (e.g. pip install 'crewai[anthropic]'), or "
+                "for an OpenAI-compatible local server (llama.cpp, LM Studio, vLLM) use "
+                "MODEL=openai/<model> with BASE_URL=http://host:port/v1",
+            ) from None
