@@ -8,11 +8,16 @@ environment); isolation properties (network, file system, processes) only on bwr
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,9 +25,10 @@ from pathlib import Path
 import pytest
 
 from darkfactory.errors import SandboxUnavailable
-from darkfactory.sandbox import check_backends, open_sandbox
+from darkfactory.sandbox import _cgroup, check_backends, open_sandbox
+from darkfactory.sandbox._cgroup import Cgroup, Hierarchy
 from darkfactory.sandbox.base import ExecResult, Limits, Mount, Sandbox, SandboxSpec
-from darkfactory.sandbox.bwrap import BwrapSandbox
+from darkfactory.sandbox.bwrap import OVERHEAD_PIDS, BwrapSandbox
 from darkfactory.sandbox.cli import add_parser
 from darkfactory.sandbox.local import LocalSandbox
 
@@ -62,6 +68,48 @@ def bw(tmp_path: Path) -> Sandbox:
 def ws_of(sb: Sandbox) -> Path:
     spec: SandboxSpec = sb.spec  # type: ignore[attr-defined]
     return Path(spec.workspace)
+
+
+def cgroups_of(sb: Sandbox) -> Hierarchy:
+    """Where the sandbox puts its commands' cgroups; skips the test if it uses none."""
+    where = sb.cgroups if isinstance(sb, BwrapSandbox) else None
+    if where is None:
+        pytest.skip(f"this process cannot create cgroups: {_cgroup.hierarchy()}")
+    return where
+
+
+def our_cgroups(where: Hierarchy) -> list[str]:
+    """The cgroup directories this test process has now."""
+    tag = f"-{os.getpid()}-"
+    return [d for p in where.parents for d in glob.glob(f"{p}/{_cgroup.PREFIX}*") if tag in d]
+
+
+def running_with(marker: str) -> list[str]:
+    """pids of the host's processes whose command line holds ``marker``."""
+    found = []
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            with open(cmdline, "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(cmdline.split("/")[2])
+        except OSError:
+            continue
+    return found
+
+
+def owners(top: Path) -> dict[str, tuple[int, int, int]]:
+    """(uid, gid, mode) of ``top`` and of every path under it, by relative path."""
+    found = {".": _owner(top)}
+    for root, dirs, files in os.walk(top):
+        for name in dirs + files:
+            path = Path(root, name)
+            found[str(path.relative_to(top))] = _owner(path)
+    return found
+
+
+def _owner(path: Path) -> tuple[int, int, int]:
+    st = path.lstat()
+    return st.st_uid, st.st_gid, st.st_mode
 
 
 # -- basics -------------------------------------------------------------------------------
@@ -185,7 +233,7 @@ def test_workspace_is_writable_and_host_keeps_access(sb: Sandbox) -> None:
 
 
 @needs_bwrap
-def test_handing_the_workspace_over_never_follows_symlinks(bw: Sandbox, tmp_path: Path) -> None:
+def test_symlinks_in_the_workspace_lead_nowhere(bw: Sandbox, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "host.txt").write_text("host\n")
@@ -289,6 +337,7 @@ def test_files_outside_the_workspace_are_not_visible(bw: Sandbox, tmp_path: Path
 def test_fork_bomb_is_contained(tmp_path: Path) -> None:
     limits = replace(SMALL, pids=32)
     sb = make("bwrap", tmp_path / "ws", limits)
+    marker = f"fork-bomb-{os.getpid()}-{time.monotonic_ns()}"
     # First measure the limit without harm: a bounded loop of sleeping children.
     counted = py(
         sb,
@@ -302,15 +351,172 @@ def test_fork_bomb_is_contained(tmp_path: Path) -> None:
     start = time.monotonic()
     r = py(
         sb,
-        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+        f"# {marker}\nimport os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n"
+        "        pass",
         timeout=3,
     )
     assert r.killed == "timeout"
     assert time.monotonic() - start < 8
-    if os.geteuid() == 0:  # nothing of the sandbox's uid survives it
-        time.sleep(0.3)
-        left = subprocess.run(["ps", "-o", "pid=", "-u", "65534"], capture_output=True, text=True)
-        assert left.stdout.strip() == ""
+    assert running_with(marker) == []  # nothing of it survives
+    if os.geteuid() == 0:  # root: only the cgroup's pids.max can have held it
+        assert isinstance(sb, BwrapSandbox) and sb.cgroups is not None
+        assert our_cgroups(sb.cgroups) == []
+
+
+@needs_bwrap
+def test_timeout_kills_processes_that_left_the_session(bw: Sandbox) -> None:
+    marker = f"escapee-{os.getpid()}-{time.monotonic_ns()}"
+    daemon = (
+        f"# {marker}\nimport os, sys, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    if os.fork() == 0:\n"
+        "        time.sleep(1.5)\n"
+        "        open(sys.argv[1], 'w').write('escaped')\n"
+        "    os._exit(0)\n"
+    )
+    # Killed on a timeout while the daemon (its own session, double-forked) waits.
+    r = bw.run([bw.python, "-c", daemon + "time.sleep(30)\n", "timeout.txt"], timeout=0.7)
+    assert r.killed == "timeout"
+    # Or the command ends at once and leaves the daemon behind.
+    r = bw.run([bw.python, "-c", daemon + "time.sleep(0.2)\n", "ended.txt"])
+    assert (r.exit_code, r.killed) == (0, None), r
+    time.sleep(2)
+    assert sorted(p.name for p in ws_of(bw).iterdir()) == []
+    assert running_with(marker) == []
+
+
+@needs_bwrap
+def test_memory_of_all_processes_together_is_bounded(bw: Sandbox) -> None:
+    cgroups_of(bw)
+    # Four processes of 100 MB each: every one is under RLIMIT_AS (256 MB); together
+    # they are not, and the cgroup's OOM killer ends one.
+    r = py(
+        bw,
+        "import os, time\npids = []\nfor _ in range(4):\n    pid = os.fork()\n"
+        "    if pid == 0:\n        b = bytearray(100 * 1024 * 1024)\n        time.sleep(3)\n"
+        "        os._exit(0)\n    pids.append(pid)\n"
+        "codes = [os.waitpid(p, 0)[1] for p in pids]\nprint(codes)\n"
+        "raise SystemExit(1 if any(codes) else 0)",
+    )
+    assert (r.exit_code, r.killed) == (1, "memory"), r
+    assert "9" in r.stdout  # a child died of SIGKILL
+
+
+@needs_bwrap
+def test_each_command_gets_a_cgroup_that_is_removed_after_it(bw: Sandbox) -> None:
+    where = cgroups_of(bw)
+    assert our_cgroups(where) == []
+    seen: dict[str, str] = {}
+
+    def watch() -> None:  # until the command is in its cgroup (every hierarchy's)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            dirs = our_cgroups(where)
+            with contextlib.suppress(FileNotFoundError):
+                if dirs and all(Path(d, "cgroup.procs").read_text().strip() for d in dirs):
+                    for d in dirs:
+                        for name in ("pids.max", "memory.limit_in_bytes", "memory.max"):
+                            if os.path.exists(f"{d}/{name}"):
+                                seen[name] = Path(d, name).read_text().strip()
+                    return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    r = bw.run(["sleep", "1"])
+    watcher.join()
+    assert r.exit_code == 0
+    assert seen, "the command was never seen in its cgroup"
+    assert seen["pids.max"] == str(SMALL.pids + OVERHEAD_PIDS)
+    memory = seen.get("memory.limit_in_bytes", seen.get("memory.max"))
+    assert memory == str(SMALL.memory_mb * 1024 * 1024)
+    assert our_cgroups(where) == []  # removed after the command
+    bw.close()
+    assert our_cgroups(where) == []
+
+
+@needs_bwrap
+def test_cgroups_of_dead_owners_are_removed(bw: Sandbox) -> None:
+    where = cgroups_of(bw)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    ns = os.stat("/proc/self/ns/pid").st_ino
+    stale = [f"{p}/{_cgroup.PREFIX}{ns}-{dead.pid}-1-1" for p in where.parents]
+    for d in stale:
+        os.mkdir(d)
+    alive = Cgroup(where, SMALL)  # ours: this process is alive, it stays
+    try:
+        removed = _cgroup.remove_stale(where)
+        assert sorted(removed) == sorted(stale)
+        assert not any(os.path.exists(d) for d in stale)
+        assert all(os.path.isdir(d) for d in alive.dirs)
+    finally:
+        assert alive.remove()
+    assert our_cgroups(where) == []
+
+
+@needs_bwrap
+def test_root_without_cgroups_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root needs cgroups; other users get rlimits in a user namespace")
+    monkeypatch.setattr(_cgroup, "hierarchy", lambda: "cgroups are read-only here")
+    with pytest.raises(SandboxUnavailable, match="cgroups are read-only here"):
+        BwrapSandbox(SandboxSpec(workspace=tmp_path))
+
+
+# -- ownership: the sandbox never changes who owns the user's files --------------------------
+@needs_bwrap
+def test_the_sandbox_never_changes_who_owns_files(bw: Sandbox) -> None:
+    ws = ws_of(bw)
+    git = ["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (ws / "src").mkdir()
+    (ws / "src" / "app.py").write_text("x = 1\n")
+    (ws / ".venv" / "bin").mkdir(parents=True)
+    (ws / ".venv" / "bin" / "tool").write_text("#!/bin/sh\n")
+    subprocess.run([*git, "add", "src"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    (ws / "shared.txt").write_text("shared\n")
+    (ws / "shared.txt").chmod(0o666)
+    if os.geteuid() == 0:  # a file of another user, writable by all: written, never taken
+        os.chown(ws / "shared.txt", 1234, 1234)
+    before = owners(ws)
+
+    r = bw.run(
+        [
+            "sh",
+            "-c",
+            "echo y = 2 >> src/app.py && mkdir -p new/sub && echo n > new/sub/f.txt "
+            "&& echo top > top.txt && echo more >> shared.txt && git status --porcelain",
+        ]
+    )
+    assert r.exit_code == 0, r.stderr
+    assert "?? new/" in r.stdout  # git works inside too, on the read-only .git
+    r = py(bw, "import os\nos.makedirs('pkg/mod')\nopen('pkg/mod/__init__.py', 'w').close()")
+    assert r.exit_code == 0, r.stderr
+
+    after = owners(ws)
+    assert {k: after[k] for k in before} == before  # owner, group and mode unchanged
+    created = set(after) - set(before)
+    assert created >= {"new", "new/sub", "new/sub/f.txt", "top.txt", "pkg", "pkg/mod"}
+    assert {after[k][:2] for k in created} == {(os.getuid(), os.getgid())}
+    assert (ws / "shared.txt").read_text() == "shared\nmore\n"
+    status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    assert " M src/app.py" in status.stdout and "?? new/" in status.stdout
+
+
+@needs_bwrap
+def test_an_interpreter_under_tmp_works(tmp_path: Path) -> None:
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        venv = Path(tmp) / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        sb = BwrapSandbox(
+            SandboxSpec(workspace=tmp_path, limits=SMALL), python=str(venv / "bin" / "python")
+        )
+        r = sb.run([sb.python, "-c", "import sys; print(sys.prefix)"])
+        assert (r.exit_code, r.stdout.strip()) == (0, str(venv)), r
 
 
 # -- choosing a backend -------------------------------------------------------------------

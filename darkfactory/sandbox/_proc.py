@@ -5,14 +5,16 @@ it ``stdin``, reads stdout and stderr concurrently (one ``selectors`` loop, no t
 caps each at ``output_bytes``: past the cap, or past the wall-clock timeout, the whole
 process group is killed with SIGKILL. When the command ends by itself, whatever it left
 running in its group is killed too. The leader is only reaped after that kill, so its
-process-group id cannot be reused by an unrelated process in between.
+process-group id cannot be reused by an unrelated process in between. Given a ``Cgroup``
+(``_cgroup.py``) the command was started in, every kill also kills every process of the
+cgroup, which a process cannot leave by ``setsid`` or double-forking, and a kill by the
+kernel's OOM killer in it is reported as ``"memory"``.
 
 Resource limits are not set with ``preexec_fn`` (unsafe in a threaded program such as a
 crew): ``limit_prefix`` returns a small Python shim, run as the first program of the
-command, that sets the rlimits, optionally drops to an unprivileged uid/gid, then runs
-the real argv as its child. When the child ends, the shim writes the child's exact wait
-status, peak resident memory and CPU time to a ``Report`` pipe and ends the same way. It
-is the backend's job to put the shim where it must act: the local backend in front of the
+command, that sets the rlimits, then runs the real argv as its child. When the child
+ends, the shim writes the child's exact wait status, peak resident memory and CPU time to
+a ``Report`` pipe and ends the same way. It is the backend's job to put the shim where it must act: the local backend in front of the
 command, bwrap inside the sandbox (after the namespaces exist, which matters for
 RLIMIT_NPROC; see ``bwrap.py``).
 
@@ -25,8 +27,9 @@ Which limit ended a command (``ExecResult.killed``):
 * ``"cpu"``: SIGXCPU (RLIMIT_CPU soft limit), or SIGKILL after the CPU time was used up.
 * ``"file_size"``: SIGXFSZ (RLIMIT_FSIZE). Python ignores SIGXFSZ and gets ``OSError:
   File too large`` instead, which is an ordinary failure of the command.
-* ``"memory"``: a heuristic, since RLIMIT_AS makes allocations fail rather than killing:
-  a Python ``MemoryError`` (or a C ``Cannot allocate memory`` / ``std::bad_alloc`` / ``out
+* ``"memory"``: certain if the kernel's OOM killer killed a process of the command's
+  cgroup and the command failed. Otherwise a heuristic, since RLIMIT_AS makes allocations
+  fail rather than killing: a Python ``MemoryError`` (or a C ``Cannot allocate memory`` / ``std::bad_alloc`` / ``out
   of memory``) at the end of stderr with a non-zero exit; or death by SIGKILL, SIGSEGV,
   SIGBUS or SIGABRT after the command (or a child it waited for) had used at least half
   the limit (the kernel's OOM killer, or a C program that did not check ``malloc``). A
@@ -48,14 +51,14 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 
+from darkfactory.sandbox._cgroup import Cgroup
 from darkfactory.sandbox.base import ExecResult, Killed, Limits
 
 #: How long to keep reading after a kill or after the leader exited, for the last bytes.
 DRAIN_GRACE_S = 1.0
 _CHUNK = 65536
 
-#: The first program of every command: sets the rlimits, drops privileges if asked, then
-#: runs the command as its child and reports the child's exact wait status, peak memory
+#: The first program of every command: sets the rlimits, then runs the command as its child and reports the child's exact wait status, peak memory
 #: and CPU time on the report fd before ending the same way (exit code or signal).
 #: argv: <config JSON> -- command...
 _SHIM = """\
@@ -67,12 +70,6 @@ c = json.loads(sys.argv[1])
 argv = sys.argv[3:]
 for name, soft, hard in c["rlimits"]:
     resource.setrlimit(getattr(resource, name), (soft, hard))
-if c["uid"] is not None:
-    os.setgroups([])
-    os.setresgid(c["gid"], c["gid"], c["gid"])
-    os.setresuid(c["uid"], c["uid"], c["uid"])
-    if os.getuid() != c["uid"] or os.geteuid() != c["uid"]:
-        raise SystemExit("sandbox: could not drop privileges")
 os.umask(0o022)
 report = c["report_fd"]
 pid = os.fork() if report is not None else 0
@@ -148,11 +145,9 @@ def limit_prefix(
     limits: Limits,
     *,
     nproc: int | None,
-    uid: int | None = None,
-    gid: int | None = None,
     report: Report | None = None,
 ) -> list[str]:
-    """argv to put in front of a command so it runs under ``limits`` (and as ``uid``).
+    """argv to put in front of a command so it runs under ``limits``.
 
     ``nproc`` is the RLIMIT_NPROC to set (None: leave it). ``python`` must be runnable
     where the prefix runs (inside the sandbox for bwrap). With ``report``, the shim stays
@@ -173,8 +168,6 @@ def limit_prefix(
     config = json.dumps(
         {
             "rlimits": rlimits,
-            "uid": uid,
-            "gid": gid if gid is not None else uid,
             "report_fd": report.write_fd if report is not None else None,
         }
     )
@@ -205,8 +198,12 @@ def run_process(
     stdin: str | None = None,
     pass_fds: Sequence[int] = (),
     report: Report | None = None,
+    cgroup: Cgroup | None = None,
 ) -> ExecResult:
-    """Run ``argv`` to completion or to a limit; never raises for the command's failure."""
+    """Run ``argv`` to completion or to a limit; never raises for the command's failure.
+
+    With ``cgroup``, ``argv`` must enter it before anything else (``Cgroup.enter_argv``).
+    """
     start = time.monotonic()
     fds = (*pass_fds, report.write_fd) if report is not None else tuple(pass_fds)
     proc = subprocess.Popen(
@@ -222,7 +219,7 @@ def run_process(
     )
     if report is not None:
         report.started()
-    runner = _Runner(proc, limits.output_bytes, stdin)
+    runner = _Runner(proc, limits.output_bytes, stdin, cgroup)
     try:
         runner.pump(deadline=start + timeout)
     except BaseException:  # e.g. KeyboardInterrupt: never leave the group running
@@ -242,7 +239,9 @@ def run_process(
         peak_kb, cpu_s = float(info["maxrss_kb"]), float(info["cpu_s"])
     # 128 + N is also how a shell reports a child that signal N killed.
     signum = exit_code - 128 if 128 < exit_code < 128 + 65 else None
-    killed = runner.killed or classify(exit_code, signum, stderr, peak_kb, cpu_s, limits)
+    oom = cgroup is not None and exit_code != 0 and cgroup.oom_kills() > 0
+    killed = runner.killed or ("memory" if oom else None)
+    killed = killed or classify(exit_code, signum, stderr, peak_kb, cpu_s, limits)
     return ExecResult(exit_code, stdout, stderr, duration, killed)
 
 
@@ -276,11 +275,14 @@ def _exit_code(status: int) -> int:
 
 
 class _Runner:
-    """The read/write/kill loop of one process group."""
+    """The read/write/kill loop of one process group (and of its cgroup, if any)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], cap: int, stdin: str | None) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], cap: int, stdin: str | None, cgroup: Cgroup | None
+    ) -> None:
         assert proc.stdout is not None and proc.stderr is not None
         self.proc = proc
+        self.cgroup = cgroup
         self.pgid = proc.pid  # start_new_session: the leader's pid is the group id
         self.cap = cap
         self.killed: Killed | None = None
@@ -384,11 +386,16 @@ class _Runner:
         return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
     def kill(self, why: Killed | None = None) -> None:
-        """SIGKILL the whole group; only while the leader is alive or a zombie (no pid reuse)."""
+        """SIGKILL the whole group; only while the leader is alive or a zombie (no pid reuse).
+
+        And every process of the cgroup, wherever it moved its session or group.
+        """
         if why is not None and self.killed is None:
             self.killed = why
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pgid, signal.SIGKILL)
+        if self.cgroup is not None:
+            self.cgroup.kill()
 
     def reap(self) -> tuple[int, resource.struct_rusage]:
         """Reap the leader: the last step, after every kill of its group."""

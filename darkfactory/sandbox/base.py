@@ -3,7 +3,7 @@
 A sandbox runs an argv (never a shell string built from model output) with the run's
 workspace as its working directory, no network, and bounded CPU, memory, processes, time
 and output. Backends: ``bwrap`` (bubblewrap), ``local`` (a plain subprocess with rlimits, no
-isolation: only when named), and later ``docker``.
+isolation: only when named) and ``docker`` (a warm container, commands run by ``exec``).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ class Limits:
     pids: int = 256
     output_bytes: int = 1_000_000
     file_size_mb: int = 256
+    #: CPUs the sandbox may use (docker's CPU quota; other backends ignore it).
+    cpus: float = 1.0
 
 
 @dataclass
@@ -58,6 +60,10 @@ class SandboxSpec:
     workspace: Path
     mounts: list[Mount] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
+    #: Mount targets put on PYTHONPATH after the workspace (e.g. installed dependencies).
+    pythonpath: list[str] = field(default_factory=list)
+    #: docker: the image to run (None: ``image.DEFAULT_IMAGE``); other backends ignore it.
+    image: str | None = None
 
 
 @runtime_checkable

@@ -9,47 +9,52 @@ namespace), a minimal ``/dev``, an empty ``/tmp``; the workspace read-write at
 the host: no ``/home``, ``/root``, rest of ``/etc``, no network (own network namespace with
 only a loopback), no host environment.
 
-Processes and RLIMIT_NPROC. The kernel does not apply RLIMIT_NPROC to root, nor to a uid
-that maps back to root through a user namespace. So:
+Who a command runs as: the user running Dark Factory, in its own user namespace that maps
+only that uid and gid (``--unshare-user``), with every capability dropped (``--cap-drop
+ALL``) and no new user namespaces inside (``--disable-userns``, bwrap 0.8 and later).
+Files it writes belong to that user, as if the user had written them; files the user may
+not touch, it may not touch either. Nothing is ever chowned or chmodded: the sandbox
+never changes the ownership or mode of the user's files.
 
-* Run as root (the usual case in CI and containers), bwrap is started without a user
-  namespace (every other namespace is unshared as ``--unshare-all`` would), keeps only
-  CAP_SETUID/CAP_SETGID, and the first program inside (``_proc.limit_prefix``) sets the
-  rlimits and drops to ``sandbox_uid``/``sandbox_gid`` (default 65534, "nobody") before it
-  ``exec``s the command; bwrap's ``no_new_privs`` keeps it there. The kernel then counts
-  the sandbox's processes against ``limits.pids``, so a fork bomb is contained. The count
-  is per uid on the whole host: concurrent sandboxes with the same uid share it.
-  For that uid to write the workspace, before every command the workspace's content
-  (except ``.git``) and every read-write mount are chowned to it; the workspace directory
-  itself stays owned by its owner (git refuses a repository owned by someone else) and is
-  made group-writable for ``sandbox_gid``. Root on the host keeps full access to all of it.
-  Read-only mounts must be readable by that uid (world-readable); this is checked.
-* Run as any other user, bwrap uses ``--unshare-all`` (with a user namespace); the command
-  runs as that user, so every file it writes belongs to the user. RLIMIT_NPROC is set
-  inside the new user namespace, where the kernel counts only that sandbox's processes.
+Processes and memory: every command runs in a cgroup of its own (``_cgroup.py``) with
+``pids.max`` (``limits.pids`` plus the 3 processes of bwrap and the limit shim) and the
+memory limit (``limits.memory_mb`` for all its processes together, no swap); it enters the
+cgroup before bwrap starts, a timeout or too much output kills every process in it, and
+it is removed after the command. The kernel's OOM killer in it is reported as
+``killed="memory"``. Rlimits stay on as well (``_proc.limit_prefix``: address space, CPU,
+file size, core dumps, and RLIMIT_NPROC). When this process may not create cgroups:
+
+* run as any user but root, the limits are rlimits only, set inside the user namespace;
+  there RLIMIT_NPROC counts only that sandbox's processes, so a fork bomb is contained;
+* run as root, the kernel does not apply RLIMIT_NPROC (not even through a user namespace),
+  so nothing would bound the processes: the backend is unavailable, saying why.
 
 On a timeout or too much output the whole group is killed: bwrap runs with
 ``--die-with-parent``, and when the sandbox's pid 1 dies the kernel kills every process
-of its pid namespace, so nothing survives a kill.
+of its pid namespace; the cgroup kill catches anything else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from darkfactory.errors import InputError, SandboxUnavailable
+from darkfactory.sandbox import _cgroup
+from darkfactory.sandbox._cgroup import Cgroup, Hierarchy
 from darkfactory.sandbox._proc import Report, limit_prefix, minimal_env, run_process
 from darkfactory.sandbox.base import ExecResult, Mount, SandboxSpec
 
 WORKDIR = "/workspace"
-#: Workspace entries bound read-only over the writable workspace (and never chowned).
+#: Workspace entries bound read-only over the writable workspace.
 READ_ONLY_IN_WORKSPACE = (".git",)
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 #: Host /etc entries a Python process needs; the rest of /etc stays hidden.
@@ -57,6 +62,12 @@ ETC_ENTRIES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "loc
 #: Targets a mount may not replace or sit under.
 RESERVED = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/proc", "/dev")
 INSTALL_HINT = "install bubblewrap (apt-get install bubblewrap), or use the docker backend"
+CGROUP_HINT = (
+    "let root create cgroups (a read-write /sys/fs/cgroup with the pids and memory "
+    "controllers), run Dark Factory as an unprivileged user, or use the docker backend"
+)
+#: Processes of a command that are not the command: bwrap, bwrap's pid 1, the limit shim.
+OVERHEAD_PIDS = 3
 
 
 def find_bwrap() -> str:
@@ -75,14 +86,7 @@ class BwrapSandbox:
     backend = "bwrap"
     workdir = WORKDIR
 
-    def __init__(
-        self,
-        spec: SandboxSpec,
-        *,
-        python: str | None = None,
-        sandbox_uid: int = 65534,
-        sandbox_gid: int = 65534,
-    ) -> None:
+    def __init__(self, spec: SandboxSpec, *, python: str | None = None) -> None:
         self.bwrap = find_bwrap()
         self.workspace = Path(os.path.realpath(spec.workspace))
         if not self.workspace.is_dir():
@@ -90,8 +94,18 @@ class BwrapSandbox:
         self.spec = spec
         self.limits = spec.limits
         self.python = python or sys.executable
-        #: (uid, gid) commands run as when we are root; None: as ourselves.
-        self.run_as = (sandbox_uid, sandbox_gid) if os.geteuid() == 0 else None
+        where = _cgroup.hierarchy()
+        #: Where each command's cgroup goes; None: no cgroups, rlimits only (not as root).
+        self.cgroups: Hierarchy | None = where if isinstance(where, Hierarchy) else None
+        if self.cgroups is None and os.geteuid() == 0:
+            raise SandboxUnavailable(
+                "run as root, bwrap needs cgroups to bound a command's processes and memory "
+                f"(the kernel does not apply RLIMIT_NPROC to root), and {where}",
+                hint=CGROUP_HINT,
+            )
+        #: Cgroups that could not be removed after their command (close() tries again).
+        self.leftover: list[Cgroup] = []
+        _access_needed(self.workspace, write=True, what="sandbox workspace")
         self._python = self._python_dirs()
         self.mounts = sorted(
             (self._checked(m) for m in spec.mounts), key=lambda m: m.target.count("/")
@@ -116,37 +130,36 @@ class BwrapSandbox:
     ) -> ExecResult:
         if not argv:
             raise ValueError("argv is empty")
-        if self.run_as is not None:
-            self._hand_over()
-        uid, gid = self.run_as or (os.getuid(), os.getgid())
         path = os.pathsep.join(
             [str(Path(self.python).parent), "/usr/local/bin", "/usr/bin", "/bin"]
         )
         args = [self.bwrap, *self._args()]
         for key, value in minimal_env(path, WORKDIR, env).items():
             args += ["--setenv", key, value]
-        with _generated_etc(uid, gid) as (etc_args, fds), Report() as report:
+        with _generated_etc(os.getuid(), os.getgid()) as (etc_args, fds), Report() as report:
             args += etc_args
-            prefix = limit_prefix(
-                self.python,
-                self.limits,
-                nproc=self.limits.pids,
-                uid=self.run_as[0] if self.run_as else None,
-                gid=self.run_as[1] if self.run_as else None,
-                report=report,
-            )
-            return run_process(
-                [*args, "--", *prefix, *argv],
-                timeout=self.limits.timeout_s if timeout is None else timeout,
-                limits=self.limits,
-                env={"PATH": "/usr/bin:/bin"},
-                stdin=stdin,
-                pass_fds=fds,
-                report=report,
-            )
+            prefix = limit_prefix(self.python, self.limits, nproc=self.limits.pids, report=report)
+            cgroup = None
+            if self.cgroups is not None:
+                cgroup = Cgroup(self.cgroups, self.limits, extra_pids=OVERHEAD_PIDS)
+            enter = cgroup.enter_argv() if cgroup is not None else []
+            try:
+                return run_process(
+                    [*enter, *args, "--", *prefix, *argv],
+                    timeout=self.limits.timeout_s if timeout is None else timeout,
+                    limits=self.limits,
+                    env={"PATH": "/usr/bin:/bin"},
+                    stdin=stdin,
+                    pass_fds=fds,
+                    report=report,
+                    cgroup=cgroup,
+                )
+            finally:
+                if cgroup is not None and not cgroup.remove():
+                    self.leftover.append(cgroup)
 
     def close(self) -> None:
-        pass
+        self.leftover = [c for c in self.leftover if not c.remove()]
 
     # -- building the command line -----------------------------------------------------------
     def _checked(self, mount: Mount) -> Mount:
@@ -160,27 +173,13 @@ class BwrapSandbox:
         source = Path(os.path.realpath(mount.source))
         if not source.exists():
             raise InputError(f"sandbox mount source does not exist: {mount.source}")
-        if self.run_as is not None and mount.read_only:
-            mode = source.stat().st_mode
-            need = 0o005 if stat.S_ISDIR(mode) else 0o004
-            if mode & need != need:
-                raise InputError(
-                    f"sandbox mount source {source} is not readable by the sandbox user "
-                    f"(uid {self.run_as[0]})",
-                    hint=f"make it world-readable: chmod -R o+rX {source}",
-                )
+        _access_needed(source, write=not mount.read_only, what="sandbox mount source")
         return Mount(source, target, mount.read_only)
 
     def _args(self) -> list[str]:
         """Namespaces and mounts: everything but the environment and the generated /etc."""
-        args = ["--die-with-parent", "--new-session"]
-        if self.run_as is not None:
-            args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
-            args += ["--unshare-cgroup-try", "--cap-drop", "ALL"]
-            args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        else:
-            args += ["--unshare-all"]
-        args += ["--hostname", "sandbox"]
+        args = ["--die-with-parent", "--new-session", "--unshare-all", "--unshare-user"]
+        args += ["--cap-drop", "ALL", *_no_nested_userns(self.bwrap), "--hostname", "sandbox"]
         plan = _Plan()
         for d in SYSTEM_DIRS:
             if os.path.islink(d):
@@ -232,50 +231,43 @@ class BwrapSandbox:
             keep.append(path)
         return keep
 
-    # -- ownership for an unprivileged sandbox uid (root only) --------------------------------
-    def _hand_over(self) -> None:
-        """Let the sandbox uid write the workspace and the rw mounts (see the module doc)."""
-        assert self.run_as is not None
-        uid, gid = self.run_as
-        top = os.stat(self.workspace)
-        if top.st_gid != gid:
-            os.chown(self.workspace, -1, gid)
-        if top.st_mode & 0o070 != 0o070:
-            os.chmod(self.workspace, stat.S_IMODE(top.st_mode) | 0o070)
-        _chown_tree(self.workspace, uid, gid, skip=READ_ONLY_IN_WORKSPACE, include_top=False)
-        for m in self.mounts:
-            if not m.read_only:
-                _chown_tree(Path(m.source), uid, gid, skip=(), include_top=True)
 
+def _access_needed(path: Path, *, write: bool, what: str) -> None:
+    """``InputError`` unless a command (running as us, with no capabilities) can use ``path``.
 
-def _chown_tree(top: Path, uid: int, gid: int, *, skip: tuple[str, ...], include_top: bool) -> None:
-    """chown everything under ``top`` to uid:gid, never following a symlink.
-
-    ``os.fwalk`` works on directory file descriptors and checks each directory it enters is
-    the one it listed, and the chown is relative to that descriptor without following the
-    last component: a command that swaps a directory for a symlink cannot make this chown a
-    host file outside ``top``.
+    Decided by the mode bits alone, as the kernel does for a process without
+    CAP_DAC_OVERRIDE: owner bits if we own it, group bits if it is one of our groups.
     """
-    if include_top:
-        st = os.lstat(top)
-        if st.st_uid != uid or st.st_gid != gid:
-            os.chown(top, uid, gid, follow_symlinks=False)
-    for root, dirs, files, dir_fd in os.fwalk(top, follow_symlinks=False):
-        if root == str(top):
-            dirs[:] = [d for d in dirs if d not in skip]
-            files = [f for f in files if f not in skip]
-        for name in (*dirs, *files):
-            with contextlib.suppress(FileNotFoundError):
-                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                if st.st_uid != uid or st.st_gid != gid:
-                    os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    st = path.stat()
+    need = 0o4 | (0o2 if write else 0) | (0o1 if stat.S_ISDIR(st.st_mode) else 0)
+    if st.st_uid == os.geteuid():
+        shift, whose = 6, "its owner"
+    elif st.st_gid == os.getegid() or st.st_gid in os.getgroups():
+        shift, whose = 3, "its group"
+    else:
+        shift, whose = 0, "others"
+    if (st.st_mode >> shift) & need != need:
+        rights = "read" + (" and write" if write else "")
+        raise InputError(
+            f"{what} {path} is not open to {rights} for the sandbox, which runs as uid "
+            f"{os.geteuid()} without privileges ({whose}: {stat.filemode(st.st_mode)}, "
+            f"owner uid {st.st_uid})",
+            hint="use a directory this user owns; the sandbox never changes who owns files",
+        )
+
+
+@functools.cache
+def _no_nested_userns(bwrap: str) -> tuple[str, ...]:
+    """``--disable-userns`` if this bwrap has it (0.8 and later): no user namespaces inside."""
+    out = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=30)
+    return ("--disable-userns",) if "--disable-userns" in out.stdout + out.stderr else ()
 
 
 class _Plan:
     """bwrap mount arguments, creating the parents of each target world-readable.
 
-    (bwrap creates missing parents mode 0700 when run as root, which would lock the
-    unprivileged sandbox uid out of e.g. ``/root/.pyenv/...``.)
+    (bwrap creates missing parents mode 0700 when run as root; explicit 0755 keeps what a
+    command may see independent of who it runs as, e.g. ``/root/.pyenv/...``.)
     """
 
     def __init__(self) -> None:

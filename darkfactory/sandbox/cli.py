@@ -30,8 +30,8 @@ def add_parser(subparsers: Any) -> None:
         help="run one command in a sandbox",
         description="Run CMD in a sandbox around a workspace, e.g. "
         "darkfactory sandbox exec --workspace . -- python -m pytest -q. "
-        "Run as root, bwrap hands the workspace's files (except .git) to the sandbox's "
-        "unprivileged uid (chown) so that CMD can write them.",
+        "CMD runs as you, without privileges: the files it writes are yours, and no "
+        "file changes owner.",
     )
     e.add_argument(
         "--backend", default="auto", choices=BACKENDS, help="sandbox backend (default: auto)"
