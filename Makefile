@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install rehearse test lint format typecheck docs pytest clean
+.PHONY: install sandbox-tools rehearse test lint format typecheck docs pytest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## The sandbox needs bubblewrap; as root with apt, install it, else say how.
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing bubblewrap (the sandbox) with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "Dark Factory runs generated code in a bubblewrap sandbox: install it first (sudo apt-get install bubblewrap)"; \
+	    exit 2; \
+	  fi; }
+
 ## The main job without a model: the example spec, end to end, a scripted model playing the roles.
-rehearse: $(STAMP)
+rehearse: $(STAMP) sandbox-tools
 	$(BIN)/darkfactory rehearse
 
 ## Everything CI checks: lint, format, types, then the test suite (which builds the docs too).
@@ -33,7 +44,7 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) sandbox-tools
 	$(BIN)/pytest
 
 docs: $(STAMP)

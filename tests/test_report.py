@@ -18,7 +18,7 @@ from darkfactory.sandbox import bwrap_problem
 from darkfactory.trace import EVENT_FIELDS, check_record, read_trace
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_e2e import example_playbook, fix_loop_playbook, good_code  # noqa: E402
+from test_e2e import example_playbook, fix_loop_playbook, good_code
 
 SECRET = "sk-dfTEST-0123456789abcdef"
 
@@ -26,17 +26,36 @@ SECRET = "sk-dfTEST-0123456789abcdef"
 @pytest.fixture(scope="module")
 def fixed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if bwrap_problem() is not None:
-        pytest.skip(f"bubblewrap does not work here ({bwrap_problem()}): apt-get install bubblewrap")
+        pytest.skip(
+            f"bubblewrap does not work here ({bwrap_problem()}): apt-get install bubblewrap"
+        )
     tmp = tmp_path_factory.mktemp("report")
     book = fix_loop_playbook(fixes=[good_code(example_playbook())])
     # An agent puts a value of a secret-named environment variable into a tool call.
-    book["roles"]["architect"].insert(0, {"tool": "write_file", "args": {"path": "notes.txt", "content": f"key {SECRET}"}})
+    book["roles"]["architect"].insert(
+        0, {"tool": "write_file", "args": {"path": "notes.txt", "content": f"key {SECRET}"}}
+    )
     path = tmp / "book.yaml"
     path.write_text(yaml.safe_dump(book, sort_keys=False))
     os.environ["DARKFACTORY_TEST_API_KEY"] = SECRET
     try:
         out = tmp / "runs"
-        assert main(["run", str(EXAMPLE_SPEC), "--model", f"scripted:{path}", "--sandbox", "bwrap", "--out", str(out), "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    str(EXAMPLE_SPEC),
+                    "--model",
+                    f"scripted:{path}",
+                    "--sandbox",
+                    "bwrap",
+                    "--out",
+                    str(out),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     finally:
         del os.environ["DARKFACTORY_TEST_API_KEY"]
     (run,) = [p for p in out.iterdir() if p.is_dir()]
@@ -49,9 +68,21 @@ def test_every_trace_record_matches_the_schema(fixed_run: Path) -> None:
     assert problems == []
     kinds = {r["kind"] for r in records}
     expected = {
-        "run_start", "phase_start", "phase_end", "acceptance_frozen", "llm_call", "delegation",
-        "tool_call", "file_op", "sandbox_exec", "test_run", "test_outcome", "verify",
-        "failure_classification", "fix_round", "run_end",
+        "run_start",
+        "phase_start",
+        "phase_end",
+        "acceptance_frozen",
+        "llm_call",
+        "delegation",
+        "tool_call",
+        "file_op",
+        "sandbox_exec",
+        "test_run",
+        "test_outcome",
+        "verify",
+        "failure_classification",
+        "fix_round",
+        "run_end",
     }
     assert expected <= kinds <= set(EVENT_FIELDS)
 
@@ -66,14 +97,28 @@ def test_report_has_rounds_classes_costs_and_timeline(fixed_run: Path) -> None:
     report = json.loads((fixed_run / "report.json").read_text())
     assert report["status"] == "delivered"
     first = report["verify_rounds"][0]
-    assert first["passed"] is False and first["classes"] == ["assertion"] and first["route"] == "developer"
+    assert (
+        first["passed"] is False
+        and first["classes"] == ["assertion"]
+        and first["route"] == "developer"
+    )
     llm = report["llm"]
     assert llm["cost_usd"] == 0.0  # the scripted model is free; a real unknown model would be null
     assert sum(t["calls"] for t in llm["by_role"].values()) == llm["calls"]
     assert sum(t["calls"] for t in llm["by_phase"].values()) == llm["calls"]
     assert set(llm["by_phase"]) == {"design", "implement", "qa", "fix", "document"}
     phases = [s["phase"] for s in report["timeline"]]
-    assert phases == ["intake", "design", "implement", "qa", "verify", "fix", "verify", "document", "deliver"]
+    assert phases == [
+        "intake",
+        "design",
+        "implement",
+        "qa",
+        "verify",
+        "fix",
+        "verify",
+        "document",
+        "deliver",
+    ]
     assert all(s["duration_s"] >= 0 for s in report["timeline"])
 
 
@@ -84,7 +129,9 @@ def test_html_report_is_self_contained(fixed_run: Path) -> None:
     assert "<script src" not in html
 
 
-def test_report_command_renders_again_in_each_format(fixed_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command_renders_again_in_each_format(
+    fixed_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = fixed_run.parent
     assert main(["report", fixed_run.name, "--out", str(out), "--format", "json"]) == 0
     rendered: dict[str, Any] = json.loads(capsys.readouterr().out)
@@ -100,7 +147,9 @@ def test_report_command_renders_again_in_each_format(fixed_run: Path, capsys: py
 def test_runs_lists_the_run(fixed_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runs", "--out", str(fixed_run.parent), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [(r["run_id"], r["status"], r["spec"]) for r in rows] == [(fixed_run.name, "delivered", "Word count CLI")]
+    assert [(r["run_id"], r["status"], r["spec"]) for r in rows] == [
+        (fixed_run.name, "delivered", "Word count CLI")
+    ]
 
 
 def test_prices_known_unknown_and_free() -> None:
