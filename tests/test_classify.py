@@ -159,7 +159,10 @@ def _run(outcomes: list[str], *, killed: str | None = None) -> Any:
     from darkfactory.testrun import TestOutcome, TestRun
 
     return TestRun(
-        outcomes=[TestOutcome(f"t.py::test_{i}", "t.py", f"test_{i}", o, 0.0) for i, o in enumerate(outcomes)],  # type: ignore[arg-type]
+        outcomes=[
+            TestOutcome(f"t.py::test_{i}", "t.py", f"test_{i}", o, 0.0)
+            for i, o in enumerate(outcomes)
+        ],  # type: ignore[arg-type]
         exec=ExecResult(0 if killed is None else 137, "", "", 1.0, killed),  # type: ignore[arg-type]
     )
 

@@ -139,7 +139,12 @@ def test_validate_is_fast_and_reports_requirements(tmp_path: Path) -> None:
 
 
 def test_model_whose_provider_package_is_missing_is_bad_input(tmp_path: Path) -> None:
-    out = darkfactory("run", str(EXAMPLE_SPEC), cwd=tmp_path, env={"MODEL": "lm_studio/qwen", "BASE_URL": "http://127.0.0.1:9"})
+    out = darkfactory(
+        "run",
+        str(EXAMPLE_SPEC),
+        cwd=tmp_path,
+        env={"MODEL": "lm_studio/qwen", "BASE_URL": "http://127.0.0.1:9"},
+    )
     assert_bad_input(out, "lm_studio/qwen", "OpenAI-compatible local server")
     assert not (tmp_path / "runs").exists()
 
@@ -154,7 +159,9 @@ def test_local_openai_compatible_server_needs_no_key() -> None:
         plan = ModelPlan(load_config(None), cli_model="openai/qwen2.5-coder")
         plan.check()
         llm = plan.llm_for("developer")
-        assert llm.api_key == LOCAL_KEY_PLACEHOLDER and llm.base_url.startswith("http://127.0.0.1:9")
+        assert llm.api_key == LOCAL_KEY_PLACEHOLDER and llm.base_url.startswith(
+            "http://127.0.0.1:9"
+        )
     finally:
         os.environ.clear()
         os.environ.update(saved)
