@@ -531,3 +531,103 @@ def test_spec_ambiguity_reported_by_an_agent_escalates(tmp_path: Path) -> None:
     assert report["status"] == "escalated"
     assert "Is a trailing line without a newline counted?" in report["reason"]
     assert not any(d["phase"] == "implement" for d in report["delegations"])
+
+
+def test_wrong_qa_test_is_routed_to_the_qa_engineer(tmp_path: Path) -> None:
+    book = example_playbook()
+    roles = book["roles"]
+    wrong = "from wordcount import count\n\n\ndef test_two_words():\n    assert count('a b')['words'] == 3\n"
+    right = "from wordcount import count\n\n\ndef test_two_words():\n    assert count('a b')['words'] == 2\n"
+    roles["qa_engineer"] = [
+        {"tool": "write_file", "args": {"path": "tests/test_unit.py", "content": wrong}},
+        {"answer": "tests written"},
+        {"tool": "write_file", "args": {"path": "tests/test_unit.py", "content": right}},
+        {"answer": "the test expected three words in 'a b'; fixed"},
+    ]
+    fix = [
+        {
+            "delegate": {
+                "to": "qa_engineer",
+                "task": "Fix the unit test.",
+                "context": "It contradicts the spec.",
+            },
+            "expect": [
+                "classified these failures as: qa_test",
+                "QA Engineer: delegate the fix to them",
+            ],
+        },
+        {"answer": "fixed"},
+    ]
+    roles["manager"] = roles["manager"][:6] + fix + roles["manager"][6:]
+    path = write_playbook(tmp_path, book)
+    out = tmp_path / "runs"
+    code = run_cli(
+        "run",
+        str(EXAMPLE_SPEC),
+        "--model",
+        f"scripted:{path}",
+        "--sandbox",
+        "bwrap",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    report = json.loads((only_run(out) / "report.json").read_text())
+    assert code == 0, report["reason"]
+    assert report["verify_rounds"][0]["classes"] == ["qa_test"]
+    assert report["verify_rounds"][0]["route"] == "qa_engineer"
+    assert ("fix", "QA Engineer") in {(d["phase"], d["coworker"]) for d in report["delegations"]}
+
+
+def test_chaos_model_ends_cleanly_with_a_readable_reason(tmp_path: Path) -> None:
+    """Garbage, unknown tools, broken JSON, a made-up coworker: bounded, recorded, no crash."""
+    chaos = {
+        "version": 1,
+        "roles": {
+            "manager": [
+                {"delegate": {"to": "Wizard", "task": "Design it.", "context": "none"}},
+                {
+                    "raw": 'Thought: hmm\nAction: delegate_work_to_coworker\nAction Input: {"task": "x"'
+                },
+                {"delegate": {"to": "architect", "task": "Design it.", "context": "none"}},
+                {"raw": "I refuse to use the format."},
+                {"answer": "done"},
+            ],
+            "architect": [
+                {"raw": "Thought: x\nAction: hack_the_planet\nAction Input: {}"},
+                {"raw": "Thought: x\nAction: write_file\nAction Input: {not json"},
+                {"raw": 'Thought: x\nAction: write_file\nAction Input: {"wrong": 1}'},
+                {"tool": "read_file", "args": {"path": "../../etc/passwd"}},
+                {"answer": "I could not do it."},
+            ],
+        },
+    }
+    path = write_playbook(tmp_path, chaos)
+    out = tmp_path / "runs"
+    code = run_cli(
+        "run",
+        str(EXAMPLE_SPEC),
+        "--model",
+        f"scripted:{path}",
+        "--sandbox",
+        "bwrap",
+        "--out",
+        str(out),
+        "--quiet",
+        "--max-llm-calls",
+        "40",
+    )
+    assert code == 1
+    run = only_run(out)
+    report = json.loads((run / "report.json").read_text())
+    assert report["status"] == "failed"
+    assert "PlaybookExhausted" in report["reason"]
+    assert report["llm"]["calls"] <= 40
+    trace = read_trace(run / "trace.jsonl")
+    calls = [r for r in trace if r["kind"] == "tool_call"]
+    assert any(
+        r["tool"] == "delegate_work_to_coworker" and r["args"].get("coworker") == "Wizard"
+        for r in calls
+    )
+    refused = [r for r in trace if r["kind"] == "file_op" and r["ok"] is False]
+    assert [r["path"] for r in refused] == ["../../etc/passwd"]

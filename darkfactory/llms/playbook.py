@@ -21,7 +21,9 @@ the next step is played. A step is exactly one of:
 - ``delegate: {to: ROLE, task: TEXT, context: TEXT}``: the manager delegates to a coworker
   (``to`` is a role key such as ``developer``, or the role's text);
 - ``ask: {to: ROLE, question: TEXT, context: TEXT}``: the manager asks a coworker;
-- ``answer: TEXT``: the agent's final answer.
+- ``answer: TEXT``: the agent's final answer;
+- ``raw: TEXT``: this exact text as the model's reply, parsed or not (robustness tests:
+  garbage, a misspelt tool, broken JSON).
 
 Optional keys on any step: ``thought`` (text shown as the model's reasoning) and ``expect``
 (a string, or list of strings, that the prompt must contain — a rehearsal fails loudly when
@@ -62,15 +64,16 @@ class Step(BaseModel):
     delegate: Delegation | None = None
     ask: Question | None = None
     answer: str | None = None
+    raw: str | None = None
     thought: str | None = None
     expect: str | list[str] | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Step:
-        kinds = [k for k in ("tool", "delegate", "ask", "answer") if getattr(self, k) is not None]
+        kinds = [k for k in ("tool", "delegate", "ask", "answer", "raw") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise ValueError(
-                "a step needs exactly one of tool, delegate, ask, answer"
+                "a step needs exactly one of tool, delegate, ask, answer, raw"
                 + (f" (found {', '.join(kinds)})" if kinds else "")
             )
         if self.args and self.tool is None:
@@ -78,8 +81,8 @@ class Step(BaseModel):
         return self
 
     @property
-    def kind(self) -> Literal["tool", "delegate", "ask", "answer"]:
-        for k in ("tool", "delegate", "ask", "answer"):
+    def kind(self) -> Literal["tool", "delegate", "ask", "answer", "raw"]:
+        for k in ("tool", "delegate", "ask", "answer", "raw"):
             if getattr(self, k) is not None:
                 return k  # type: ignore[return-value,unused-ignore]
         raise AssertionError("validated step has a kind")

@@ -159,6 +159,8 @@ class ScriptedLLM(BaseLLM):
 
     def _render(self, step: Step) -> str:
         thought = step.thought or "I follow the plan."
+        if step.raw is not None:
+            return step.raw
         if step.answer is not None:
             return f"Thought: {thought}\nFinal Answer: {step.answer}"
         if step.tool is not None:
