@@ -25,9 +25,10 @@ the next step is played. A step is exactly one of:
 - ``raw: TEXT``: this exact text as the model's reply, parsed or not (robustness tests:
   garbage, a misspelt tool, broken JSON).
 
-Optional keys on any step: ``thought`` (text shown as the model's reasoning) and ``expect``
+Optional keys on any step: ``thought`` (text shown as the model's reasoning), ``expect``
 (a string, or list of strings, that the prompt must contain — a rehearsal fails loudly when
-the pipeline did not hand the agent what the playbook expected).
+the pipeline did not hand the agent what the playbook expected) and ``delay_s`` (seconds
+the model takes to answer, to rehearse a slow provider, budgets on time, or a kill).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Step(BaseModel):
     raw: str | None = None
     thought: str | None = None
     expect: str | list[str] | None = None
+    delay_s: float = Field(default=0.0, ge=0, le=600)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Step:

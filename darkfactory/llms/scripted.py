@@ -250,6 +250,8 @@ class ScriptedLLM(BaseLLM):
                     f"the prompt to contain {needle!r}, and it does not. "
                     f"The prompt ends with: {prompt[-300:]!r}"
                 )
+        if step.delay_s:
+            time.sleep(step.delay_s)
         response = self._render(step)
         usage = {
             "prompt_tokens": estimate_tokens(prompt),
