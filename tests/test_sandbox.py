@@ -448,7 +448,8 @@ def test_cgroups_of_dead_owners_are_removed(bw: Sandbox) -> None:
     alive = Cgroup(where, SMALL)  # ours: this process is alive, it stays
     try:
         removed = _cgroup.remove_stale(where)
-        assert sorted(removed) == sorted(stale)
+        # Other dead owners' leftovers (e.g. a killed run on this machine) go too.
+        assert set(stale) <= set(removed)
         assert not any(os.path.exists(d) for d in stale)
         assert all(os.path.isdir(d) for d in alive.dirs)
     finally:
