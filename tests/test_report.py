@@ -159,3 +159,77 @@ def test_prices_known_unknown_and_free() -> None:
     assert cost("someprovider/brand-new-model", 10, 10) is None  # unknown, never zero
     assert cost("scripted:book.yaml", 1000, 1000) == 0.0
     assert cost("ollama/llama3.1", 1000, 1000) == 0.0
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _netlog_urls(netlog: Path) -> set[str]:
+    """scheme://host/path of every request in a Chromium net log (queries dropped)."""
+    urls = re.findall(r'"url":\s*"([^"]+)"', netlog.read_text(errors="replace"))
+    return {u.split("?", 1)[0] for u in urls}
+
+
+def test_html_report_renders_in_headless_chromium_offline(fixed_run: Path, tmp_path: Path) -> None:
+    """The HTML report in a real browser: it renders, the matrix shows every requirement's
+    result, and the page makes no request that could leave the machine."""
+    import subprocess
+
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed: apt-get install chromium")
+    page = (fixed_run / "report.html").as_uri()
+    artifacts = Path(os.environ.get("DARKFACTORY_ARTIFACTS", Path(__file__).parent / "artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / "report.png"
+    shot.unlink(missing_ok=True)
+    # Nothing may leave the machine, the browser's own background chatter included: every
+    # name resolves to nothing and every connection goes to a closed loopback port.
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-pings",
+        "--disable-domain-reliability",
+        "--disable-default-apps",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--proxy-server=http://127.0.0.1:9",
+        "--window-size=1280,2200",
+    ]
+
+    def browse(url: str, name: str, *extra: str) -> tuple[str, set[str]]:
+        netlog = tmp_path / f"{name}.netlog.json"
+        out = subprocess.run(
+            [
+                browser,
+                *flags,
+                f"--user-data-dir={tmp_path / name}",
+                f"--log-net-log={netlog}",
+                *extra,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return out.stdout, _netlog_urls(netlog)
+
+    _, baseline = browse("about:blank", "blank", "--dump-dom")  # the browser's own requests
+    dom, urls = browse(page, "dom", "--dump-dom")
+    _, shot_urls = browse(page, "shot", f"--screenshot={shot}")
+    assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for i in range(1, 8):
+        assert re.search(rf"<td>R{i}</td>.*?<td class=\"pass\">passed</td>", dom, re.S), f"R{i}"
+    from_page = {
+        u for u in urls | shot_urls if not u.startswith(("file:", "data:", "about:", "chrome:"))
+    }
+    assert from_page - baseline == set()
