@@ -82,6 +82,22 @@ def _timeline(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return spans
 
 
+def _docs(state: dict[str, Any]) -> dict[str, Any]:
+    """The last docs check (strict build and examples) and how many checks ran."""
+    checks = state.get("docs_checks") or []
+    last = checks[-1] if checks else {}
+    return {
+        "built": bool(last.get("built", False)),
+        "pages": len(last.get("pages", [])),
+        "examples_run": last.get("examples_run", 0),
+        "examples_passed": last.get("examples_passed", 0),
+        "warnings": list(last.get("warnings", [])),
+        "rounds": len(checks),
+        "passed": bool(last.get("passed", False)),
+        "problems": list(last.get("problems", [])),
+    }
+
+
 def build_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
     records = read_trace(run_dir / "trace.jsonl") if (run_dir / "trace.jsonl").exists() else []
     rounds = state.get("verify_rounds") or []
@@ -96,10 +112,18 @@ def build_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
     workspace = run_dir / "workspace"
     has_git = (workspace / ".git").exists()
     started, finished = state.get("started_at") or 0.0, state.get("finished_at") or 0.0
+    status, reason = state.get("status", "running"), state.get("reason", "")
+    if status == "running" and not run_busy(run_dir):
+        done = [e["step"] for e in state.get("journal") or []]
+        status = "interrupted"
+        reason = (
+            f"stopped after step {done[-1] if done else '(none)'} and no process is working on "
+            f"it (killed or crashed); continue with: darkfactory resume {run_dir.name}"
+        )
     return {
         "run_id": run_dir.name,
-        "status": state.get("status", "running"),
-        "reason": state.get("reason", ""),
+        "status": status,
+        "reason": reason,
         "spec": {"format": spec.format, "title": spec.title, "source": spec.source},
         "requirements": requirement_matrix(spec, acc.get("outcomes", {})),
         "acceptance": {
@@ -129,6 +153,7 @@ def build_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
             }
             for r in rounds
         ],
+        "docs": _docs(state),
         "budget": state.get("budget_used") or {},
         "delegations": [
             {
@@ -160,8 +185,37 @@ def build_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def run_busy(run_dir: Path) -> bool:
+    """Whether a process holds the run's lock (is working on it right now)."""
+    import fcntl
+
+    path = run_dir / ".lock"
+    if not path.exists():
+        return False
+    with path.open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
 def _usd(value: float | None) -> str:
     return "unknown" if value is None else f"${value:.4f}"
+
+
+def _docs_line(docs: dict[str, Any]) -> str:
+    if not docs["rounds"]:
+        return "not checked"
+    build = f"built strictly, {docs['pages']} pages" if docs["built"] else "build FAILED"
+    text = (
+        f"{build}; examples {docs['examples_passed']}/{docs['examples_run']} passed; "
+        f"{docs['rounds']} check(s)"
+    )
+    if docs["problems"]:
+        text += "; problems: " + "; ".join(docs["problems"][:5])
+    return text
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -175,6 +229,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- Acceptance tests: {report['acceptance']['passed']}/{report['acceptance']['total']} passed",
         f"- Unit tests: {report['unit_tests']['passed']}/{report['unit_tests']['total']} passed",
         f"- Fix rounds: {report['fix_rounds']}",
+        f"- Docs: {_docs_line(report['docs'])}",
         f"- LLM calls: {llm['calls']}, tokens {llm['prompt_tokens']} prompt + "
         f"{llm['completion_tokens']} completion, cost {_usd(llm['cost_usd'])}"
         + (estimate if report["scripted_model"] else ""),
@@ -230,7 +285,9 @@ def render_html(report: dict[str, Any]) -> str:
         keep_trailing_newline=True,
     )
     total = max((s["offset_s"] + s["duration_s"] for s in report["timeline"]), default=1.0) or 1.0
-    return env.get_template("report.html").render(r=report, total_s=total, usd=_usd)
+    return env.get_template("report.html").render(
+        r=report, total_s=total, usd=_usd, docs_line=_docs_line(report["docs"])
+    )
 
 
 def write_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 from darkfactory import gitrepo
 from darkfactory.errors import DarkFactoryError, ExitCode, InputError
 from darkfactory.progress import Progress
+from darkfactory.report import run_busy
 from darkfactory.runner import SPEC_JSON, RunEnv
 
 STATUS_EXIT = {
@@ -233,7 +234,7 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
             continue
         state = stored_state(run_dir) or {}
         spec = json.loads((run_dir / "spec" / SPEC_JSON).read_text(encoding="utf-8"))
-        busy = _is_locked(run_dir)
+        busy = run_busy(run_dir)
         rows.append(
             {
                 "run_id": run_dir.name,
@@ -244,16 +245,3 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def _is_locked(run_dir: Path) -> bool:
-    path = run_dir / ".lock"
-    if not path.exists():
-        return False
-    with path.open("a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        return False

@@ -319,7 +319,9 @@ def kill_playbook(phase: str) -> tuple[dict[str, Any], str]:
 
 
 @pytest.mark.parametrize("phase", ["design", "implement", "verify", "document"])
-def test_run_killed_in_a_phase_resumes_to_delivered(tmp_path: Path, phase: str) -> None:
+def test_run_killed_in_a_phase_resumes_to_delivered(
+    tmp_path: Path, phase: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """SIGKILL mid-phase, then ``darkfactory resume``: finished steps replay, nothing is redone
     that had finished, and no file of the workspace is lost."""
     import os
@@ -370,8 +372,12 @@ def test_run_killed_in_a_phase_resumes_to_delivered(tmp_path: Path, phase: str) 
         ).stdout.split()
     )
 
-    # The interrupted run is reported as such.
+    # The interrupted run is reported as such, from its trace and saved state.
     assert main(["report", run.name, "--out", str(out), "--format", "json"]) == 0
+    interrupted = json.loads(capsys.readouterr().out)
+    assert interrupted["status"] == "interrupted"
+    assert f"darkfactory resume {run.name}" in interrupted["reason"]
+    assert read_trace(run / "trace.jsonl")  # the trace up to the kill is readable
 
     assert main(["resume", run.name, "--out", str(out), "--quiet"]) == 0
     report = json.loads((run / "report.json").read_text())
