@@ -1,41 +1,79 @@
-"""Read a spec file and turn it into a ``Spec``, whatever its format.
+"""Read a spec and turn it into a ``Spec``, whatever its format.
 
-Formats, as ``detect_format`` chooses them from the file (``format=`` overrides):
+Formats, as ``detect_format`` chooses them (``format=`` overrides; ``--format`` on the CLI):
 
-- ``ticket``: a ``.yaml``/``.yml`` file, or a ``.md``/``.markdown`` file whose YAML front
-  matter (between ``---`` lines at the very top) has a ``title`` or ``acceptance_criteria``
-  key; the Markdown body is then the description. Keys and rules: ``darkfactory.spec._ticket``.
+- ``testsuite``: a directory, or a ``.py`` file: existing pytest/unittest tests are the
+  spec. Rules: ``darkfactory.spec._testsuite``.
+- ``contract``: a ``.json``/``.yaml``/``.yml`` file with a top-level ``openapi:`` (or
+  ``swagger:``) key, an OpenAPI document. Rules: ``darkfactory.spec._openapi``.
+- ``jsonschema``: a ``.json``/``.yaml``/``.yml`` file with a top-level ``$schema`` key, or
+  ``type`` and ``properties`` keys, or named ``*.schema.json``/``*.schema.yaml``: a JSON
+  Schema. Rules: ``darkfactory.spec._jsonschema``.
+- ``ticket``: any other ``.yaml``/``.yml`` file, or a ``.md``/``.markdown`` file whose
+  YAML front matter (between ``---`` lines at the very top) has a ``title`` or
+  ``acceptance_criteria`` key; the Markdown body is then the description. Keys and rules:
+  ``darkfactory.spec._ticket``. (Another ``.json`` file is an error: it is none of these.)
 - ``markdown``: any other ``.md``/``.markdown`` file (front matter without those keys is
   ignored). How requirements are found: ``darkfactory.spec._prose``.
 - ``text``: any other file, read with the same rules as Markdown.
 
-Every problem is a ``SpecError`` naming the file, the line or key, and what to do.
+``--format`` also takes the aliases ``openapi`` (contract), ``json-schema`` and ``schema``
+(jsonschema), ``tests`` and ``test-suite`` (testsuite).
+
+Every problem is a ``SpecError`` naming the file, the line or key, and what to do. Only the
+formats that need them import openapi-core or jsonschema, and nothing here imports CrewAI.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast, get_args
+from typing import Any, cast, get_args
 
 from darkfactory.errors import SpecError
+from darkfactory.spec._document import JSON_SUFFIXES, parse_document
 from darkfactory.spec._prose import parse_prose
 from darkfactory.spec._ticket import parse_ticket
 from darkfactory.spec.model import Spec, SpecFormat
 from darkfactory.yamlio import parse_yaml
 
 SPEC_FORMATS: tuple[str, ...] = get_args(SpecFormat)
+FORMAT_ALIASES = {
+    "openapi": "contract",
+    "json-schema": "jsonschema",
+    "schema": "jsonschema",
+    "tests": "testsuite",
+    "test-suite": "testsuite",
+}
 YAML_SUFFIXES = (".yaml", ".yml")
 MARKDOWN_SUFFIXES = (".md", ".markdown")
+PYTHON_SUFFIXES = (".py",)
 #: Front-matter keys that make a Markdown file a ticket.
 TICKET_MARKERS = ("title", "acceptance_criteria")
+#: File names that make a JSON or YAML file a JSON Schema.
+SCHEMA_NAME = re.compile(r"\.schema\.(json|ya?ml)$", re.IGNORECASE)
 
 
 def load_spec(path: str | Path, *, format: str | None = None) -> Spec:
     """Read the spec at ``path`` into a ``Spec``; ``format`` overrides the detected format."""
     p = Path(path)
+    fmt: SpecFormat | None = _check_format(format, p) if format is not None else None
+    if fmt == "testsuite" or (fmt is None and (p.is_dir() or p.suffix.lower() in PYTHON_SUFFIXES)):
+        from darkfactory.spec._testsuite import parse_test_suite
+
+        return parse_test_suite(p)
     text = read_spec_text(p)
-    fmt = _check_format(format, p) if format is not None else detect_format(p, text)
+    if fmt is None:
+        fmt = detect_format(p, text)
+    if fmt == "contract":
+        from darkfactory.spec._openapi import parse_openapi
+
+        return parse_openapi(*parse_document(text, file=p), file=p)
+    if fmt == "jsonschema":
+        from darkfactory.spec._jsonschema import parse_json_schema
+
+        return parse_json_schema(*parse_document(text, file=p), file=p)
     front = None if p.suffix.lower() in YAML_SUFFIXES else split_front_matter(text)
     if fmt == "ticket":
         if front is None:  # a whole-file YAML ticket
@@ -50,7 +88,21 @@ def detect_format(path: str | Path, text: str | None = None) -> SpecFormat:
     """The format of the spec at ``path`` (its ``text`` is read from the file if not given)."""
     p = Path(path)
     suffix = p.suffix.lower()
-    if suffix in YAML_SUFFIXES:
+    if p.is_dir() or suffix in PYTHON_SUFFIXES:
+        return "testsuite"
+    if suffix in YAML_SUFFIXES or suffix in JSON_SUFFIXES:
+        data, _ = parse_document(read_spec_text(p) if text is None else text, file=p)
+        kind = document_kind(p, data)
+        if kind is not None:
+            return kind
+        if suffix in JSON_SUFFIXES:
+            raise SpecError(
+                "a JSON spec must be an OpenAPI document (with an 'openapi' key) or a JSON "
+                "Schema (with a '$schema' key, or 'type' and 'properties')",
+                file=p,
+                line=1,
+                hint="for a ticket, write YAML (.yaml); or force a format with --format",
+            )
         return "ticket"
     if suffix in MARKDOWN_SUFFIXES:
         front = split_front_matter(read_spec_text(p) if text is None else text)
@@ -62,13 +114,29 @@ def detect_format(path: str | Path, text: str | None = None) -> SpecFormat:
     return "text"
 
 
+def document_kind(path: Path, data: Any) -> SpecFormat | None:
+    """``contract`` or ``jsonschema`` for parsed JSON/YAML ``data`` that is one, else None."""
+    if SCHEMA_NAME.search(path.name):
+        return "jsonschema"
+    if not isinstance(data, dict):
+        return None
+    if "openapi" in data or "swagger" in data:
+        return "contract"
+    if "$schema" in data:
+        return "jsonschema"
+    if "type" in data and "properties" in data:
+        return "jsonschema"
+    return None
+
+
 def read_spec_text(path: Path) -> str:
     """The spec file's text with ``\\n`` line ends; missing, unreadable or empty is a SpecError."""
     if path.is_dir():
         raise SpecError(
             "is a directory, not a spec file",
             file=path,
-            hint="name the spec file itself, e.g. specs/ticket.yaml",
+            hint="a directory is read as a test suite: leave out --format or use --format "
+            "testsuite; for other formats name the spec file itself, e.g. specs/ticket.yaml",
         )
     try:
         data = path.read_bytes()
@@ -130,6 +198,7 @@ def split_front_matter(text: str) -> FrontMatter | None:
 
 
 def _check_format(fmt: str, path: Path) -> SpecFormat:
+    fmt = FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
     if fmt not in SPEC_FORMATS:
         raise SpecError(
             f"unknown spec format {fmt!r}",

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-SpecFormat = Literal["text", "markdown", "ticket"]
+SpecFormat = Literal["text", "markdown", "ticket", "contract", "jsonschema", "testsuite"]
 
 
 class SourceRef(BaseModel):
@@ -20,12 +20,21 @@ class Requirement(BaseModel):
     id: str = Field(description="R1, R2, ... in spec order")
     text: str
     source: SourceRef | None = None
+    untested_reason: str | None = Field(
+        default=None,
+        description="why the spec's generated tests cannot prove this requirement "
+        "(it is reported as untested, never as passed)",
+    )
 
 
 class AcceptanceTest(BaseModel):
-    """One acceptance-test file. ``name`` is its path under the run's ``acceptance/`` dir."""
+    """One file of the acceptance suite, at ``name`` under the run's ``acceptance/`` dir.
 
-    name: str = Field(description="file name, e.g. test_acceptance.py")
+    Most are pytest files; a suite may also carry helper modules, a ``conftest.py`` and
+    data files (an OpenAPI document, a JSON Schema). Only ``.py`` files are read for links.
+    """
+
+    name: str = Field(description="path under acceptance/, e.g. test_acceptance.py")
     content: str
     source: SourceRef | None = None
 
@@ -37,7 +46,17 @@ class Spec(BaseModel):
     requirements: list[Requirement]
     acceptance_tests: list[AcceptanceTest] = Field(default_factory=list)
     contracts: list[dict[str, object]] = Field(default_factory=list)
-    source: str = Field(description="path of the spec file as given")
+    source: str = Field(description="path of the spec file (or test-suite directory) as given")
+    files_to_create: list[str] = Field(
+        default_factory=list,
+        description="files the software must have for the acceptance tests to import it, "
+        "relative to the project root (e.g. service.py)",
+    )
+    test_links: dict[str, list[str]] | None = Field(
+        default=None,
+        description="test key -> requirement ids, when the spec links tests itself (a test "
+        "suite spec); None: links come from markers and names in the test files",
+    )
 
     def requirements_text(self) -> str:
         """The requirements as a numbered list for prompts."""

@@ -9,8 +9,13 @@ A test is linked to a requirement by either of (both count):
   (case-insensitive).
 
 Tests are keyed like pytest node ids relative to the acceptance directory:
-``"<file>::<function>"`` and ``"<file>::<Class>::<method>"``. A reference to a requirement
-the spec does not define is a ``SpecError`` naming the test and its file.
+``"<file>::<function>"`` and ``"<file>::<Class>::<method>"`` (``<file>`` keeps its
+sub-directories: ``api/test_items.py::test_get``). A reference to a requirement the spec
+does not define is a ``SpecError`` naming the test and its file. Only ``.py`` files are
+read; an acceptance suite's data files (``openapi.json``) are not tests.
+
+A spec that links its tests itself (``Spec.test_links``, set by the test-suite format,
+whose tests are the requirements) is taken at its word: its files are not read for marks.
 """
 
 from __future__ import annotations
@@ -42,8 +47,14 @@ class MatrixRow(TypedDict):
 def requirement_links(spec: Spec) -> dict[str, list[str]]:
     """Map every acceptance test (``file::test``) to the requirement ids it proves."""
     known = {r.id.casefold(): r.id for r in spec.requirements}
+    if spec.test_links is not None:
+        return {
+            key: [known.get(i.casefold(), i) for i in ids] for key, ids in spec.test_links.items()
+        }
     links: dict[str, list[str]] = {}
     for test in spec.acceptance_tests:
+        if not test.name.endswith(".py"):
+            continue
         tree = _parse(test)
         for key, refs in _tests(test, test.name, tree.body, _pytestmark(tree.body, test)):
             ids: list[str] = []
