@@ -72,7 +72,9 @@ class Step(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Step:
-        kinds = [k for k in ("tool", "delegate", "ask", "answer", "raw") if getattr(self, k) is not None]
+        kinds = [
+            k for k in ("tool", "delegate", "ask", "answer", "raw") if getattr(self, k) is not None
+        ]
         if len(kinds) != 1:
             raise ValueError(
                 "a step needs exactly one of tool, delegate, ask, answer, raw"
