@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install sandbox-tools rehearse test lint format typecheck docs pytest clean
+.PHONY: install sandbox-tools image rehearse test lint format typecheck docs pytest clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ sandbox-tools:
 	    echo "Dark Factory runs generated code in a bubblewrap sandbox: install it first (sudo apt-get install bubblewrap)"; \
 	    exit 2; \
 	  fi; }
+
+## The docker sandbox's image, built offline: debootstrap from this machine's apt mirror,
+## then docker import (needs root, debootstrap and a running engine; about a minute).
+image: $(STAMP)
+	$(BIN)/darkfactory sandbox build-image
 
 ## The main job without a model: the example spec, end to end, a scripted model playing the roles.
 rehearse: $(STAMP) sandbox-tools

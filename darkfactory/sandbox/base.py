@@ -64,6 +64,10 @@ class SandboxSpec:
     pythonpath: list[str] = field(default_factory=list)
     #: docker: the image to run (None: ``image.DEFAULT_IMAGE``); other backends ignore it.
     image: str | None = None
+    #: docker, run as root: hand the workspace's content and the read-write mounts to the
+    #: sandbox's unprivileged user (chown). Only for directories Dark Factory made for a
+    #: run; without it a root-owned workspace is refused and no file changes owner.
+    hand_over: bool = False
 
 
 @runtime_checkable

@@ -1,8 +1,12 @@
-"""``darkfactory sandbox exec|check``: run one command in a sandbox, or see which backends work.
+"""``darkfactory sandbox exec|check|build-image``.
 
-``exec`` exits with the command's exit code (128 + N if a signal ended it), or 2 with a
-message for a bad workspace or an unavailable backend. ``check`` exits 0 if an isolating
-backend (bwrap or docker) works here, else 2.
+``exec`` runs one command in a sandbox and exits with its exit code (128 + N if a signal
+ended it), or 2 with a message for a bad workspace or an unavailable backend. ``check``
+says which backends work here and why the others do not; it exits 0 if an isolating
+backend (docker or bwrap) works, else 2. ``build-image`` builds the docker backend's image
+offline (``image.build_image``); 0 when built, 2 with a message when not.
+
+The image defaults to ``sandbox.image`` of the default config's ``factory.yaml``.
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ from typing import Any
 from darkfactory.errors import ExitCode, InputError
 from darkfactory.sandbox import BACKENDS, check_backends, open_sandbox
 from darkfactory.sandbox.base import Limits, SandboxSpec
+from darkfactory.sandbox.image import DEFAULT_IMAGE, SUITE
 
 
 def add_parser(subparsers: Any) -> None:
-    """Add ``sandbox`` with its ``exec`` and ``check`` subcommands to ``subparsers``."""
-    p = subparsers.add_parser("sandbox", help="run a command in a sandbox, or check the backends")
+    """Add ``sandbox`` and its ``exec``, ``check`` and ``build-image`` to ``subparsers``."""
+    p = subparsers.add_parser(
+        "sandbox", help="run a command in a sandbox, check the backends, build the docker image"
+    )
     p.set_defaults(func=handler, sandbox_command=None, _sandbox_parser=p)
     sub = p.add_subparsers(dest="sandbox_command")
 
@@ -30,8 +37,9 @@ def add_parser(subparsers: Any) -> None:
         help="run one command in a sandbox",
         description="Run CMD in a sandbox around a workspace, e.g. "
         "darkfactory sandbox exec --workspace . -- python -m pytest -q. "
-        "CMD runs as you, without privileges: the files it writes are yours, and no "
-        "file changes owner.",
+        "CMD runs as you, without privileges: the files it writes are yours, and no file "
+        "changes owner. docker never runs CMD as root: run as root, it runs CMD as the "
+        "workspace's owner, and refuses a workspace that root owns (use bwrap for that).",
     )
     e.add_argument(
         "--backend", default="auto", choices=BACKENDS, help="sandbox backend (default: auto)"
@@ -46,18 +54,43 @@ def add_parser(subparsers: Any) -> None:
     e.add_argument(
         "--json", action="store_true", help="print {exit_code, stdout, stderr, duration_s, killed}"
     )
+    e.add_argument("--image", default=None, metavar="NAME", help=_IMAGE_HELP)
     e.add_argument(
         "cmd", nargs=argparse.REMAINDER, metavar="-- CMD...", help="the command and its arguments"
     )
 
-    sub.add_parser("check", help="which sandbox backends work here, and why not")
+    c = sub.add_parser("check", help="which sandbox backends work here, and why not")
+    c.add_argument("--image", default=None, metavar="NAME", help=_IMAGE_HELP)
+
+    b = sub.add_parser(
+        "build-image",
+        help="build the docker backend's image offline (debootstrap; root; about a minute)",
+        description="Build the docker backend's image without a registry: debootstrap a "
+        f"minimal Debian {SUITE} with python3, pip and pytest from the mirror this "
+        "machine's apt uses (or --mirror), then import it into the engine. Needs root, "
+        "debootstrap (apt-get install debootstrap) and a running engine. Online, "
+        "examples/docker/Dockerfile builds an equivalent image from python:3.11-slim.",
+    )
+    b.add_argument("--name", default=None, metavar="NAME", help=_IMAGE_HELP)
+    b.add_argument(
+        "--mirror",
+        default=None,
+        metavar="URL",
+        help="Debian mirror (default: the one this machine's apt sources name)",
+    )
+    b.add_argument("--suite", default=SUITE, help=f"Debian release (default: {SUITE})")
+
+
+_IMAGE_HELP = f"docker image (default: sandbox.image of factory.yaml, else {DEFAULT_IMAGE})"
 
 
 def handler(args: argparse.Namespace) -> int:
     if args.sandbox_command == "exec":
         return _exec(args)
     if args.sandbox_command == "check":
-        return _check()
+        return _check(args)
+    if args.sandbox_command == "build-image":
+        return _build_image(args)
     args._sandbox_parser.print_help(sys.stderr)
     return int(ExitCode.BAD_INPUT)
 
@@ -81,9 +114,10 @@ def _exec(args: argparse.Namespace) -> int:
             return _fail("sandbox exec: --memory must be positive")
         limits = replace(limits, memory_mb=args.memory)
     try:
-        sandbox = open_sandbox(
-            args.backend, SandboxSpec(workspace=workspace.resolve(), limits=limits)
+        spec = SandboxSpec(
+            workspace=workspace.resolve(), limits=limits, image=args.image or _configured_image()
         )
+        sandbox = open_sandbox(args.backend, spec)
     except InputError as exc:
         return _fail(f"sandbox exec: {exc}")
     try:
@@ -100,14 +134,43 @@ def _exec(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _check() -> int:
-    status = check_backends()
+def _check(args: argparse.Namespace) -> int:
+    try:
+        image = args.image or _configured_image()
+    except InputError as exc:
+        return _fail(f"sandbox check: {exc}")
+    status = check_backends(image)
     for name, why in status.items():
         print(f"{name}: {'ok' if why is None else 'unavailable: ' + why}")
+    if status["docker"] is None:
+        print(f"  (docker runs {image})")
     if status["local"] is None:
         print("  (local runs without isolation; it is only used when named)")
     isolating_ok = status["bwrap"] is None or status["docker"] is None
     return int(ExitCode.DELIVERED if isolating_ok else ExitCode.BAD_INPUT)
+
+
+def _build_image(args: argparse.Namespace) -> int:
+    from darkfactory.sandbox.image import build_image
+
+    def progress(message: str) -> None:
+        print(f"darkfactory: build-image: {message}", file=sys.stderr, flush=True)
+
+    try:
+        name = args.name or _configured_image()
+        build_image(name, mirror=args.mirror, suite=args.suite, progress=progress)
+    except InputError as exc:
+        return _fail(f"sandbox build-image: {exc}")
+    print(name)
+    return int(ExitCode.DELIVERED)
+
+
+def _configured_image() -> str:
+    """``sandbox.image`` of the default config's factory.yaml (a ``ConfigError`` if invalid)."""
+    from darkfactory.config import FACTORY_FILE, default_config_dir, load_factory
+
+    path = default_config_dir() / FACTORY_FILE
+    return load_factory(path).sandbox.image if path.is_file() else DEFAULT_IMAGE
 
 
 def _fail(message: str) -> int:
