@@ -1,0 +1,47 @@
+"""``build_docs``: build the docs site strictly in the sandbox and report what failed."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from darkfactory.docsite import DocsToolingMissing, build_site
+from tools._base import WorkspaceTool
+
+MAX_SUMMARY_CHARS = 6000
+
+
+class BuildDocsArgs(BaseModel):
+    """No arguments: the build always uses ``mkdocs.yml`` in the workspace root."""
+
+
+class BuildDocsTool(WorkspaceTool):
+    name: str = "build_docs"
+    description: str = (
+        "Build the documentation site with `python -m mkdocs build --strict` in the run's "
+        "sandbox, from mkdocs.yml in the workspace root, and return OK with the pages "
+        "built, or FAILED with every warning and error (strict mode fails on any warning: "
+        "a link to a page that does not exist, a nav entry without its page, an API "
+        "reference `::: module` that cannot be imported, a bad mkdocs.yml). The site is "
+        "built in a temporary directory and thrown away: nothing is written to the "
+        "workspace. Takes no arguments. The pipeline runs the same build after the "
+        "documentation task; use this tool to check your work before you answer."
+    )
+    args_schema: type[BaseModel] = BuildDocsArgs
+
+    def _run(self) -> str:
+        ctx = self.run_context
+        if ctx.sandbox is None:
+            raise RuntimeError("build_docs needs a RunContext with a sandbox")
+        try:
+            result = build_site(ctx.sandbox)
+        except DocsToolingMissing as exc:
+            return f"ERROR: {exc} (not a problem of the docs: report it in your answer)"
+        ctx.emit(
+            "sandbox_exec",
+            tool=self.name,
+            argv=["mkdocs", "build", "--strict"],
+            exit_code=result.exec.exit_code,
+            duration_s=round(result.exec.duration_s, 3),
+            killed=result.exec.killed,
+        )
+        return result.summary(MAX_SUMMARY_CHARS)

@@ -1,0 +1,75 @@
+"""``run_doc_examples``: run the code examples of README.md and docs/ in the sandbox."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from darkfactory.docsite import NO_RUN, examples_summary, find_examples, run_example
+from darkfactory.workspace import PathRefused, resolve
+from tools._base import WorkspaceTool
+
+MAX_SUMMARY_CHARS = 6000
+
+
+class RunDocExamplesArgs(BaseModel):
+    files: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Only the examples of these Markdown files, relative to the workspace root, "
+            "e.g. ['README.md'] or ['docs/usage.md']. Default: README.md and every "
+            "docs/**/*.md, as the pipeline checks them."
+        ),
+    )
+
+
+class RunDocExamplesTool(WorkspaceTool):
+    name: str = "run_doc_examples"
+    description: str = (
+        "Run every code example of README.md and docs/**/*.md in the run's sandbox, each "
+        "on its own, in a scratch copy of the workspace (working directory = the workspace "
+        "root, its modules importable; files an example writes are thrown away) with the "
+        "sandbox's time limit: a ```python block as a script, a block whose first line "
+        "starts with `>>>` with doctest (ELLIPSIS on). A block right after a line "
+        f"`{NO_RUN}` is not run; blocks in other languages (```sh, ```text) never are. "
+        "Returns how many ran and passed, then each failing example as FILE:LINE with its "
+        "traceback or the doctest's expected and actual output. The pipeline runs the same "
+        "examples after the documentation task."
+    )
+    args_schema: type[BaseModel] = RunDocExamplesArgs
+
+    def _run(self, files: list[str] | None = None) -> str:
+        ctx = self.run_context
+        sandbox = ctx.sandbox
+        if sandbox is None:
+            raise RuntimeError("run_doc_examples needs a RunContext with a sandbox")
+        found = find_examples(ctx.workspace)
+        examples, skipped = found.examples, found.skipped
+        if files:
+            wanted = set()
+            for raw in files:
+                try:
+                    path = resolve(ctx, raw, write=False)
+                except PathRefused as refused:
+                    return f"ERROR: {refused.message}"
+                wanted.add(path.relative_to(ctx.workspace).as_posix())
+            examples = [e for e in examples if e.file in wanted]
+            skipped = [s for s in skipped if s.rsplit(":", 1)[0] in wanted]
+        if not examples:
+            return (
+                "No runnable examples found"
+                + (f" in {', '.join(files)}" if files else " in README.md or docs/")
+                + ": a ```python block or a block of `>>>` lines is an example."
+            )
+        results = []
+        for example in examples:
+            result = run_example(sandbox, example)
+            ctx.emit(
+                "sandbox_exec",
+                tool=self.name,
+                argv=["python" if example.kind == "python" else "doctest", example.where],
+                exit_code=result.exec.exit_code,
+                duration_s=round(result.exec.duration_s, 3),
+                killed=result.exec.killed,
+            )
+            results.append(result)
+        return examples_summary(results, skipped, MAX_SUMMARY_CHARS)
