@@ -6,13 +6,18 @@ environment, ``model:`` in ``factory.yaml``.
 
 Model strings are CrewAI's (``openai/gpt-4o-mini``, ``anthropic/claude-...``,
 ``ollama/llama3.1``) plus our own ``scripted:PATH`` (a playbook: a test and rehearsal
-tool, not AI).
+tool, not AI) and ``replay:PATH`` (a cassette recorded with ``--record``).
+
+A provider's model is built with factory.yaml's ``llm:`` timeout and no client retries,
+behind a ``GuardedLLM`` that retries, traces each retry, counts it against the budget and
+ends the run clearly when the provider stays down (``darkfactory.llms.guarded``).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from darkfactory.errors import NoModelConfigured
@@ -54,9 +59,14 @@ def env_model() -> str | None:
     return None
 
 
+def is_provider_model(model: str) -> bool:
+    """A real model reached through a provider (not ``scripted:`` or ``replay:``)."""
+    return not model.startswith(("scripted:", "replay:"))
+
+
 def check_model_usable(model: str) -> None:
     """Refuse at once, with what to set, a hosted model whose key is missing."""
-    if model.startswith("scripted:"):
+    if not is_provider_model(model):
         return
     provider = model.split("/", 1)[0] if "/" in model else "openai"
     if provider in LOCAL_PROVIDERS:
@@ -77,7 +87,11 @@ class ModelPlan:
 
     config: Config
     cli_model: str | None = None
+    #: Record every exchange of the run to this cassette (``--record``).
+    record: Path | None = None
     _instances: dict[str, Any] = field(default_factory=dict)
+    _recorder: Any = None
+    _cassettes: dict[str, Any] = field(default_factory=dict)
 
     def model_name(self, role: str) -> str:
         if self.cli_model:
@@ -97,8 +111,9 @@ class ModelPlan:
     def scripted(self) -> Any | None:
         """The scripted model of this run, if it uses one."""
         for inst in self._instances.values():
-            if getattr(inst, "llm_type", None) == "scripted":
-                return inst
+            inner = getattr(inst, "inner", inst)
+            if getattr(inner, "llm_type", None) == "scripted":
+                return inner
         return None
 
     def tokens_used(self) -> int:
@@ -111,22 +126,117 @@ class ModelPlan:
 
     def llm_for(self, role: str) -> Any:
         name = self.model_name(role)
-        if name not in self._instances:
-            self._instances[name] = self._build(name)
-        return self._instances[name]
+        # A replay answers each role from the same cassette, with that role's recorded
+        # capabilities (native tool calls or text), so it gets one instance per role.
+        key = f"{name}#{role}" if name.startswith("replay:") else name
+        if key not in self._instances:
+            self._instances[key] = self._build(name, role)
+        return self._instances[key]
 
-    def _build(self, name: str) -> Any:
-        if name.startswith("scripted:"):
+    def bind_run(self, *, run_dir: Path, run_id: str, trace: Any, budget: Any) -> None:
+        """Connect the models to a started run: retries traced and budgeted, recording on.
+
+        ``trace`` is the run's ``Trace``, ``budget`` its ``BudgetMeter``; each retry is
+        checked against the budget like a call (``HookAborted`` when it is exhausted).
+        """
+        from darkfactory.llms.cassette import Normaliser
+        from darkfactory.llms.guarded import GuardedLLM, RetryEvent
+
+        normaliser = Normaliser.for_run(run_dir, run_id)
+
+        def on_retry(event: RetryEvent) -> None:
+            from crewai.hooks.dispatch import HookAborted
+
+            from darkfactory.budget import BudgetExhausted
+
+            try:
+                budget.check()
+            except BudgetExhausted as exc:
+                raise HookAborted(str(exc), source="darkfactory.budget") from exc
+            trace.write(
+                "llm_retry",
+                role=event.role,
+                model=event.model,
+                attempt=event.attempt,
+                max_retries=event.max_retries,
+                reason=event.reason,
+                wait_s=event.wait_s,
+                error=event.detail,
+            )
+
+        for inst in self._instances.values():
+            if isinstance(inst, GuardedLLM):
+                inst.observe(on_retry)
+        for cassette in self._cassettes.values():
+            cassette.normaliser = normaliser
+        if self._recorder is not None:
+            roles = {}
+            for key, agent in self.config.agents.items():
+                llm = self.llm_for(key)
+                roles[agent.role] = {
+                    "key": key,
+                    "model": self.model_name(key),
+                    "function_calling": bool(llm.supports_function_calling()),
+                    "stop_words": bool(llm.supports_stop_words()),
+                    "context_window": int(llm.get_context_window_size()),
+                }
+            self._recorder.start(roles=roles, normaliser=normaliser, run_id=run_id)
+
+    def close(self) -> None:
+        """Finish the run's recording, if any."""
+        if self._recorder is not None:
+            self._recorder.close()
+
+    def _build(self, name: str, role: str) -> Any:
+        from darkfactory.llms.guarded import GuardedLLM, RetryPolicy
+
+        if name.startswith("replay:"):
+            from darkfactory.llms.cassette import Cassette
+            from darkfactory.llms.replay import ReplayLLM
+
+            path = name.removeprefix("replay:")
+            if path not in self._cassettes:
+                self._cassettes[path] = Cassette.load(path)
+            inst: Any = ReplayLLM(self._cassettes[path], self.config.agents[role].role)
+        elif name.startswith("scripted:"):
             from darkfactory.llms.playbook import load_playbook
             from darkfactory.llms.scripted import ScriptedLLM
 
             book = load_playbook(name.removeprefix("scripted:"), roles=set(self.config.agents))
             role_keys = {a.role: key for key, a in self.config.agents.items()}
-            return ScriptedLLM(book, role_keys)
+            inst = ScriptedLLM(book, role_keys)
+        else:
+            settings = self.config.factory.llm
+            policy = RetryPolicy(
+                max_retries=settings.max_retries,
+                backoff_s=settings.retry_backoff_s,
+                max_wait_s=settings.retry_max_wait_s,
+            )
+            return GuardedLLM(
+                self._provider_llm(name, timeout_s=settings.timeout_s),
+                model=name,
+                policy=policy,
+                recorder=self._recording(),
+            )
+        if self.record is not None and not name.startswith("replay:"):
+            return GuardedLLM(inst, model=name, policy=None, recorder=self._recording())
+        return inst
+
+    def _recording(self) -> Any:
+        if self.record is None:
+            return None
+        if self._recorder is None:
+            from darkfactory.llms.cassette import Recorder
+
+            self._recorder = Recorder(self.record)
+        return self._recorder
+
+    def _provider_llm(self, name: str, *, timeout_s: float) -> Any:
+        """CrewAI's LLM for ``name``: our timeout, no client retries (the guard retries)."""
         from crewai import LLM
 
         base_url = next((os.environ[n] for n in BASE_URL_ENV_VARS if os.environ.get(n)), None)
-        kwargs: dict[str, Any] = {"model": name, "timeout": 600}
+        kwargs: dict[str, Any] = {"model": name}
         if base_url:
             kwargs["base_url"] = base_url
             provider = name.split("/", 1)[0] if "/" in name else "openai"
@@ -134,7 +244,13 @@ class ModelPlan:
                 # An OpenAI-compatible local server needs no key, but the client insists.
                 kwargs["api_key"] = LOCAL_KEY_PLACEHOLDER
         try:
-            return LLM(**kwargs)
+            llm = LLM(**kwargs)
+            fields = type(llm).model_fields
+            if "timeout" in fields and "max_retries" in fields:
+                # Set where the provider's client is built (OpenAI, Anthropic, Azure and
+                # the OpenAI-compatible ones: Ollama, vLLM, ...), so build it again.
+                llm = LLM(**kwargs, timeout=timeout_s, max_retries=0)
+            return llm
         except ImportError as exc:
             raise NoModelConfigured(
                 f"model {name!r} cannot be used: {exc}",

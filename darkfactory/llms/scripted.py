@@ -14,6 +14,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,50 @@ def messages_text(messages: str | list[Any]) -> str:
             )
         parts.append(str(content or ""))
     return "\n".join(parts)
+
+
+def role_text_of(role_keys: dict[str, str], key_or_role: str) -> str:
+    """The role text (agents.yaml ``role:``) of a role key; a role text is returned as is."""
+    for text, key in role_keys.items():
+        if key == key_or_role and text != text.casefold():
+            return text
+    for text, key in role_keys.items():
+        if key == key_or_role:
+            return text
+    return key_or_role
+
+
+def step_call(step: Step, role_text: Callable[[str], str]) -> tuple[str, dict[str, Any]]:
+    """The tool a ``tool``, ``delegate`` or ``ask`` step calls, and its arguments.
+
+    ``role_text`` turns a role key into the role text CrewAI matches coworkers by.
+    """
+    if step.tool is not None:
+        return step.tool, dict(step.args)
+    if step.delegate is not None:
+        return DELEGATE_TOOL, {
+            "task": step.delegate.task,
+            "context": step.delegate.context,
+            "coworker": role_text(step.delegate.to),
+        }
+    if step.ask is not None:
+        return ASK_TOOL, {
+            "question": step.ask.question,
+            "context": step.ask.context,
+            "coworker": role_text(step.ask.to),
+        }
+    raise ValueError(f"a {step.kind} step calls no tool")
+
+
+def render_text(step: Step, role_text: Callable[[str], str]) -> str:
+    """A step as the text CrewAI's agent loop parses (``Action:`` or ``Final Answer:``)."""
+    thought = step.thought or "I follow the plan."
+    if step.raw is not None:
+        return step.raw
+    if step.answer is not None:
+        return f"Thought: {thought}\nFinal Answer: {step.answer}"
+    name, args = step_call(step, role_text)
+    return f"Thought: {thought}\nAction: {name}\nAction Input: {json.dumps(args)}"
 
 
 @dataclass
@@ -158,39 +203,11 @@ class ScriptedLLM(BaseLLM):
         return i, steps[i]
 
     def _render(self, step: Step) -> str:
-        thought = step.thought or "I follow the plan."
-        if step.raw is not None:
-            return step.raw
-        if step.answer is not None:
-            return f"Thought: {thought}\nFinal Answer: {step.answer}"
-        if step.tool is not None:
-            name, args = step.tool, step.args
-        elif step.delegate is not None:
-            name = DELEGATE_TOOL
-            args = {
-                "task": step.delegate.task,
-                "context": step.delegate.context,
-                "coworker": self.role_text(step.delegate.to),
-            }
-        else:
-            assert step.ask is not None
-            name = ASK_TOOL
-            args = {
-                "question": step.ask.question,
-                "context": step.ask.context,
-                "coworker": self.role_text(step.ask.to),
-            }
-        return f"Thought: {thought}\nAction: {name}\nAction Input: {json.dumps(args)}"
+        return render_text(step, self.role_text)
 
     def role_text(self, key_or_role: str) -> str:
         """The role text CrewAI matches coworkers by, for a role key (or a role text)."""
-        for text, key in self.role_keys.items():
-            if key == key_or_role and text != text.casefold():
-                return text
-        for text, key in self.role_keys.items():
-            if key == key_or_role:
-                return text
-        return key_or_role
+        return role_text_of(self.role_keys, key_or_role)
 
     def call(
         self,
