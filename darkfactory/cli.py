@@ -78,8 +78,16 @@ def _add_run_options(p: argparse.ArgumentParser, *, model: bool = True) -> None:
         p.add_argument(
             "--model",
             default=None,
-            help="model for every role, e.g. openai/gpt-4o-mini or scripted:PLAYBOOK.yaml",
+            help="model for every role, e.g. openai/gpt-4o-mini, scripted:PLAYBOOK.yaml or "
+            "replay:CASSETTE.jsonl (plays back a --record'ed run, no model called)",
         )
+    p.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="CASSETTE.jsonl",
+        help="record every model exchange of the run to this file, for --model replay:FILE",
+    )
     p.add_argument(
         "--sandbox",
         default=None,
@@ -151,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     from darkfactory.sandbox.cli import add_parser as add_sandbox_parser
 
     add_sandbox_parser(sub)
+    from darkfactory.doctor import add_parser as add_doctor_parser
+
+    add_doctor_parser(sub)
     return parser
 
 
@@ -195,7 +206,7 @@ def _run(
 
     config = load_config(args.config)
     spec = load_spec(spec_path, format=fmt)
-    models = ModelPlan(config, cli_model=model)
+    models = ModelPlan(config, cli_model=model, record=args.record)
     models.check()
     for role in config.agents:  # build (and so validate) every model before any work
         models.llm_for(role)
@@ -209,6 +220,12 @@ def _run(
     progress = default_progress(args.quiet or args.json)
     if rehearsal:
         progress(f"rehearsal: a scripted model ({model}) plays every role; no AI model is called")
+    elif model and model.startswith("replay:"):
+        progress(
+            f"replay: every answer comes from {model.removeprefix('replay:')}; no model is called"
+        )
+    if args.record:
+        progress(f"recording every model exchange to {args.record}")
     caps = {**config.factory.budget.model_dump(), **_budget_overrides(args)}
     env = prepare_run(
         spec,

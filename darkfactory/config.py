@@ -30,6 +30,7 @@ from pydantic import (
 import tools as tool_registry
 from darkfactory.errors import ConfigError
 from darkfactory.sandbox.base import Limits
+from darkfactory.sandbox.image import DEFAULT_IMAGE
 from darkfactory.yamlio import KeyPath, Locations, load_yaml, pydantic_errors
 
 AGENTS_FILE = "agents.yaml"
@@ -41,7 +42,7 @@ REQUIRED_ROLES = ("manager", "architect", "developer", "qa_engineer", "tech_writ
 #: The role key of the hierarchical crew's manager.
 MANAGER = "manager"
 #: Tasks the pipeline runs; tasks.yaml may define more.
-REQUIRED_TASKS = ("design", "implement", "verify", "fix", "document")
+REQUIRED_TASKS = ("design", "implement", "verify", "fix", "document", "document_fix")
 #: Placeholders the pipeline fills in task descriptions and expected outputs.
 PLACEHOLDERS = (
     "title",
@@ -56,6 +57,8 @@ PLACEHOLDERS = (
     "feedback",
     "fix_round",
     "max_fix_rounds",
+    "docs_failures",
+    "docs_round",
 )
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -120,8 +123,8 @@ class TaskConfig(_Strict):
         description=(
             "What to do. May use the placeholders `{title}`, `{summary}`, `{requirements}`, "
             "`{acceptance_tests}`, `{workspace_files}`, `{design}`, `{failures}`, "
-            "`{feedback}`, `{fix_round}` and `{max_fix_rounds}`; write `{{` and `}}` for "
-            "literal braces."
+            "`{failure_class}`, `{route}`, `{feedback}`, `{fix_round}`, `{max_fix_rounds}`, "
+            "`{docs_failures}` and `{docs_round}`; write `{{` and `}}` for literal braces."
         )
     )
     expected_output: Text = Field(
@@ -144,7 +147,14 @@ class SandboxConfig(_Strict):
     timeout_s: float = Field(
         default=120.0, gt=0, description="Seconds a single command may run before it is killed."
     )
-    memory_mb: int = Field(default=1024, gt=0, description="Memory limit of a command, in MB.")
+    memory_mb: int = Field(
+        default=1024,
+        gt=0,
+        description=(
+            "Memory limit of a command, in MB (docker: of the sandbox's container, its `/tmp` "
+            "included; swap is never used)."
+        ),
+    )
     cpu_s: int = Field(default=300, gt=0, description="CPU time limit of a command, in seconds.")
     pids: int = Field(
         default=256, gt=0, description="Most processes and threads a command may run at once."
@@ -157,6 +167,32 @@ class SandboxConfig(_Strict):
     file_size_mb: int = Field(
         default=256, gt=0, description="Largest file a command may write, in MB."
     )
+    cpus: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "CPUs the sandbox may use at once (docker's CPU quota, e.g. `1.5`); bwrap and "
+            "local do not limit it."
+        ),
+    )
+    image: str = Field(
+        default=DEFAULT_IMAGE,
+        min_length=1,
+        description=(
+            "The docker backend's image; it needs `python3` with pip and pytest. Build the "
+            "default one offline with `darkfactory sandbox build-image` (Debian's "
+            "debootstrap); `examples/docker/Dockerfile` builds one from `python:3.11-slim`."
+        ),
+    )
+    deps_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Seconds pip may take to download the generated project's dependencies "
+            "(requirements.txt or pyproject.toml) as wheels on the host, and again to "
+            "install them in the sandbox from those wheels, without a network."
+        ),
+    )
 
     def limits(self) -> Limits:
         """These settings as the sandbox's ``Limits``."""
@@ -167,6 +203,7 @@ class SandboxConfig(_Strict):
             pids=self.pids,
             output_bytes=self.output_bytes,
             file_size_mb=self.file_size_mb,
+            cpus=self.cpus,
         )
 
 
@@ -213,6 +250,46 @@ class BudgetConfig(_Strict):
     )
 
 
+class LLMConfig(_Strict):
+    """How every model call reaches the provider: its timeout and its retries."""
+
+    timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Seconds one model call may take before it is given up as timed out (and "
+            "retried), so a provider that hangs cannot hang a run. Local models on a CPU "
+            "can need minutes for a long prompt."
+        ),
+    )
+    max_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description=(
+            "How many times a failed model call is tried again: after HTTP 408, 409, 425, "
+            "429 or 5xx, a timeout, a dropped or cut-off connection, a malformed body or an "
+            "empty answer (never after other errors, such as a wrong key or model name). "
+            "Each retry is an `llm_retry` trace event and counts as a call against "
+            "`budget.max_llm_calls`. When the retries run out the run fails: model "
+            "provider unreachable after N retries."
+        ),
+    )
+    retry_backoff_s: float = Field(
+        default=2.0,
+        ge=0,
+        description=(
+            "Seconds before the first retry, doubled before each further one (at most "
+            "`retry_max_wait_s`). A provider's `Retry-After` header takes precedence."
+        ),
+    )
+    retry_max_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Longest wait before one retry, a `Retry-After` header's included.",
+    )
+
+
 class FactoryConfig(_Strict):
     """Pipeline settings (``factory.yaml``). Every key is optional."""
 
@@ -253,6 +330,10 @@ class FactoryConfig(_Strict):
     )
     budget: BudgetConfig = Field(
         default_factory=BudgetConfig, description="Spending limits of one run."
+    )
+    llm: LLMConfig = Field(
+        default_factory=LLMConfig,
+        description="How every model call reaches the provider: its timeout and its retries.",
     )
 
     def limits(self) -> Limits:

@@ -1,11 +1,13 @@
 """The pipeline: a CrewAI Flow that decides while the crew works.
 
-intake -> design -> implement -> qa -> verify <-> fix -> document -> deliver
+intake -> design -> implement -> qa -> verify <-> fix -> document -> docs_check <-> docs_fix
+-> deliver
 
 Each LLM phase kicks off a hierarchical crew (``crews.factory_crew``) whose manager
 delegates the phase's task. ``verify`` is code: it runs the acceptance tests and the unit
-tests in the sandbox and records every test's outcome; a model never says "pass". Fix
-rounds are bounded by ``max_fix_rounds``. The flow's state is persisted to SQLite after
+tests in the sandbox and records every test's outcome; a model never says "pass".
+``docs_check`` is code too: it builds the docs site strictly and runs every example in the
+docs (``darkfactory.docsite``). Fix rounds of each loop are bounded by ``max_fix_rounds``. The flow's state is persisted to SQLite after
 every step and the workspace is committed after every phase.
 
 Resume: every finished step is appended to ``state.journal`` (with the route a router
@@ -29,12 +31,14 @@ from crewai.flow.persistence import persist
 from pydantic import BaseModel, Field, PrivateAttr
 
 from darkfactory import gitrepo
+from darkfactory.docsite import DocsCheck, check_docs
 from darkfactory.errors import DarkFactoryError
 
 ACCEPTANCE_DIR = "acceptance"
 MAX_FAILURE_CHARS = 6000
 MAX_INLINE_ACCEPTANCE_CHARS = 8000
 MAX_DESIGN_CHARS = 8000
+MAX_DOCS_FAILURE_CHARS = 6000
 
 
 class RunState(BaseModel):
@@ -66,6 +70,11 @@ class RunState(BaseModel):
     budget_used: dict[str, Any] = Field(default_factory=dict)
     #: Failure signature of each verify round (stuck detection).
     signatures: list[str] = Field(default_factory=list)
+    #: Docs fix rounds done, each docs check's result (``DocsCheck.to_state``), and the
+    #: last failing check's problems as the tech writer gets them.
+    docs_fix_round: int = 0
+    docs_checks: list[dict[str, Any]] = Field(default_factory=list)
+    last_docs_failures: str = ""
 
 
 def hash_tree(root: Path) -> dict[str, str]:
@@ -282,15 +291,60 @@ class FactoryFlow(Flow[RunState]):
         self._crew_phase("document")
         self._commit("document", "docs: README and docs/")
 
-    @listen(document)
+    @router(or_(document, "docs_fixed"))
+    @journaled("docs_check")
+    def docs_check(self) -> str:
+        self._phase("docs_check")
+        round_no = len(self.state.docs_checks)  # = docs fix rounds done before this check
+        check = self._check_docs(round_no)
+        self.state.docs_checks.append(check.to_state(round_no))
+        self.state.last_docs_failures = (
+            "" if check.passed else check.failures_text(MAX_DOCS_FAILURE_CHARS)
+        )
+        self.env.trace.write("phase_end", passed=check.passed)
+        if check.passed:
+            return "docs_ok"
+        if round_no >= self.state.max_fix_rounds:
+            first = (check.problems() or ["?"])[0]
+            self.state.reason = (
+                f"docs still failing after {round_no} docs fix round(s) "
+                f"(max_fix_rounds={self.state.max_fix_rounds}): {first}"
+            )
+            return "docs_gave_up"
+        return "docs_needs_fix"
+
+    @router("docs_needs_fix")
+    @journaled("docs_fix")
+    def docs_fix(self) -> str:
+        # From the finished checks, not ``+= 1``: a docs fix stopped half-way (budget, kill)
+        # and resumed is the same round again, whatever state it saved when it stopped.
+        self.state.docs_fix_round = len(self.state.docs_checks)
+        self._phase("docs_fix")
+        self.env.trace.write("docs_fix_round", round=self.state.docs_fix_round)
+        self._crew_phase(
+            "document_fix",
+            docs_failures=self.state.last_docs_failures,
+            docs_round=self.state.docs_fix_round,
+        )
+        n = self.state.docs_fix_round
+        if self._commit(f"docs-fix-{n}", f"docs: fix round {n}") is None:
+            self.state.reason = f"stuck: docs fix round {n} changed no file; a person should look"
+            return "stuck"
+        return "docs_fixed"
+
+    @listen("docs_ok")
     @journaled("deliver")
     def deliver(self) -> None:
         self._phase("deliver")
         self.state.status = "delivered"
-        self.state.reason = "every acceptance and unit test passed"
+        last = self.state.docs_checks[-1]
+        self.state.reason = (
+            "every acceptance and unit test passed; the docs build strictly and their "
+            f"{last['examples_run']} example(s) pass"
+        )
         self._finish()
 
-    @listen("gave_up")
+    @listen(or_("gave_up", "docs_gave_up"))
     @journaled("give_up")
     def give_up(self) -> None:
         self.state.status = "failed"
@@ -306,6 +360,47 @@ class FactoryFlow(Flow[RunState]):
     def _finish(self) -> None:
         self.state.finished_at = time.time()
         self.env.trace.write("run_end", status=self.state.status, reason=self.state.reason)
+
+    # -- docs ---------------------------------------------------------------------------
+    def _check_docs(self, round_no: int) -> DocsCheck:
+        """Build the docs strictly and run their examples in the sandbox; trace both."""
+        env = self.env
+        check = check_docs(env.sandbox, env.workspace)
+        build = check.build
+        env.trace.write(
+            "sandbox_exec",
+            argv=["mkdocs", "build", "--strict"],
+            exit_code=build.exec.exit_code,
+            duration_s=round(build.exec.duration_s, 3),
+            killed=build.exec.killed,
+        )
+        for r in check.examples:
+            env.trace.write(
+                "doc_example",
+                file=r.example.file,
+                line=r.example.line,
+                type=r.example.kind,
+                outcome=r.outcome,
+                duration_s=round(r.exec.duration_s, 3),
+            )
+        env.trace.write(
+            "docs_check",
+            round=round_no,
+            passed=check.passed,
+            built=build.built,
+            pages=len(build.pages),
+            warnings=len(build.warnings),
+            errors=len(build.errors),
+            examples_run=len(check.examples),
+            examples_passed=check.examples_passed,
+            problems=check.problems(),
+        )
+        env.progress(
+            f"docs check round {round_no}: "
+            + (f"built {len(build.pages)} pages" if build.built else "build FAILED")
+            + f", examples {check.examples_passed}/{len(check.examples)}"
+        )
+        return check
 
     # -- acceptance tests ---------------------------------------------------------------
     def _freeze_acceptance(self) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from darkfactory import gitrepo
+from darkfactory import deps, gitrepo
 from darkfactory.budget import BudgetMeter
 from darkfactory.classify import Diagnosis, diagnose
 from darkfactory.config import Config
@@ -47,6 +47,8 @@ class VerifyResult:
     unit: TestRun | None
     links: dict[str, list[str]]
     diagnosis: Diagnosis = field(default_factory=Diagnosis)
+    #: The generated project's dependencies, installed before the suites ran (None: none).
+    dependencies: deps.DepsResult | None = None
 
     @property
     def passed(self) -> bool:
@@ -72,6 +74,9 @@ class VerifyResult:
 
     def failures_text(self, max_chars: int) -> str:
         parts = []
+        dependencies = self.dependencies
+        if dependencies is not None and not dependencies.ok:
+            parts.append("## Dependencies\n" + dependencies.summary())
         if self.acceptance.total == 0 and self.acceptance.collection_error is None:
             parts.append("No acceptance tests ran: nothing proves the spec is met.")
         parts.append(
@@ -83,6 +88,8 @@ class VerifyResult:
                 "## Unit tests (tests/, written by the QA engineer)\n"
                 + self.unit.summary(max_chars // 2)
             )
+        if dependencies is not None and dependencies.ok:
+            parts.append("## Dependencies\n" + dependencies.summary())
         return "\n\n".join(parts)[:max_chars]
 
     def to_state(self) -> dict[str, Any]:
@@ -176,6 +183,8 @@ class RunEnv:
             "feedback": "",
             "fix_round": 0,
             "max_fix_rounds": self.config.factory.max_fix_rounds,
+            "docs_failures": "",
+            "docs_round": 0,
         }
 
     def _acceptance_text(self) -> str:
@@ -223,6 +232,20 @@ class RunEnv:
     # -- verify -------------------------------------------------------------------------
     def verify(self, round_no: int) -> VerifyResult:
         self._restore_acceptance_copy()
+        installed = deps.ensure(
+            self.sandbox,
+            self.workspace,
+            self.run_dir,
+            timeout_s=self.config.factory.sandbox.deps_timeout_s,
+        )
+        if installed is not None and installed.exec is not None:
+            self.trace.write(
+                "sandbox_exec",
+                argv=["pip", "install", "-r", installed.source],
+                exit_code=installed.exec.exit_code,
+                duration_s=round(installed.exec.duration_s, 3),
+                killed=installed.exec.killed,
+            )
         timeout = self.config.factory.tests.timeout_s
         acceptance = run_pytest(
             self.sandbox,
@@ -244,7 +267,7 @@ class RunEnv:
             )
         links = requirement_links(self.spec_with_frozen_tests())
         result = VerifyResult(
-            round_no, acceptance, unit, links, diagnose(acceptance, unit, self.workspace)
+            round_no, acceptance, unit, links, diagnose(acceptance, unit, self.workspace), installed
         )
         for suite, run in (("acceptance", acceptance), ("unit", unit)):
             if run is None:
@@ -384,8 +407,12 @@ def open_run(
             mounts=[
                 Mount(run_dir / "acceptance", "/acceptance", read_only=True),
                 Mount(run_dir / "results", "/results", read_only=False),
+                *deps.mounts(run_dir),
             ],
             limits=limits,
+            pythonpath=[deps.DEPS_TARGET],
+            image=config.factory.sandbox.image,
+            hand_over=True,  # the run's own directories (docker as root: see docker.py)
         ),
     )
     trace = Trace(run_dir / "trace.jsonl")

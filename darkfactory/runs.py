@@ -85,6 +85,8 @@ def execute(
 ) -> RunOutcome:
     """Drive the flow to its end (or its failure), then write the report."""
     from darkfactory.budget import BudgetExhausted
+    from darkfactory.llms.guarded import ProviderError
+    from darkfactory.llms.secrets import RedactingStream, redact_secrets, redacted_logs
     from darkfactory.pipeline import ACCEPTANCE_DIR, FactoryFlow, SpecAmbiguity
     from darkfactory.report import write_report
     from darkfactory.trace import CrewEventBridge
@@ -137,12 +139,23 @@ def execute(
                 sandbox=env.sandbox.backend,
                 models={role: env.models.model_name(role) for role in env.config.agents},
             )
+        # Models: retries traced and budgeted, the recording started (llms.ModelPlan).
+        env.models.bind_run(
+            run_dir=env.run_dir, run_id=env.run_id, trace=env.trace, budget=env.budget
+        )
         live = env.progress if isinstance(env.progress, Progress) else None
         if live is not None:
             live.start()
         try:
             # CrewAI prints progress to stdout; ours is for results (--json must stay JSON).
-            with CrewEventBridge(env.trace), contextlib.redirect_stdout(sys.stderr):
+            # No key reaches the console or a log line (CrewAI prints provider errors).
+            # (The bridge is innermost: it flushes CrewAI's event handlers, which print
+            # from their own threads, while stdout is still redirected.)
+            with (
+                redacted_logs() as secrets,
+                contextlib.redirect_stdout(RedactingStream(sys.stderr, secrets)),
+                CrewEventBridge(env.trace),
+            ):
                 flow.kickoff(inputs=inputs)
         except BudgetExhausted as exc:
             flow.state.status = "budget_exhausted"
@@ -157,13 +170,20 @@ def execute(
             flow.state.reason = str(exc)
             env.trace.write("escalation", reason=flow.state.reason, questions=exc.questions)
             env.trace.write("run_end", status=flow.state.status, reason=flow.state.reason)
+        except ProviderError as exc:  # the provider stayed down or refused (llms.guarded)
+            flow.state.status = "failed"
+            flow.state.reason = redact_secrets(
+                f"{exc} (role {exc.role}, phase {flow.state.phase}); {exc.when}, "
+                f"continue with: darkfactory resume {env.run_id}"
+            )
+            env.trace.write("run_end", status="failed", reason=flow.state.reason)
         except DarkFactoryError as exc:
             flow.state.status = "failed"
-            flow.state.reason = f"{type(exc).__name__}: {exc}"
+            flow.state.reason = redact_secrets(f"{type(exc).__name__}: {exc}")
             env.trace.write("run_end", status="failed", reason=flow.state.reason)
         except BaseException as exc:  # a bug or an interrupt: record it, then re-raise
             flow.state.status = "failed"
-            flow.state.reason = (
+            flow.state.reason = redact_secrets(
                 f"stopped in phase {flow.state.phase} by {type(exc).__name__}: {exc}; "
                 f"continue with: darkfactory resume {env.run_id}"
             )
@@ -174,6 +194,7 @@ def execute(
             if live is not None:
                 live.stop()
             env.sandbox.close()
+            env.models.close()
         report = _report(env, flow, write_report)
         env.trace.close()
     return RunOutcome(env.run_id, env.run_dir, flow.state.status, flow.state.reason, report)

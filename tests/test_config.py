@@ -68,6 +68,9 @@ TASKS = """
     document:
       description: Document.
       expected_output: Docs
+    document_fix:
+      description: Fix the docs (round {docs_round}) {docs_failures}
+      expected_output: Fixed docs
 """
 
 FACTORY = """

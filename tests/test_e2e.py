@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from dockerd import docker_engine  # noqa: F401  (a fixture)
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
 from darkfactory.sandbox import bwrap_problem
@@ -140,7 +141,12 @@ def only_run(out: Path) -> Path:
     return runs[0]
 
 
-def test_rehearsal_delivers_through_real_crew_tools_and_sandbox(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["bwrap", "docker"])
+def test_rehearsal_delivers_through_real_crew_tools_and_sandbox(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "docker":
+        request.getfixturevalue("docker_engine")
     out = tmp_path / "runs"
     code = run_cli(
         "run",
@@ -148,7 +154,7 @@ def test_rehearsal_delivers_through_real_crew_tools_and_sandbox(tmp_path: Path) 
         "--model",
         f"scripted:{EXAMPLE_PLAYBOOK}",
         "--sandbox",
-        "bwrap",
+        backend,
         "--out",
         str(out),
         "--quiet",
@@ -158,7 +164,7 @@ def test_rehearsal_delivers_through_real_crew_tools_and_sandbox(tmp_path: Path) 
     report = json.loads((run / "report.json").read_text())
     assert report["status"] == "delivered"
     assert report["scripted_model"] is True
-    assert report["sandbox"] == "bwrap"
+    assert report["sandbox"] == backend
     assert report["acceptance"] == {"total": 8, "passed": 8, "failed": 0}
     assert report["unit_tests"] == {"total": 4, "passed": 4, "failed": 0}
     assert report["fix_rounds"] == 0
@@ -199,7 +205,10 @@ def test_rehearsal_delivers_through_real_crew_tools_and_sandbox(tmp_path: Path) 
     outcomes = [r for r in trace if r["kind"] == "test_outcome" and r["suite"] == "acceptance"]
     assert len(outcomes) == 8 and all(r["outcome"] == "passed" for r in outcomes)
     assert {r["role"] for r in trace if r["kind"] == "llm_call"} == ROLES | {"Engineering Manager"}
-    assert report["llm"]["calls"] == 21
+    # 21 before the docs check; the tech writer now also writes docs/api.md and mkdocs.yml
+    # and runs build_docs and run_doc_examples.
+    assert report["llm"]["calls"] == 25
+    assert report["docs"]["built"] is True and report["docs"]["examples_run"] == 3
     assert report["llm"]["prompt_tokens"] > 0
 
 

@@ -117,6 +117,7 @@ def test_report_has_rounds_classes_costs_and_timeline(fixed_run: Path) -> None:
         "fix",
         "verify",
         "document",
+        "docs_check",
         "deliver",
     ]
     assert all(s["duration_s"] >= 0 for s in report["timeline"])

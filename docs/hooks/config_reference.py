@@ -78,6 +78,12 @@ PLACEHOLDER_TEXT = {
     "feedback": "Reviewer feedback. Always empty in this release: checkpoints are not built yet.",
     "fix_round": "In the fix task: the current fix round, from 1. `0` elsewhere.",
     "max_fix_rounds": "`max_fix_rounds` from `factory.yaml`.",
+    "docs_failures": (
+        "Docs fix task only: what the last docs check found, verbatim: the warnings and "
+        "errors of `mkdocs build --strict` and each failing example with its output (at most "
+        "6000 characters). Empty elsewhere."
+    ),
+    "docs_round": "In the docs fix task: the current docs fix round, from 1. `0` elsewhere.",
 }
 
 
@@ -239,6 +245,9 @@ EVENT_WHEN = {
     "verify": "a verify round ends",
     "failure_classification": "a failed verify round's failures are classified",
     "fix_round": "a fix round starts",
+    "doc_example": "the docs check ran one example of the docs",
+    "docs_check": "a docs check (strict build and examples) ends",
+    "docs_fix_round": "a docs fix round starts",
     "ambiguity": "an agent used `report_ambiguity`",
     "escalation": "the run stops for a person (stuck, or a spec ambiguity)",
     "budget": "a budget ran out",
