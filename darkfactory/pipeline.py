@@ -260,7 +260,9 @@ class FactoryFlow(Flow[RunState]):
     @router("needs_fix")
     @journaled("fix")
     def fix(self) -> str:
-        self.state.fix_round += 1
+        # Derived, not incremented: a run stopped inside a fix round (its end state saved)
+        # and resumed must not count that round twice. One fix round follows each verify.
+        self.state.fix_round = len(self.state.verify_rounds)
         self._phase("fix")
         last = self.state.verify_rounds[-1]
         route_key = last.get("route", "developer")
