@@ -37,12 +37,16 @@ class BudgetMeter:
     max_llm_calls: int | None = None
     max_tokens: int | None = None
     max_wall_s: float | None = None
+    max_cost_usd: float | None = None
     #: Totals carried over from before a resume.
     calls_before: int = 0
     tokens_before: int = 0
     seconds_before: float = 0.0
+    cost_before: float | None = 0.0
     #: Reads the tokens used so far in this process (set by the run).
     token_source: Callable[[], int] = field(default=lambda: 0)
+    #: Reads the US dollars spent so far in this process (None: a price is unknown).
+    cost_source: Callable[[], float | None] = field(default=lambda: 0.0)
     calls: int = 0
     exhausted: BudgetExhausted | None = None
     _started: float = field(default_factory=time.monotonic)
@@ -59,15 +63,25 @@ class BudgetMeter:
     def total_seconds(self) -> float:
         return self.seconds_before + time.monotonic() - self._started
 
+    @property
+    def total_cost(self) -> float | None:
+        now = self.cost_source()
+        if now is None or self.cost_before is None:
+            return None
+        return self.cost_before + now
+
     def state(self) -> dict[str, Any]:
+        usd = self.total_cost
         return {
             "llm_calls": self.total_calls,
             "tokens": self.total_tokens,
             "wall_s": round(self.total_seconds, 2),
+            "cost_usd": None if usd is None else round(usd, 6),
             "limits": {
                 "max_llm_calls": self.max_llm_calls,
                 "max_tokens": self.max_tokens,
                 "max_wall_s": self.max_wall_s,
+                "max_cost_usd": self.max_cost_usd,
             },
         }
 
@@ -82,6 +96,12 @@ class BudgetMeter:
             breach = BudgetExhausted("max_tokens", self.total_tokens, self.max_tokens)
         elif self.max_wall_s is not None and self.total_seconds >= self.max_wall_s:
             breach = BudgetExhausted("max_wall_s", round(self.total_seconds, 1), self.max_wall_s)
+        elif self.max_cost_usd is not None:
+            usd = self.total_cost
+            # A run with a cost limit only starts when every model's price is known
+            # (ModelPlan.check_prices); unknown here would mean a bug, so stop rather than spend.
+            if usd is None or usd >= self.max_cost_usd:
+                breach = BudgetExhausted("max_cost_usd", round(usd or 0.0, 6), self.max_cost_usd)
         if breach is not None:
             self.exhausted = breach
             raise breach

@@ -52,6 +52,9 @@ def _add_budget_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-wall-s", type=float, default=None, help="most wall-clock seconds for the run"
     )
+    g.add_argument(
+        "--max-cost-usd", type=float, default=None, help="most US dollars of model calls"
+    )
 
 
 def _budget_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -59,6 +62,7 @@ def _budget_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "max_llm_calls": getattr(args, "max_llm_calls", None),
         "max_tokens": getattr(args, "max_tokens", None),
         "max_wall_s": getattr(args, "max_wall_s", None),
+        "max_cost_usd": getattr(args, "max_cost_usd", None),
     }
     for key, value in overrides.items():
         if value is not None and value <= 0:
@@ -103,7 +107,7 @@ def _add_run_options(p: argparse.ArgumentParser, *, model: bool = True) -> None:
     p.add_argument(
         "--yes",
         action="store_true",
-        help="answer yes at every checkpoint (this release has none yet; accepted so scripts keep working)",
+        help="approve every checkpoint of this run without asking (factory.yaml checkpoints:)",
     )
     p.add_argument("--quiet", action="store_true", help="print only the result")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -138,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_budget_options(p)
     p.set_defaults(func=cmd_resume)
 
+    p = sub.add_parser(
+        "approve",
+        help="decide the checkpoint a paused run waits at (status awaiting_approval), then continue it",
+    )
+    p.add_argument("run_id", help="the run's id (its directory name under the runs directory)")
+    p.add_argument("--reject", action="store_true", help="reject: the work goes back to the crew")
+    p.add_argument(
+        "--reason",
+        default=None,
+        help="why (needed with --reject); the crew's next task gets it as reviewer feedback",
+    )
+    p.add_argument("--out", type=Path, default=None, help="runs directory (default: runs/)")
+    p.add_argument("--quiet", action="store_true", help="print only the result")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_budget_options(p)
+    p.set_defaults(func=cmd_approve)
+
     p = sub.add_parser("report", help="render a run's report again (from its state and trace)")
     p.add_argument("run_id")
     p.add_argument("--out", type=Path, default=None, help="runs directory (default: runs/)")
@@ -155,6 +176,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, default=None)
     p.add_argument("--json", action="store_true", help="print the parsed spec as JSON")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "bench",
+        help="run every spec of a suite, each in its own process, and score it with hidden tests",
+    )
+    p.add_argument("suite", type=Path, help="the suite directory (one sub-directory per entry)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="'scripted' (each entry plays its own playbook.yaml), or any model darkfactory run "
+        "takes, passed to every run (default: the configured model)",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (processes; default 1)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="bench directory (default: runs/bench-<time>)"
+    )
+    p.add_argument(
+        "--sandbox",
+        default=None,
+        choices=["auto", "bwrap", "docker", "local"],
+        help="sandbox backend of every run (default: factory.yaml sandbox.backend)",
+    )
+    p.add_argument("--config", type=Path, default=None, help="config directory of every run")
+    p.add_argument(
+        "--entry", action="append", default=None, help="run only this entry (repeatable)"
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_bench)
 
     from darkfactory.sandbox.cli import add_parser as add_sandbox_parser
 
@@ -236,6 +285,10 @@ def _run(
         progress=progress,
         budget_limits=caps,
     )
+    if getattr(args, "yes", False):
+        from darkfactory.checkpoints import YesProvider
+
+        env.provider = YesProvider()
     progress(f"run {env.run_id} in {env.run_dir} (sandbox: {env.sandbox.backend})")
     outcome = execute(env, cli_model=model, backend=backend)
     return _print_outcome(outcome, args)
@@ -260,11 +313,7 @@ def _print_outcome(outcome: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from darkfactory.config import load_config
-    from darkfactory.llms import ModelPlan
-    from darkfactory.runner import SPEC_JSON, default_progress, open_run
-    from darkfactory.runs import execute, find_run, stored_state
-    from darkfactory.spec import Spec
+    from darkfactory.runs import find_run, stored_state
 
     _load_dotenv()
     run_dir = find_run(args.out or Path("runs"), args.run_id)
@@ -275,9 +324,35 @@ def cmd_resume(args: argparse.Namespace) -> int:
             file=run_dir,
             hint="start it again with darkfactory run",
         )
+    return _continue(run_dir, state, args)
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from darkfactory.checkpoints import approve_pending
+    from darkfactory.runs import find_run
+
+    _load_dotenv()
+    run_dir = find_run(args.out or Path("runs"), args.run_id)
+    if args.reject and not (args.reason or "").strip():
+        raise UsageError(
+            "--reject needs --reason TEXT",
+            hint="say what to change: the crew gets the reason as reviewer feedback",
+        )
+    state = approve_pending(run_dir, reject=args.reject, reason=(args.reason or "").strip())
+    return _continue(run_dir, state, args)
+
+
+def _continue(run_dir: Path, state: dict[str, Any], args: argparse.Namespace) -> int:
+    """Resume the run in ``run_dir`` from its saved ``state`` (resume and approve)."""
+    from darkfactory.config import load_config
+    from darkfactory.llms import ModelPlan
+    from darkfactory.runner import SPEC_JSON, default_progress, open_run
+    from darkfactory.runs import execute
+    from darkfactory.spec import Spec
+
     journal = [e["step"] for e in state.get("journal", [])]
     if journal and journal[-1] in ("deliver", "give_up", "escalate"):
-        print(f"{args.run_id} already ended: {state.get('status')} ({state.get('reason')})")
+        print(f"{run_dir.name} already ended: {state.get('status')} ({state.get('reason')})")
         from darkfactory.runs import STATUS_EXIT
 
         return int(STATUS_EXIT.get(state.get("status", "failed"), ExitCode.FAILED))
@@ -351,6 +426,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.format,
         rehearsal=bool(args.model and args.model.startswith("scripted:")),
     )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from darkfactory.bench import cmd_bench as bench
+
+    _load_dotenv()
+    return bench(args)
 
 
 def cmd_rehearse(args: argparse.Namespace) -> int:

@@ -249,6 +249,71 @@ class BudgetConfig(_Strict):
         ),
     )
 
+    max_cost_usd: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Most US dollars one run may spend on model calls, priced from Dark Factory's "
+            "`prices.yaml` or this file's `prices:`. Checked before every call: once the run "
+            "has spent this much it stops with exit code 4. A run with this limit refuses "
+            "to start (exit code 2) while a role's model has no known price. Unset: no limit."
+        ),
+    )
+
+
+class PriceConfig(_Strict):
+    """A model's price, USD per million tokens."""
+
+    input: float = Field(ge=0, description="USD per million prompt tokens.")
+    output: float = Field(ge=0, description="USD per million completion tokens.")
+
+
+class CheckpointsConfig(_Strict):
+    """Where a person approves the run: `auto` goes on, `ask` asks."""
+
+    spec_approval: Literal["auto", "ask"] = Field(
+        default="auto",
+        description=(
+            "After intake, before any model is called: a person approves the requirements "
+            "read from the spec. `--reason` with the approval reaches the design task as "
+            "reviewer feedback; a rejection ends the run (status `rejected`)."
+        ),
+    )
+    output_review: Literal["auto", "ask"] = Field(
+        default="auto",
+        description=(
+            "After the tests and the docs check pass, before delivery: a person reviews the "
+            "workspace. A rejection's reason goes back to the crew as reviewer feedback (a "
+            "revision round), then tests and docs are checked and the review is asked again."
+        ),
+    )
+    deploy_approval: Literal["auto", "ask"] = Field(
+        default="ask",
+        description=(
+            "Before `deploy.command` runs (only when one is configured). A rejection "
+            "sends the work back like an output review's."
+        ),
+    )
+
+
+class DeployConfig(_Strict):
+    """The command that ships a delivered run, if any."""
+
+    command: list[Text] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Argument list run after the deploy approval, on the host (not in the sandbox: "
+            "it is your command, with your environment and network), in the run's "
+            "workspace, without a shell, e.g. `[rsync, -a, ./, deploy@host:/srv/app/]`. "
+            "Its output is kept in the trace with secrets redacted. A non-zero exit fails "
+            "the run. Unset: nothing is deployed."
+        ),
+    )
+    timeout_s: float = Field(
+        default=600.0, gt=0, description="Seconds the deploy command may take before it is killed."
+    )
+
 
 class LLMConfig(_Strict):
     """How every model call reaches the provider: its timeout and its retries."""
@@ -334,6 +399,25 @@ class FactoryConfig(_Strict):
     llm: LLMConfig = Field(
         default_factory=LLMConfig,
         description="How every model call reaches the provider: its timeout and its retries.",
+    )
+    checkpoints: CheckpointsConfig = Field(
+        default_factory=CheckpointsConfig,
+        description=(
+            "Where a person approves the run. Without a terminal, `ask` pauses the run "
+            "(status `awaiting_approval`, exit code 3) until `darkfactory approve RUN_ID` "
+            "(or `--reject --reason TEXT`)."
+        ),
+    )
+    deploy: DeployConfig = Field(
+        default_factory=DeployConfig, description="The command that ships a delivered run, if any."
+    )
+    prices: dict[Text, PriceConfig] = Field(
+        default_factory=dict,
+        description=(
+            "Prices of models that `prices.yaml` does not know (or that you pay differently "
+            "for), USD per million tokens, by model name as CrewAI names it; a key may be a "
+            "shell-style pattern such as `openai/*`. They take precedence over `prices.yaml`."
+        ),
     )
 
     def limits(self) -> Limits:

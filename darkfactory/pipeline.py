@@ -1,7 +1,10 @@
 """The pipeline: a CrewAI Flow that decides while the crew works.
 
-intake -> design -> implement -> qa -> verify <-> fix -> document -> docs_check <-> docs_fix
--> deliver
+intake -> [spec_approval] -> design -> implement -> qa -> verify <-> fix -> document
+-> docs_check <-> docs_fix -> [output_review] -> [deploy_approval -> deploy] -> deliver
+
+A rejected output review or deploy approval goes back to the crew with the reviewer's
+reason (``revise``), then through verify and the docs check again.
 
 Each LLM phase kicks off a hierarchical crew (``crews.factory_crew``) whose manager
 delegates the phase's task. ``verify`` is code: it runs the acceptance tests and the unit
@@ -75,6 +78,14 @@ class RunState(BaseModel):
     docs_fix_round: int = 0
     docs_checks: list[dict[str, Any]] = Field(default_factory=list)
     last_docs_failures: str = ""
+    #: Every checkpoint decision (``checkpoints.Decision.to_state``), in order; the one the
+    #: run waits at (``darkfactory approve`` adds the decision to it); the latest reviewer
+    #: reason or notes, which the next crew task gets as ``{feedback}``.
+    checkpoints: list[dict[str, Any]] = Field(default_factory=list)
+    pending_checkpoint: dict[str, Any] | None = None
+    feedback: str = ""
+    #: The deploy command's result (``checkpoints.DeployResult``), when one ran.
+    deploy: dict[str, Any] = Field(default_factory=dict)
 
 
 def hash_tree(root: Path) -> dict[str, str]:
@@ -117,6 +128,9 @@ class FactoryFlow(Flow[RunState]):
 
     _run: Any = PrivateAttr(default=None)  # darkfactory.runner.RunEnv
     _replayed: int = PrivateAttr(default=0)
+    #: No CrewAI memory for the flow: nothing reads it, and Flow would build a LanceDB store
+    #: (about 1.7 s of start-up, and a database under ~/.local/share) for every run.
+    _skip_auto_memory: bool = True
 
     # -- helpers ------------------------------------------------------------------------
     @property
@@ -195,11 +209,29 @@ class FactoryFlow(Flow[RunState]):
             env.ctx.protected.discard(ACCEPTANCE_DIR)
         self._commit("intake", f"intake: {env.spec.title}")
 
-    @listen(intake)
+    @router(intake)
+    @journaled("spec_approval")
+    def spec_approval(self) -> str:
+        spec = self.env.spec
+        decision = self._checkpoint(
+            "spec_approval",
+            f"Spec approval: {spec.title}",
+            f"{spec.format} spec {spec.source}\n\nRequirements:\n{spec.requirements_text()}\n\n"
+            f"Acceptance tests from the spec: {len(spec.acceptance_tests)}",
+        )
+        if decision.rejected:
+            self.state.reason = (
+                f"the spec was rejected at spec approval by {decision.by}: {decision.reason}; "
+                "change the spec and start a new run"
+            )
+            return "spec_rejected"
+        return "spec_approved"
+
+    @listen("spec_approved")
     @journaled("design")
     def design(self) -> None:
         self._phase("design")
-        self._crew_phase("design")
+        self._crew_phase("design", feedback=self.state.feedback)
         if not self.state.acceptance_frozen:
             self._freeze_acceptance()
         self._commit("design", "design: architecture and plan")
@@ -222,6 +254,8 @@ class FactoryFlow(Flow[RunState]):
     @journaled("verify")
     def verify(self) -> str:
         self._phase("verify")
+        if self._acceptance_changed():
+            return "tampered"
         result = self.env.verify(round_no=self.state.fix_round)
         self.state.verify_rounds.append(result.to_state())
         self.state.last_failures = result.failures_text(MAX_FAILURE_CHARS)
@@ -261,8 +295,8 @@ class FactoryFlow(Flow[RunState]):
     @journaled("fix")
     def fix(self) -> str:
         # Derived, not incremented: a run stopped inside a fix round (its end state saved)
-        # and resumed must not count that round twice. One fix round follows each verify.
-        self.state.fix_round = len(self.state.verify_rounds)
+        # and resumed must not count that round twice (only finished rounds are journaled).
+        self.state.fix_round = 1 + sum(1 for e in self.state.journal if e["step"] == "fix")
         self._phase("fix")
         last = self.state.verify_rounds[-1]
         route_key = last.get("route", "developer")
@@ -334,7 +368,85 @@ class FactoryFlow(Flow[RunState]):
             return "stuck"
         return "docs_fixed"
 
-    @listen("docs_ok")
+    @router("docs_ok")
+    @journaled("output_review")
+    def output_review(self) -> str:
+        decision = self._checkpoint(
+            "output_review", f"Output review: {self.env.spec.title}", self._review_summary()
+        )
+        if decision.rejected:
+            return "send_back"
+        return "deploy_check" if self.env.config.factory.deploy.command else "ship"
+
+    @router("deploy_check")
+    @journaled("deploy_approval")
+    def deploy_approval(self) -> str:
+        argv = self.env.config.factory.deploy.command or []
+        decision = self._checkpoint(
+            "deploy_approval",
+            f"Deploy approval: {self.env.spec.title}",
+            f"Command (run on this host, in {self.env.workspace}):\n  {' '.join(argv)}\n\n"
+            + self._review_summary(),
+        )
+        return "send_back" if decision.rejected else "deploy_go"
+
+    @router("deploy_go")
+    @journaled("deploy")
+    def deploy(self) -> str:
+        from darkfactory.checkpoints import run_deploy
+
+        self._phase("deploy")
+        deploy = self.env.config.factory.deploy
+        argv = list(deploy.command or [])
+        result = run_deploy(argv, cwd=str(self.env.workspace), timeout_s=deploy.timeout_s)
+        self.state.deploy = {
+            "argv": argv,
+            "exit_code": result.exit_code,
+            "duration_s": result.duration_s,
+            "killed": result.killed,
+        }
+        self.env.trace.write(
+            "deploy",
+            argv=argv,
+            exit_code=result.exit_code,
+            duration_s=result.duration_s,
+            killed=result.killed,
+            output=result.output,
+        )
+        if result.ok:
+            return "ship"
+        why = f"killed ({result.killed})" if result.killed else f"exit code {result.exit_code}"
+        last = (result.output.strip().splitlines() or [""])[-1]
+        self.state.reason = f"the deploy command failed: {why}: {last}"
+        return "deploy_failed"
+
+    @router("send_back")
+    @journaled("revise")
+    def revise(self) -> str:
+        """A person rejected the output: back to the crew with their reason, then re-check."""
+        self._phase("revise")
+        n = 1 + sum(1 for e in self.state.journal if e["step"] == "revise")
+        checkpoint = self.state.checkpoints[-1]["checkpoint"]
+        self._crew_phase(
+            "fix",
+            failures=(
+                f"No test failed. A person rejected the work at {checkpoint}; the reviewer "
+                "feedback below says what to change. Keep every test passing."
+            ),
+            failure_class="review",
+            route=self.env.config.agents["developer"].role,
+            feedback=self.state.feedback,
+            fix_round=self.state.fix_round,
+            max_fix_rounds=self.state.max_fix_rounds,
+        )
+        if self._commit(f"revise-{n}", f"revise: round {n} after {checkpoint}") is None:
+            self.state.reason = (
+                f"stuck: the revision after {checkpoint} changed no file; a person should look"
+            )
+            return "stuck"
+        return "fixed"
+
+    @listen("ship")
     @journaled("deliver")
     def deliver(self) -> None:
         self._phase("deliver")
@@ -342,14 +454,20 @@ class FactoryFlow(Flow[RunState]):
         last = self.state.docs_checks[-1]
         self.state.reason = (
             "every acceptance and unit test passed; the docs build strictly and their "
-            f"{last['examples_run']} example(s) pass"
+            f"{last['examples_run']} example(s) pass" + ("; deployed" if self.state.deploy else "")
         )
         self._finish()
 
-    @listen(or_("gave_up", "docs_gave_up"))
+    @listen(or_("gave_up", "docs_gave_up", "deploy_failed", "tampered"))
     @journaled("give_up")
     def give_up(self) -> None:
         self.state.status = "failed"
+        self._finish()
+
+    @listen("spec_rejected")
+    @journaled("reject")
+    def reject(self) -> None:
+        self.state.status = "rejected"
         self._finish()
 
     @listen("stuck")
@@ -362,6 +480,80 @@ class FactoryFlow(Flow[RunState]):
     def _finish(self) -> None:
         self.state.finished_at = time.time()
         self.env.trace.write("run_end", status=self.state.status, reason=self.state.reason)
+
+    # -- checkpoints --------------------------------------------------------------------
+    def _checkpoint(self, name: str, message: str, summary: str) -> Any:
+        """The decision at checkpoint ``name``: auto, recorded by ``approve``, or asked."""
+        from crewai.flow import HumanFeedbackPending
+
+        from darkfactory.checkpoints import APPROVED, Decision, approve_commands, request
+
+        env = self.env
+        mode = getattr(env.config.factory.checkpoints, name)
+        pending = self.state.pending_checkpoint
+        if pending and pending.get("checkpoint") == name and pending.get("decision"):
+            decision = Decision.from_state(pending)  # darkfactory approve wrote it
+        elif mode == "auto":
+            decision = Decision(name, APPROVED, by="auto", mode="auto", at=time.time())
+        else:
+            runs_dir = env.run_dir.parent
+            default = (Path.cwd() / env.config.factory.runs_dir).resolve()
+            commands = approve_commands(
+                self.state.id, None if runs_dir == default else str(runs_dir)
+            )
+            self.state.pending_checkpoint = {
+                "checkpoint": name,
+                "message": message,
+                "requested_at": time.time(),
+                "approve": commands[0],
+                "reject": commands[1],
+            }
+            try:
+                decision = request(
+                    run_id=self.state.id,
+                    checkpoint=name,
+                    message=message,
+                    summary=summary,
+                    provider=env.checkpoint_provider(),
+                    flow=self,
+                    commands=commands,
+                )
+            except HumanFeedbackPending:
+                env.trace.write(
+                    "awaiting_approval", checkpoint=name, approve=commands[0], reject=commands[1]
+                )
+                raise
+        self.state.pending_checkpoint = None
+        self.state.checkpoints.append(decision.to_state())
+        if decision.reason:
+            self.state.feedback = decision.reason
+        env.trace.write(
+            "checkpoint",
+            checkpoint=name,
+            mode=mode,
+            decision=decision.decision,
+            by=decision.by,
+            reason=decision.reason,
+        )
+        env.progress(
+            f"{name}: {decision.decision} by {decision.by}"
+            + (f": {decision.reason}" if decision.reason else "")
+        )
+        return decision
+
+    def _review_summary(self) -> str:
+        last = self.state.verify_rounds[-1] if self.state.verify_rounds else {}
+        acc, unit = last.get("acceptance", {}), last.get("unit", {})
+        docs = self.state.docs_checks[-1] if self.state.docs_checks else {}
+        files = self.env.prompt_inputs()["workspace_files"]
+        return (
+            f"Workspace: {self.env.workspace}\n"
+            f"Acceptance tests: {acc.get('passed', 0)}/{acc.get('total', 0)} passed; "
+            f"unit tests: {unit.get('passed', 0)}/{unit.get('total', 0)} passed; "
+            f"docs: {docs.get('pages', 0)} page(s) built strictly, "
+            f"{docs.get('examples_passed', 0)}/{docs.get('examples_run', 0)} example(s) pass\n"
+            f"Files:\n{files}"
+        )
 
     # -- docs ---------------------------------------------------------------------------
     def _check_docs(self, round_no: int) -> DocsCheck:
@@ -405,6 +597,29 @@ class FactoryFlow(Flow[RunState]):
         return check
 
     # -- acceptance tests ---------------------------------------------------------------
+    def _acceptance_changed(self) -> bool:
+        """Re-check the frozen acceptance tests against their hashes; any change fails."""
+        if not self.state.acceptance_frozen:
+            return False
+        frozen = self.state.acceptance_hashes
+        now = hash_tree(self.env.acceptance_dir) if self.env.acceptance_dir.is_dir() else {}
+        changed = sorted(f for f in frozen if f in now and now[f] != frozen[f])
+        missing = sorted(f for f in frozen if f not in now)
+        added = sorted(f for f in now if f not in frozen)
+        if not (changed or missing or added):
+            return False
+        self.env.trace.write("acceptance_changed", changed=changed, missing=missing, added=added)
+        what = "; ".join(
+            f"{label}: {', '.join(files)}"
+            for label, files in (("changed", changed), ("missing", missing), ("added", added))
+            if files
+        )
+        self.state.reason = (
+            f"the frozen acceptance tests in {self.env.acceptance_dir} no longer match their "
+            f"hashes ({what}); the verdict would not be trustworthy, so the run fails"
+        )
+        return True
+
     def _freeze_acceptance(self) -> None:
         """Make the workspace's acceptance tests the run's canonical, read-only copy."""
         env = self.env

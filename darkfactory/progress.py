@@ -26,6 +26,7 @@ class Progress:
         self.tests = "-"
         self.tokens = 0
         self.cost: float | None = 0.0
+        self.prices: dict[str, Any] = {}
         self._live: Any = None
 
     def __call__(self, message: str) -> None:
@@ -53,7 +54,9 @@ class Progress:
 
     def observe(self, record: dict[str, Any]) -> None:
         kind = record.get("kind")
-        if kind == "phase_start":
+        if kind == "run_start":
+            self.prices = record.get("prices") or {}
+        elif kind == "phase_start":
             self.phase = record.get("phase") or "-"
             self.role = "-"
         elif kind == "llm_call":
@@ -61,7 +64,7 @@ class Progress:
             prompt = int(record.get("prompt_tokens") or 0)
             completion = int(record.get("completion_tokens") or 0)
             self.tokens += prompt + completion
-            usd = cost(record.get("model"), prompt, completion)
+            usd = cost(record.get("model"), prompt, completion, self.prices)
             self.cost = None if usd is None or self.cost is None else self.cost + usd
         elif kind == "verify":
             acc = record.get("acceptance") or {}

@@ -51,13 +51,15 @@ def _new_total() -> dict[str, Any]:
 
 def _accounting(records: list[dict[str, Any]]) -> dict[str, Any]:
     calls = [r for r in records if r["kind"] == "llm_call"]
+    start = next((r for r in records if r["kind"] == "run_start"), {})
+    own_prices = start.get("prices") or None
     run = _new_total()
     by_role: dict[str, dict[str, Any]] = {}
     by_phase: dict[str, dict[str, Any]] = {}
     for r in calls:
         prompt = int(r.get("prompt_tokens") or 0)
         completion = int(r.get("completion_tokens") or 0)
-        usd = cost(r.get("model"), prompt, completion)
+        usd = cost(r.get("model"), prompt, completion, own_prices)
         for bucket, key in ((by_role, r.get("role") or "?"), (by_phase, r.get("phase") or "?")):
             _add(bucket.setdefault(key, _new_total()), prompt, completion, usd)
         _add(run, prompt, completion, usd)
@@ -155,6 +157,9 @@ def build_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
         ],
         "docs": _docs(state),
         "budget": state.get("budget_used") or {},
+        "checkpoints": state.get("checkpoints") or [],
+        "pending_checkpoint": state.get("pending_checkpoint"),
+        "deploy": state.get("deploy") or None,
         "delegations": [
             {
                 "coworker": r["coworker"],
@@ -252,6 +257,22 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"- round {v['round']}: acceptance {a['passed']}/{a['total']}, unit {u['passed']}/{u['total']}, {what}"
         )
+    if report["checkpoints"] or report["pending_checkpoint"]:
+        lines += ["", "## Checkpoints", ""]
+        lines += [
+            f"- {c['checkpoint']}: {c['decision']} by {c['by']}"
+            + (f": {c['reason']}" if c["reason"] else "")
+            for c in report["checkpoints"]
+        ]
+        pending = report["pending_checkpoint"]
+        if pending and not pending.get("decision"):
+            lines.append(
+                f"- {pending['checkpoint']}: WAITING; approve with `{pending['approve']}`, "
+                f"or reject with `{pending['reject']}`"
+            )
+    if report["deploy"]:
+        d = report["deploy"]
+        lines += ["", f"Deploy: `{' '.join(d['argv'])}` exit {d['exit_code']}, {d['duration_s']} s"]
     lines += [
         "",
         "## Cost by role",

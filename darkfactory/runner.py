@@ -154,6 +154,20 @@ class RunEnv:
     ctx: RunContext
     progress: Callable[[str], None] = field(default=lambda msg: None)
     budget: BudgetMeter = field(default_factory=BudgetMeter)
+    #: Who answers an ``ask`` checkpoint (a CrewAI ``HumanFeedbackProvider``); None: the
+    #: terminal if there is one, else the run pauses (``checkpoints.TerminalProvider``).
+    provider: Any = None
+
+    def checkpoint_provider(self) -> Any:
+        if self.provider is None:
+            from darkfactory.checkpoints import TerminalProvider
+
+            live = self.progress if isinstance(self.progress, Progress) else None
+            self.provider = TerminalProvider(
+                before_asking=live.stop if live else (lambda: None),
+                after_asking=live.start if live else (lambda: None),
+            )
+        return self.provider
 
     @property
     def workspace(self) -> Path:
@@ -398,6 +412,9 @@ def open_run(
 ) -> RunEnv:
     """The live parts of the run in ``run_dir`` (new or resumed): sandbox, trace, context."""
     run_id = run_dir.name
+    caps = budget_limits or config.factory.budget.model_dump()
+    if caps.get("max_cost_usd") is not None:
+        models.check_prices()  # a cost limit needs every model's price, before any work
     workspace = run_dir / "workspace"
     limits = config.factory.limits()
     sandbox = open_sandbox(
@@ -425,15 +442,18 @@ def open_run(
         results_dir=run_dir / "results",
         on_event=trace.sink,
     )
-    caps = budget_limits or config.factory.budget.model_dump()
+    used = budget_used or {}
     budget = BudgetMeter(
         max_llm_calls=caps.get("max_llm_calls"),
         max_tokens=caps.get("max_tokens"),
         max_wall_s=caps.get("max_wall_s"),
-        calls_before=int((budget_used or {}).get("llm_calls", 0)),
-        tokens_before=int((budget_used or {}).get("tokens", 0)),
-        seconds_before=float((budget_used or {}).get("wall_s", 0.0)),
+        max_cost_usd=caps.get("max_cost_usd"),
+        calls_before=int(used.get("llm_calls", 0)),
+        tokens_before=int(used.get("tokens", 0)),
+        seconds_before=float(used.get("wall_s", 0.0)),
+        cost_before=used.get("cost_usd", 0.0),
         token_source=models.tokens_used,
+        cost_source=models.cost_used,
     )
     return RunEnv(run_id, run_dir, config, spec, models, sandbox, trace, ctx, progress, budget)
 

@@ -27,6 +27,7 @@ STATUS_EXIT = {
     "delivered": ExitCode.DELIVERED,
     "failed": ExitCode.FAILED,
     "escalated": ExitCode.FAILED,
+    "rejected": ExitCode.FAILED,
     "awaiting_approval": ExitCode.AWAITING_APPROVAL,
     "budget_exhausted": ExitCode.BUDGET_EXHAUSTED,
 }
@@ -74,7 +75,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _persistence(run_dir: Path) -> Any:
+def persistence_for(run_dir: Path) -> Any:
     from crewai.flow.persistence import SQLiteFlowPersistence
 
     return SQLiteFlowPersistence(str(run_dir.parent / FLOWS_DB))
@@ -84,6 +85,8 @@ def execute(
     env: RunEnv, *, cli_model: str | None = None, backend: str = "auto", resume: bool = False
 ) -> RunOutcome:
     """Drive the flow to its end (or its failure), then write the report."""
+    from crewai.flow import HumanFeedbackPending
+
     from darkfactory.budget import BudgetExhausted
     from darkfactory.llms.guarded import ProviderError
     from darkfactory.llms.secrets import RedactingStream, redact_secrets, redacted_logs
@@ -92,7 +95,7 @@ def execute(
     from darkfactory.trace import CrewEventBridge
 
     with run_lock(env.run_dir):
-        flow = FactoryFlow(persistence=_persistence(env.run_dir), suppress_flow_events=True)
+        flow = FactoryFlow(persistence=persistence_for(env.run_dir), suppress_flow_events=True)
         flow._run = env
         inputs: dict[str, Any] = {"id": env.run_id}
         if resume:
@@ -107,7 +110,7 @@ def execute(
             stashed = gitrepo.stash_uncommitted(
                 env.workspace, f"interrupted after {done[-1] if done else 'start'}"
             )
-            env.trace.write("run_resumed", after=done, stashed=stashed)
+            env.trace.write("run_resumed", after=done, stashed=stashed, prices=env.models.prices())
             if stored.get("acceptance_frozen"):
                 env.ctx.protected.add(ACCEPTANCE_DIR)
             elif stored.get("journal"):
@@ -118,6 +121,8 @@ def execute(
             env.progress(
                 f"resuming after: {', '.join(e['step'] for e in stored.get('journal', []))}"
             )
+            # Running again: a stop, pause or budget stop before is history (in the trace).
+            inputs.update({"status": "running", "reason": ""})
         else:
             flow._skip_persistence_restore = True  # a new run: nothing to restore under its id
             inputs.update(
@@ -138,6 +143,7 @@ def execute(
                 },
                 sandbox=env.sandbox.backend,
                 models={role: env.models.model_name(role) for role in env.config.agents},
+                prices=env.models.prices(),
             )
         # Models: retries traced and budgeted, the recording started (llms.ModelPlan).
         env.models.bind_run(
@@ -156,7 +162,15 @@ def execute(
                 contextlib.redirect_stdout(RedactingStream(sys.stderr, secrets)),
                 CrewEventBridge(env.trace),
             ):
-                flow.kickoff(inputs=inputs)
+                result = flow.kickoff(inputs=inputs)
+            if isinstance(result, HumanFeedbackPending):  # an `ask` checkpoint, no terminal
+                pending = flow.state.pending_checkpoint or {}
+                flow.state.status = "awaiting_approval"
+                flow.state.reason = (
+                    f"waiting for a person at {pending.get('checkpoint')}: "
+                    f"{pending.get('approve')}  (or: {pending.get('reject')})"
+                )
+                env.trace.write("run_end", status=flow.state.status, reason=flow.state.reason)
         except BudgetExhausted as exc:
             flow.state.status = "budget_exhausted"
             flow.state.reason = (
@@ -228,7 +242,7 @@ def find_run(runs_dir: Path, run_id: str) -> Path:
 
 
 def stored_state(run_dir: Path) -> dict[str, Any] | None:
-    state: dict[str, Any] | None = _persistence(run_dir).load_state(run_dir.name)
+    state: dict[str, Any] | None = persistence_for(run_dir).load_state(run_dir.name)
     return state
 
 

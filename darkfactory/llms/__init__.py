@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from darkfactory.errors import NoModelConfigured
+from darkfactory.errors import ConfigError, NoModelConfigured
 
 if TYPE_CHECKING:
     from darkfactory.config import Config
@@ -123,6 +123,45 @@ class ModelPlan:
             for inst in self._instances.values()
             if hasattr(inst, "get_token_usage_summary")
         )
+
+    def prices(self) -> dict[str, dict[str, float]]:
+        """The run's own prices (``factory.yaml`` ``prices:``), as ``darkfactory.prices`` takes them."""
+        return {k: v.model_dump() for k, v in self.config.factory.prices.items()}
+
+    def cost_used(self) -> float | None:
+        """US dollars this run's models have cost so far in this process (None: unknown)."""
+        from darkfactory.prices import cost
+
+        total = 0.0
+        for key, inst in self._instances.items():
+            if not hasattr(inst, "get_token_usage_summary"):
+                continue
+            usage = inst.get_token_usage_summary()
+            usd = cost(
+                key.split("#", 1)[0], usage.prompt_tokens, usage.completion_tokens, self.prices()
+            )
+            if usd is None:
+                return None
+            total += usd
+        return total
+
+    def check_prices(self) -> None:
+        """A cost limit needs every role's price: say which model lacks one, and how to add it."""
+        from darkfactory.prices import PRICES_FILE, price
+
+        for role in self.config.agents:
+            model = self.model_name(role)
+            if price(model, self.prices()) is None:
+                raise ConfigError(
+                    f"budget.max_cost_usd is set but the price of model {model!r} "
+                    f"(role {role}) is unknown",
+                    file=self.config.dir / "factory.yaml",
+                    hint=(
+                        f"add it under prices: in factory.yaml (e.g. prices: {{{model!r}: "
+                        f"{{input: 0.15, output: 0.60}}}}, USD per million tokens), or to "
+                        f"{PRICES_FILE.name}; or drop the cost limit"
+                    ),
+                )
 
     def llm_for(self, role: str) -> Any:
         name = self.model_name(role)

@@ -1,0 +1,238 @@
+"""Checkpoints: where a person approves a run, built on CrewAI's human-feedback protocol.
+
+Three checkpoints, each ``auto`` or ``ask`` in ``factory.yaml`` ``checkpoints:``:
+``spec_approval`` (after intake), ``output_review`` (before delivery) and
+``deploy_approval`` (before ``deploy.command``, when one is configured).
+
+An ``ask`` goes to a CrewAI ``HumanFeedbackProvider``. With a terminal,
+``TerminalProvider`` asks there and returns the answer. Without one it raises CrewAI's
+``HumanFeedbackPending``: the flow stops at the checkpoint, CrewAI saves the pending
+request with the flow's state (``runs/flows.db``), and the run ends ``awaiting_approval``
+(exit code 3). ``darkfactory approve RUN_ID [--reject] [--reason TEXT]`` records the
+decision in the saved state and continues the run; the checkpoint step, never journaled
+while it waited, runs again and finds the decision.
+
+Why not CrewAI's ``@human_feedback`` decorator as it stands: it routes a rejection by
+asking a model to classify the reviewer's words (``emit=`` outcomes), and resumes through
+``Flow.from_pending(...).resume()``, which skips our journal replay (scripted-model
+positions, budget totals, stashing a killed step's partial work). An approval is a
+person's explicit yes or no here, and every way back into a run goes through one path,
+``darkfactory.runs.execute``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+CHECKPOINTS = ("spec_approval", "output_review", "deploy_approval")
+APPROVED = "approved"
+REJECTED = "rejected"
+
+
+@dataclass
+class Decision:
+    checkpoint: str
+    decision: str  # APPROVED or REJECTED
+    by: str
+    reason: str = ""
+    mode: str = "ask"
+    at: float = 0.0
+
+    @property
+    def rejected(self) -> bool:
+        return self.decision == REJECTED
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint,
+            "decision": self.decision,
+            "by": self.by,
+            "reason": self.reason,
+            "mode": self.mode,
+            "at": self.at or time.time(),
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> Decision:
+        return cls(
+            checkpoint=data["checkpoint"],
+            decision=data["decision"],
+            by=data.get("by", "?"),
+            reason=data.get("reason", ""),
+            mode=data.get("mode", "ask"),
+            at=float(data.get("at") or 0.0),
+        )
+
+
+def approve_commands(run_id: str, runs_dir: str | None = None) -> tuple[str, str]:
+    out = f" --out {runs_dir}" if runs_dir else ""
+    return (
+        f"darkfactory approve {run_id}{out}",
+        f'darkfactory approve {run_id}{out} --reject --reason "what to change"',
+    )
+
+
+class TerminalProvider:
+    """A ``crewai.flow.HumanFeedbackProvider``: asks on a terminal, else pauses the flow.
+
+    ``request_feedback`` returns the decision as JSON (``{"decision", "reason"}``).
+    """
+
+    def __init__(
+        self,
+        *,
+        interactive: bool | None = None,
+        ask: Callable[[str], str] = input,
+        out: TextIO | None = None,
+        before_asking: Callable[[], None] = lambda: None,
+        after_asking: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.interactive = sys.stdin.isatty() if interactive is None else interactive
+        self.ask = ask
+        self.out = out
+        self.before_asking = before_asking
+        self.after_asking = after_asking
+
+    def request_feedback(self, context: Any, flow: Any) -> str:
+        from crewai.flow import HumanFeedbackPending
+
+        if not self.interactive:
+            raise HumanFeedbackPending(context=context, callback_info=context.metadata)
+        out = self.out or sys.__stderr__ or sys.stderr
+        self.before_asking()
+        try:
+            print(f"\n== {context.message} ==\n{context.method_output}\n", file=out, flush=True)
+            while True:
+                answer = self.ask("Approve? [y]es / [n]o (reject): ").strip().lower()
+                if answer in ("y", "yes", "n", "no"):
+                    break
+                print("please answer y or n", file=out, flush=True)
+            if answer.startswith("y"):
+                notes = self.ask("Notes for the crew (Enter for none): ").strip()
+                return json.dumps({"decision": APPROVED, "reason": notes})
+            reason = ""
+            while not reason:
+                reason = self.ask("Why? (sent back to the crew as feedback): ").strip()
+            return json.dumps({"decision": REJECTED, "reason": reason})
+        finally:
+            self.after_asking()
+
+
+def request(
+    *,
+    run_id: str,
+    checkpoint: str,
+    message: str,
+    summary: str,
+    provider: Any,
+    flow: Any,
+    commands: tuple[str, str],
+) -> Decision:
+    """Ask ``provider`` (CrewAI's protocol) for a decision; raises ``HumanFeedbackPending``."""
+    from crewai.flow.async_feedback.types import PendingFeedbackContext
+
+    context = PendingFeedbackContext(
+        flow_id=run_id,
+        flow_class=f"{type(flow).__module__}.{type(flow).__qualname__}",
+        method_name=checkpoint,
+        method_output=summary,
+        message=message,
+        metadata={"approve": commands[0], "reject": commands[1]},
+    )
+    answer = json.loads(provider.request_feedback(context, flow))
+    return Decision(
+        checkpoint=checkpoint,
+        decision=answer["decision"],
+        by=answer.get("by") or f"{getpass.getuser()} (terminal)",
+        reason=answer.get("reason", ""),
+        mode="ask",
+        at=time.time(),
+    )
+
+
+@dataclass
+class DeployResult:
+    argv: list[str]
+    exit_code: int | None
+    duration_s: float
+    output: str
+    killed: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.killed is None
+
+
+DEPLOY_OUTPUT_CHARS = 4000
+
+
+def run_deploy(argv: list[str], *, cwd: str, timeout_s: float) -> DeployResult:
+    """Run the user's deploy command on the host (their environment), bounded and redacted."""
+    import os
+
+    from darkfactory.llms.secrets import redact_secrets
+    from darkfactory.sandbox._proc import run_process
+    from darkfactory.sandbox.base import Limits
+
+    try:
+        res = run_process(argv, timeout=timeout_s, limits=Limits(), env=os.environ, cwd=cwd)
+    except OSError as exc:  # not found, not executable
+        return DeployResult(list(argv), None, 0.0, redact_secrets(str(exc)), None)
+    text = (res.stdout + ("\n" if res.stdout and res.stderr else "") + res.stderr).strip()
+    return DeployResult(
+        list(argv),
+        None if res.killed else res.exit_code,
+        round(res.duration_s, 3),
+        redact_secrets(text[-DEPLOY_OUTPUT_CHARS:]),
+        res.killed,
+    )
+
+
+class YesProvider:
+    """``darkfactory run --yes``: every ``ask`` checkpoint is approved without asking."""
+
+    def request_feedback(self, context: Any, flow: Any) -> str:
+        return json.dumps({"decision": APPROVED, "reason": "", "by": "--yes"})
+
+
+def approve_pending(run_dir: Any, *, reject: bool, reason: str) -> dict[str, Any]:
+    """Record a person's decision on the checkpoint the run in ``run_dir`` waits at.
+
+    Returns the saved state (with the decision in ``pending_checkpoint``), ready for
+    ``darkfactory.runs.execute(..., resume=True)``: the checkpoint step finds it there.
+    """
+    from darkfactory.errors import InputError
+    from darkfactory.report import run_busy
+    from darkfactory.runs import persistence_for, stored_state
+
+    if run_busy(run_dir):
+        raise InputError(
+            "the run is in use by another process", file=run_dir, hint="wait for it to pause"
+        )
+    state = stored_state(run_dir)
+    pending = (state or {}).get("pending_checkpoint")
+    if state is None or state.get("status") != "awaiting_approval" or not pending:
+        status = (state or {}).get("status", "not started")
+        raise InputError(
+            f"run {run_dir.name} is not waiting for approval (status: {status})",
+            file=run_dir,
+            hint="darkfactory runs lists each run's status; darkfactory resume continues "
+            "a stopped run",
+        )
+    pending.update(
+        decision=REJECTED if reject else APPROVED,
+        reason=reason,
+        by=f"{getpass.getuser()} (darkfactory approve)",
+        mode="ask",
+        at=time.time(),
+    )
+    store = persistence_for(run_dir)
+    store.save_state(flow_uuid=run_dir.name, method_name="approve", state_data=state)
+    store.clear_pending_feedback(run_dir.name)  # CrewAI's record of the paused request
+    return state
