@@ -399,7 +399,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from darkfactory.runs import list_runs
+    from darkfactory.runs import format_age, list_runs
 
     rows = list_runs(args.out or Path("runs"))
     if args.json:
@@ -408,12 +408,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no runs in {args.out or Path('runs')}")
         return ExitCode.DELIVERED
-    header = f"{'run id':44} {'status':17} {'duration':>9} {'cost':>10}  spec"
+    header = f"{'run id':44} {'status':17} {'age':>5} {'duration':>9} {'cost':>10}  spec"
     print(header)
     for r in rows:
         duration = "-" if r["duration_s"] is None else f"{r['duration_s']:.1f}s"
         usd = "unknown" if r["cost_usd"] is None else f"${r['cost_usd']:.4f}"
-        print(f"{r['run_id']:44} {r['status']:17} {duration:>9} {usd:>10}  {r['spec']}")
+        print(
+            f"{r['run_id']:44} {r['status']:17} {format_age(r['age_s']):>5} {duration:>9} "
+            f"{usd:>10}  {r['spec']}"
+        )
     return ExitCode.DELIVERED
 
 

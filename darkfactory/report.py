@@ -186,6 +186,7 @@ def build_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
         "workspace": str(workspace),
         "commits": gitrepo.log(workspace) if has_git else [],
         "files": gitrepo.changed_files(workspace) if has_git else [],
+        "started_at": started or None,
         "duration_s": round(max(0.0, finished - started), 2) if finished else None,
     }
 

@@ -262,6 +262,7 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
                     "run_id": run_dir.name,
                     "spec": report["spec"]["title"],
                     "status": report["status"],
+                    "age_s": _age(report.get("started_at")),
                     "duration_s": report.get("duration_s"),
                     "cost_usd": report["llm"].get("cost_usd"),
                 }
@@ -275,8 +276,23 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
                 "run_id": run_dir.name,
                 "spec": spec.get("title", "?"),
                 "status": "running" if busy else f"stopped ({state.get('phase', 'before start')})",
+                "age_s": _age(state.get("started_at")),
                 "duration_s": None,
                 "cost_usd": None,
             }
         )
     return rows
+
+
+def _age(started_at: float | None) -> float | None:
+    return round(time.time() - started_at, 1) if started_at else None
+
+
+def format_age(seconds: float | None) -> str:
+    """``42s``, ``7m``, ``3h``, ``2d``: how long ago a run started."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"

@@ -151,6 +151,11 @@ def test_runs_lists_the_run(fixed_run: Path, capsys: pytest.CaptureFixture[str])
     assert [(r["run_id"], r["status"], r["spec"]) for r in rows] == [
         (fixed_run.name, "delivered", "Word count CLI")
     ]
+    assert 0 <= rows[0]["age_s"] < 3600 and rows[0]["cost_usd"] == 0.0
+    assert main(["runs", "--out", str(fixed_run.parent)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:4] == ["run", "id", "status", "age"]
+    assert fixed_run.name in table[1] and "delivered" in table[1]
 
 
 def test_prices_known_unknown_and_free() -> None:
@@ -160,6 +165,11 @@ def test_prices_known_unknown_and_free() -> None:
     assert cost("someprovider/brand-new-model", 10, 10) is None  # unknown, never zero
     assert cost("scripted:book.yaml", 1000, 1000) == 0.0
     assert cost("ollama/llama3.1", 1000, 1000) == 0.0
+    # A run's own prices (factory.yaml prices:) come first; keys may be patterns.
+    own = {"openai/*": {"input": 1.0, "output": 2.0}, "house-model": {"input": 3, "output": 3}}
+    assert price("openai/gpt-4o-mini", own) == (1.0, 2.0)
+    assert price("house-model", own) == (3.0, 3.0)
+    assert cost("someprovider/brand-new-model", 10, 10, own) is None
 
 
 def _chromium() -> str | None:
