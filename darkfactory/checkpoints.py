@@ -28,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 CHECKPOINTS = ("spec_approval", "output_review", "deploy_approval")
@@ -236,3 +237,74 @@ def approve_pending(run_dir: Any, *, reject: bool, reason: str) -> dict[str, Any
     store.save_state(flow_uuid=run_dir.name, method_name="approve", state_data=state)
     store.clear_pending_feedback(run_dir.name)  # CrewAI's record of the paused request
     return state
+
+
+def decide(flow: Any, name: str, message: str, summary: str) -> Decision:
+    """The decision at checkpoint ``name`` of ``flow``: auto, recorded by ``approve``, or asked."""
+    from crewai.flow import HumanFeedbackPending
+
+    env, state = flow.env, flow.state
+    mode = getattr(env.config.factory.checkpoints, name)
+    pending = state.pending_checkpoint
+    if pending and pending.get("checkpoint") == name and pending.get("decision"):
+        decision = Decision.from_state(pending)  # darkfactory approve wrote it
+    elif mode == "auto":
+        decision = Decision(name, APPROVED, by="auto", mode="auto", at=time.time())
+    else:
+        runs_dir = env.run_dir.parent
+        default = (Path.cwd() / env.config.factory.runs_dir).resolve()
+        commands = approve_commands(state.id, None if runs_dir == default else str(runs_dir))
+        state.pending_checkpoint = {
+            "checkpoint": name,
+            "message": message,
+            "requested_at": time.time(),
+            "approve": commands[0],
+            "reject": commands[1],
+        }
+        try:
+            decision = request(
+                run_id=state.id,
+                checkpoint=name,
+                message=message,
+                summary=summary,
+                provider=env.checkpoint_provider(),
+                flow=flow,
+                commands=commands,
+            )
+        except HumanFeedbackPending:
+            env.trace.write(
+                "awaiting_approval", checkpoint=name, approve=commands[0], reject=commands[1]
+            )
+            raise
+    state.pending_checkpoint = None
+    state.checkpoints.append(decision.to_state())
+    if decision.reason:
+        state.feedback = decision.reason
+    env.trace.write(
+        "checkpoint",
+        checkpoint=name,
+        mode=mode,
+        decision=decision.decision,
+        by=decision.by,
+        reason=decision.reason,
+    )
+    env.progress(
+        f"{name}: {decision.decision} by {decision.by}"
+        + (f": {decision.reason}" if decision.reason else "")
+    )
+    return decision
+
+
+def review_summary(state: Any, env: Any) -> str:
+    last = state.verify_rounds[-1] if state.verify_rounds else {}
+    acc, unit = last.get("acceptance", {}), last.get("unit", {})
+    docs = state.docs_checks[-1] if state.docs_checks else {}
+    files = env.prompt_inputs()["workspace_files"]
+    return (
+        f"Workspace: {env.workspace}\n"
+        f"Acceptance tests: {acc.get('passed', 0)}/{acc.get('total', 0)} passed; "
+        f"unit tests: {unit.get('passed', 0)}/{unit.get('total', 0)} passed; "
+        f"docs: {docs.get('pages', 0)} page(s) built strictly, "
+        f"{docs.get('examples_passed', 0)}/{docs.get('examples_run', 0)} example(s) pass\n"
+        f"Files:\n{files}"
+    )

@@ -406,3 +406,43 @@ def _cut(text: str, limit: int) -> str:
     head = limit // 3
     tail = limit - head - 40
     return f"{text[:head]}\n[... {len(text) - head - tail} characters cut ...]\n{text[-tail:]}"
+
+
+def traced_check(env: Any, round_no: int) -> DocsCheck:
+    """The pipeline's docs check: ``check_docs`` in the run's sandbox, traced (``env``: RunEnv)."""
+    check = check_docs(env.sandbox, env.workspace)
+    build = check.build
+    env.trace.write(
+        "sandbox_exec",
+        argv=["mkdocs", "build", "--strict"],
+        exit_code=build.exec.exit_code,
+        duration_s=round(build.exec.duration_s, 3),
+        killed=build.exec.killed,
+    )
+    for r in check.examples:
+        env.trace.write(
+            "doc_example",
+            file=r.example.file,
+            line=r.example.line,
+            type=r.example.kind,
+            outcome=r.outcome,
+            duration_s=round(r.exec.duration_s, 3),
+        )
+    env.trace.write(
+        "docs_check",
+        round=round_no,
+        passed=check.passed,
+        built=build.built,
+        pages=len(build.pages),
+        warnings=len(build.warnings),
+        errors=len(build.errors),
+        examples_run=len(check.examples),
+        examples_passed=check.examples_passed,
+        problems=check.problems(),
+    )
+    env.progress(
+        f"docs check round {round_no}: "
+        + (f"built {len(build.pages)} pages" if build.built else "build FAILED")
+        + f", examples {check.examples_passed}/{len(check.examples)}"
+    )
+    return check

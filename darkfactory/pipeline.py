@@ -21,105 +21,27 @@ runs for real. Partial work of a step that was killed is set aside (``git stash`
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import shutil
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from crewai.flow.flow import Flow, listen, or_, router, start
 from crewai.flow.persistence import persist
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import PrivateAttr
 
-from darkfactory import gitrepo
-from darkfactory.docsite import DocsCheck, check_docs
-from darkfactory.errors import DarkFactoryError
-
-ACCEPTANCE_DIR = "acceptance"
-MAX_FAILURE_CHARS = 6000
-MAX_INLINE_ACCEPTANCE_CHARS = 8000
-MAX_DESIGN_CHARS = 8000
-MAX_DOCS_FAILURE_CHARS = 6000
-
-
-class RunState(BaseModel):
-    """Everything the flow must remember to report or resume a run."""
-
-    id: str = ""
-    run_dir: str = ""
-    status: str = "running"
-    reason: str = ""
-    phase: str = "intake"
-    fix_round: int = 0
-    max_fix_rounds: int = 3
-    acceptance_frozen: bool = False
-    acceptance_hashes: dict[str, str] = Field(default_factory=dict)
-    verify_rounds: list[dict[str, Any]] = Field(default_factory=list)
-    last_failures: str = ""
-    commits: dict[str, str] = Field(default_factory=dict)
-    started_at: float = 0.0
-    finished_at: float = 0.0
-    #: Finished steps in order: ``{"step": name, "route": router result or None}``.
-    journal: list[dict[str, Any]] = Field(default_factory=list)
-    #: Scripted-model playbook position per role at the last finished step.
-    model_cursor: dict[str, int] = Field(default_factory=dict)
-    #: What the run was started with, so ``resume`` can rebuild it.
-    cli_model: str | None = None
-    backend: str = "auto"
-    #: Budget limits the run was started with and what it had used at the last step.
-    budget_limits: dict[str, Any] = Field(default_factory=dict)
-    budget_used: dict[str, Any] = Field(default_factory=dict)
-    #: Failure signature of each verify round (stuck detection).
-    signatures: list[str] = Field(default_factory=list)
-    #: Docs fix rounds done, each docs check's result (``DocsCheck.to_state``), and the
-    #: last failing check's problems as the tech writer gets them.
-    docs_fix_round: int = 0
-    docs_checks: list[dict[str, Any]] = Field(default_factory=list)
-    last_docs_failures: str = ""
-    #: Every checkpoint decision (``checkpoints.Decision.to_state``), in order; the one the
-    #: run waits at (``darkfactory approve`` adds the decision to it); the latest reviewer
-    #: reason or notes, which the next crew task gets as ``{feedback}``.
-    checkpoints: list[dict[str, Any]] = Field(default_factory=list)
-    pending_checkpoint: dict[str, Any] | None = None
-    feedback: str = ""
-    #: The deploy command's result (``checkpoints.DeployResult``), when one ran.
-    deploy: dict[str, Any] = Field(default_factory=dict)
-
-
-def hash_tree(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root``, by relative path."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts
-    }
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def journaled(name: str) -> Callable[[F], F]:
-    """Run a step once per run: replayed from the journal on resume, recorded when done."""
-
-    def deco(fn: F) -> F:
-        @functools.wraps(fn)
-        def wrapper(self: FactoryFlow) -> Any:
-            entry = self._replay(name)
-            if entry is not None:
-                return entry["route"]
-            route = fn(self)
-            self._record(name, route)
-            return route
-
-        return wrapper  # type: ignore[return-value]
-
-    return deco
-
-
-class JournalMismatch(RuntimeError):
-    """The replayed flow took a path the journal does not have: a bug, never user error."""
+from darkfactory import acceptance, checkpoints, gitrepo
+from darkfactory.docsite import traced_check
+from darkfactory.flowstate import (  # noqa: F401  (re-exported: the pipeline's public names)
+    ACCEPTANCE_DIR,
+    MAX_DESIGN_CHARS,
+    MAX_DOCS_FAILURE_CHARS,
+    MAX_FAILURE_CHARS,
+    MAX_INLINE_ACCEPTANCE_CHARS,
+    JournalMismatch,
+    RunState,
+    SpecAmbiguity,
+    hash_tree,
+    journaled,
+)
 
 
 @persist()
@@ -202,7 +124,7 @@ class FactoryFlow(Flow[RunState]):
         self.state.started_at = self.state.started_at or time.time()
         self.state.max_fix_rounds = env.config.factory.max_fix_rounds
         if env.spec.acceptance_tests:
-            self._freeze_acceptance()
+            acceptance.freeze(self.state, self.env)
         else:
             # No acceptance tests in the spec: the architect writes them in the design phase,
             # after which they are frozen like the spec's own.
@@ -213,7 +135,8 @@ class FactoryFlow(Flow[RunState]):
     @journaled("spec_approval")
     def spec_approval(self) -> str:
         spec = self.env.spec
-        decision = self._checkpoint(
+        decision = checkpoints.decide(
+            self,
             "spec_approval",
             f"Spec approval: {spec.title}",
             f"{spec.format} spec {spec.source}\n\nRequirements:\n{spec.requirements_text()}\n\n"
@@ -233,7 +156,7 @@ class FactoryFlow(Flow[RunState]):
         self._phase("design")
         self._crew_phase("design", feedback=self.state.feedback)
         if not self.state.acceptance_frozen:
-            self._freeze_acceptance()
+            acceptance.freeze(self.state, self.env)
         self._commit("design", "design: architecture and plan")
 
     @listen(design)
@@ -254,7 +177,7 @@ class FactoryFlow(Flow[RunState]):
     @journaled("verify")
     def verify(self) -> str:
         self._phase("verify")
-        if self._acceptance_changed():
+        if acceptance.changed(self.state, self.env):
             return "tampered"
         result = self.env.verify(round_no=self.state.fix_round)
         self.state.verify_rounds.append(result.to_state())
@@ -332,7 +255,7 @@ class FactoryFlow(Flow[RunState]):
     def docs_check(self) -> str:
         self._phase("docs_check")
         round_no = len(self.state.docs_checks)  # = docs fix rounds done before this check
-        check = self._check_docs(round_no)
+        check = traced_check(self.env, round_no)
         self.state.docs_checks.append(check.to_state(round_no))
         self.state.last_docs_failures = (
             "" if check.passed else check.failures_text(MAX_DOCS_FAILURE_CHARS)
@@ -371,8 +294,11 @@ class FactoryFlow(Flow[RunState]):
     @router("docs_ok")
     @journaled("output_review")
     def output_review(self) -> str:
-        decision = self._checkpoint(
-            "output_review", f"Output review: {self.env.spec.title}", self._review_summary()
+        decision = checkpoints.decide(
+            self,
+            "output_review",
+            f"Output review: {self.env.spec.title}",
+            checkpoints.review_summary(self.state, self.env),
         )
         if decision.rejected:
             return "send_back"
@@ -382,11 +308,12 @@ class FactoryFlow(Flow[RunState]):
     @journaled("deploy_approval")
     def deploy_approval(self) -> str:
         argv = self.env.config.factory.deploy.command or []
-        decision = self._checkpoint(
+        decision = checkpoints.decide(
+            self,
             "deploy_approval",
             f"Deploy approval: {self.env.spec.title}",
             f"Command (run on this host, in {self.env.workspace}):\n  {' '.join(argv)}\n\n"
-            + self._review_summary(),
+            + checkpoints.review_summary(self.state, self.env),
         )
         return "send_back" if decision.rejected else "deploy_go"
 
@@ -480,167 +407,3 @@ class FactoryFlow(Flow[RunState]):
     def _finish(self) -> None:
         self.state.finished_at = time.time()
         self.env.trace.write("run_end", status=self.state.status, reason=self.state.reason)
-
-    # -- checkpoints --------------------------------------------------------------------
-    def _checkpoint(self, name: str, message: str, summary: str) -> Any:
-        """The decision at checkpoint ``name``: auto, recorded by ``approve``, or asked."""
-        from crewai.flow import HumanFeedbackPending
-
-        from darkfactory.checkpoints import APPROVED, Decision, approve_commands, request
-
-        env = self.env
-        mode = getattr(env.config.factory.checkpoints, name)
-        pending = self.state.pending_checkpoint
-        if pending and pending.get("checkpoint") == name and pending.get("decision"):
-            decision = Decision.from_state(pending)  # darkfactory approve wrote it
-        elif mode == "auto":
-            decision = Decision(name, APPROVED, by="auto", mode="auto", at=time.time())
-        else:
-            runs_dir = env.run_dir.parent
-            default = (Path.cwd() / env.config.factory.runs_dir).resolve()
-            commands = approve_commands(
-                self.state.id, None if runs_dir == default else str(runs_dir)
-            )
-            self.state.pending_checkpoint = {
-                "checkpoint": name,
-                "message": message,
-                "requested_at": time.time(),
-                "approve": commands[0],
-                "reject": commands[1],
-            }
-            try:
-                decision = request(
-                    run_id=self.state.id,
-                    checkpoint=name,
-                    message=message,
-                    summary=summary,
-                    provider=env.checkpoint_provider(),
-                    flow=self,
-                    commands=commands,
-                )
-            except HumanFeedbackPending:
-                env.trace.write(
-                    "awaiting_approval", checkpoint=name, approve=commands[0], reject=commands[1]
-                )
-                raise
-        self.state.pending_checkpoint = None
-        self.state.checkpoints.append(decision.to_state())
-        if decision.reason:
-            self.state.feedback = decision.reason
-        env.trace.write(
-            "checkpoint",
-            checkpoint=name,
-            mode=mode,
-            decision=decision.decision,
-            by=decision.by,
-            reason=decision.reason,
-        )
-        env.progress(
-            f"{name}: {decision.decision} by {decision.by}"
-            + (f": {decision.reason}" if decision.reason else "")
-        )
-        return decision
-
-    def _review_summary(self) -> str:
-        last = self.state.verify_rounds[-1] if self.state.verify_rounds else {}
-        acc, unit = last.get("acceptance", {}), last.get("unit", {})
-        docs = self.state.docs_checks[-1] if self.state.docs_checks else {}
-        files = self.env.prompt_inputs()["workspace_files"]
-        return (
-            f"Workspace: {self.env.workspace}\n"
-            f"Acceptance tests: {acc.get('passed', 0)}/{acc.get('total', 0)} passed; "
-            f"unit tests: {unit.get('passed', 0)}/{unit.get('total', 0)} passed; "
-            f"docs: {docs.get('pages', 0)} page(s) built strictly, "
-            f"{docs.get('examples_passed', 0)}/{docs.get('examples_run', 0)} example(s) pass\n"
-            f"Files:\n{files}"
-        )
-
-    # -- docs ---------------------------------------------------------------------------
-    def _check_docs(self, round_no: int) -> DocsCheck:
-        """Build the docs strictly and run their examples in the sandbox; trace both."""
-        env = self.env
-        check = check_docs(env.sandbox, env.workspace)
-        build = check.build
-        env.trace.write(
-            "sandbox_exec",
-            argv=["mkdocs", "build", "--strict"],
-            exit_code=build.exec.exit_code,
-            duration_s=round(build.exec.duration_s, 3),
-            killed=build.exec.killed,
-        )
-        for r in check.examples:
-            env.trace.write(
-                "doc_example",
-                file=r.example.file,
-                line=r.example.line,
-                type=r.example.kind,
-                outcome=r.outcome,
-                duration_s=round(r.exec.duration_s, 3),
-            )
-        env.trace.write(
-            "docs_check",
-            round=round_no,
-            passed=check.passed,
-            built=build.built,
-            pages=len(build.pages),
-            warnings=len(build.warnings),
-            errors=len(build.errors),
-            examples_run=len(check.examples),
-            examples_passed=check.examples_passed,
-            problems=check.problems(),
-        )
-        env.progress(
-            f"docs check round {round_no}: "
-            + (f"built {len(build.pages)} pages" if build.built else "build FAILED")
-            + f", examples {check.examples_passed}/{len(check.examples)}"
-        )
-        return check
-
-    # -- acceptance tests ---------------------------------------------------------------
-    def _acceptance_changed(self) -> bool:
-        """Re-check the frozen acceptance tests against their hashes; any change fails."""
-        if not self.state.acceptance_frozen:
-            return False
-        frozen = self.state.acceptance_hashes
-        now = hash_tree(self.env.acceptance_dir) if self.env.acceptance_dir.is_dir() else {}
-        changed = sorted(f for f in frozen if f in now and now[f] != frozen[f])
-        missing = sorted(f for f in frozen if f not in now)
-        added = sorted(f for f in now if f not in frozen)
-        if not (changed or missing or added):
-            return False
-        self.env.trace.write("acceptance_changed", changed=changed, missing=missing, added=added)
-        what = "; ".join(
-            f"{label}: {', '.join(files)}"
-            for label, files in (("changed", changed), ("missing", missing), ("added", added))
-            if files
-        )
-        self.state.reason = (
-            f"the frozen acceptance tests in {self.env.acceptance_dir} no longer match their "
-            f"hashes ({what}); the verdict would not be trustworthy, so the run fails"
-        )
-        return True
-
-    def _freeze_acceptance(self) -> None:
-        """Make the workspace's acceptance tests the run's canonical, read-only copy."""
-        env = self.env
-        src = env.workspace / ACCEPTANCE_DIR
-        dst = env.acceptance_dir
-        if dst.exists():
-            shutil.rmtree(dst)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            dst.mkdir(parents=True)
-        self.state.acceptance_hashes = hash_tree(dst)
-        self.state.acceptance_frozen = True
-        env.ctx.protected.add(ACCEPTANCE_DIR)
-        env.trace.write("acceptance_frozen", files=sorted(self.state.acceptance_hashes))
-
-
-class SpecAmbiguity(DarkFactoryError):
-    """An agent reported that the spec cannot decide something: a person must answer."""
-
-    def __init__(self, questions: list[dict[str, str]]) -> None:
-        self.questions = questions
-        asked = "; ".join(f"{q['question']} ({q['reason']})" for q in questions)
-        super().__init__(f"spec ambiguity reported: {asked}")
