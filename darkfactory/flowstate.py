@@ -49,6 +49,8 @@ class RunState(BaseModel):
     #: Budget limits the run was started with and what it had used at the last step.
     budget_limits: dict[str, Any] = Field(default_factory=dict)
     budget_used: dict[str, Any] = Field(default_factory=dict)
+    #: The workspace commit the last passing verify round tested.
+    verified_commit: str = ""
     #: Failure signature of each verify round (stuck detection).
     signatures: list[str] = Field(default_factory=list)
     #: Docs fix rounds done, each docs check's result (``DocsCheck.to_state``), and the

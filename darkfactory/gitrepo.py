@@ -43,6 +43,11 @@ def commit_all(repo: Path, message: str) -> str | None:
     return _git(repo, "rev-parse", "HEAD")
 
 
+def head(repo: Path) -> str:
+    """The sha of the current commit."""
+    return _git(repo, "rev-parse", "HEAD")
+
+
 def log(repo: Path) -> list[str]:
     """Commit subjects, oldest first."""
     text = _git(repo, "log", "--reverse", "--format=%s")

@@ -44,6 +44,11 @@ from darkfactory.flowstate import (  # noqa: F401  (re-exported: the pipeline's 
 )
 
 
+def is_doc_file(path: str) -> bool:
+    """What the docs phases are there to write: Markdown, ``docs/`` and ``mkdocs.yml``."""
+    return path.endswith(".md") or path.startswith("docs/") or path == "mkdocs.yml"
+
+
 @persist()
 class FactoryFlow(Flow[RunState]):
     """One run of the factory. Build it with ``darkfactory.runner.start_run``."""
@@ -176,6 +181,10 @@ class FactoryFlow(Flow[RunState]):
     @router(or_(qa, "fixed"))
     @journaled("verify")
     def verify(self) -> str:
+        return self._verify_round()
+
+    def _verify_round(self) -> str:
+        """Run the tests; route: passed, needs_fix, stuck, gave_up or tampered."""
         self._phase("verify")
         if acceptance.changed(self.state, self.env):
             return "tampered"
@@ -184,6 +193,7 @@ class FactoryFlow(Flow[RunState]):
         self.state.last_failures = result.failures_text(MAX_FAILURE_CHARS)
         self.env.trace.write("phase_end", passed=result.passed)
         if result.passed:
+            self.state.verified_commit = gitrepo.head(self.env.workspace)
             return "passed"
         diagnosis = result.diagnosis
         signature = diagnosis.signature()
@@ -292,6 +302,22 @@ class FactoryFlow(Flow[RunState]):
         return "docs_fixed"
 
     @router("docs_ok")
+    @journaled("recheck")
+    def recheck(self) -> str:
+        """The docs phases may touch code (docstrings for the API page): test it again if so."""
+        changed = [
+            f
+            for f in gitrepo.changed_files(self.env.workspace, self.state.verified_commit or None)
+            if not is_doc_file(f)
+        ]
+        if not changed:
+            return "checked"
+        self.env.trace.write("recheck", files=changed)
+        self.env.progress(f"the docs phases changed code ({', '.join(changed)}): testing again")
+        route = self._verify_round()
+        return "checked" if route == "passed" else route
+
+    @router("checked")
     @journaled("output_review")
     def output_review(self) -> str:
         decision = checkpoints.decide(

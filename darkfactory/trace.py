@@ -201,6 +201,7 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
         "problems": "one line per problem",
     },
     "docs_fix_round": {"round": "1-based"},
+    "recheck": {"files": "files other than docs that the docs phases changed: tested again"},
     "ambiguity": {"question": "what a person must answer", "reason": "why the spec cannot"},
     "escalation": {"reason": "why a person must look"},
     "budget": {

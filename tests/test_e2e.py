@@ -321,9 +321,9 @@ def kill_playbook(phase: str) -> tuple[dict[str, Any], str]:
     role = {"design": "architect", "implement": "developer", "document": "tech_writer"}[phase]
     steps = roles[role]
     # The role writes a file first (uncommitted work at the kill), then the model is slow.
-    steps.insert(
-        0, {"tool": "write_file", "args": {"path": f"partial-{phase}.txt", "content": "x"}}
-    )
+    # (The writer's is Markdown: a code file from the docs phases is tested again.)
+    name = f"partial-{phase}.{'md' if phase == 'document' else 'txt'}"
+    steps.insert(0, {"tool": "write_file", "args": {"path": name, "content": "x"}})
     steps[1] = {**steps[1], "delay_s": 4}
     return book, f'"file_op", "phase": "{phase}"'
 
@@ -416,7 +416,7 @@ def test_run_killed_in_a_phase_resumes_to_delivered(
             text=True,
             check=True,
         )
-        assert f"partial-{phase}.txt" in stash.stdout
+        assert f"partial-{phase}." in stash.stdout
     assert main(["resume", run.name, "--out", str(out), "--quiet"]) == 0  # finished: not run again
 
 

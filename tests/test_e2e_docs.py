@@ -250,3 +250,52 @@ def test_a_run_stopped_in_docs_fix_resumes_through_the_docs_loop(tmp_path: Path)
     assert resumed["stashed"] is True  # the first edit of the interrupted round
     assert [c["passed"] for c in docs_checks(run_dir)] == [False, True]
     assert report["commits"][-2:] == ["docs: README and docs/", "docs: fix round 1"]
+
+
+def test_code_the_writer_changes_is_tested_again_before_delivery(tmp_path: Path) -> None:
+    """The docs phases may touch code (docstrings); a change that breaks it is caught."""
+    book = example_playbook()
+    roles = book["roles"]
+    good = next(s for s in roles["developer"] if s.get("tool") == "write_file")["args"]["content"]
+    # Wrong for the empty text only: the docs' examples still pass, an acceptance test not.
+    broken = good.replace(
+        '"lines": text.count("\\n")', '"lines": max(text.count("\\n"), int(not text))'
+    )
+    assert broken != good
+    # The writer "improves" wordcount.py while documenting it, and breaks it.
+    roles["tech_writer"].insert(
+        0, {"tool": "write_file", "args": {"path": "wordcount.py", "content": broken}}
+    )
+    roles["tech_writer"].append({"answer": "The docs still match the code."})
+    roles["manager"] += [
+        {
+            "delegate": {
+                "to": "developer",
+                "task": "Fix wordcount.py so that the failing tests pass.",
+                "context": "See the failing tests in the task.",
+            },
+            "expect": ["test_empty_text", "Software Developer: delegate the fix to them"],
+        },
+        {"answer": "Fixed."},
+        {
+            "delegate": {
+                "to": "tech_writer",
+                "task": "Check the docs against the fixed code.",
+                "context": "wordcount.py changed.",
+            }
+        },
+        {"answer": "The docs are right."},
+    ]
+    roles["developer"] += [
+        {"tool": "write_file", "args": {"path": "wordcount.py", "content": good}},
+        {"answer": "wordcount.py counts characters again."},
+    ]
+    code, report, run_dir = run(tmp_path, book)
+    assert code == 0, report["reason"]
+    assert report["status"] == "delivered"
+    (recheck,) = [r for r in read_trace(run_dir / "trace.jsonl") if r["kind"] == "recheck"]
+    assert recheck["files"] == ["wordcount.py"]
+    rounds = report["verify_rounds"]
+    assert [r["passed"] for r in rounds] == [True, False, True]
+    assert rounds[1]["classes"] == ["assertion"]
+    assert (run_dir / "workspace" / "wordcount.py").read_text() == good
