@@ -3,7 +3,8 @@
 Classes (``FailureClass``), most urgent first:
 
 - ``timeout``: pytest was killed by the time limit (a test hangs or loops).
-- ``resource``: killed by the memory, CPU, output or file-size limit.
+- ``resource``: killed by the memory, CPU, output or file-size limit, or a test that met
+  the memory limit (``MemoryError``).
 - ``missing_dependency``: ``No module named X`` where X is not a file of the workspace.
 - ``syntax_import``: the code or a test cannot be imported (SyntaxError, ImportError, a
   missing workspace module).
@@ -55,6 +56,7 @@ _IMPORT_PROBLEMS = (
     "ModuleNotFoundError",
     "NameError: name",
 )
+_OUT_OF_MEMORY = re.compile(r"\bMemoryError\b|Cannot allocate memory")
 _VOLATILE = re.compile(r"0x[0-9a-f]+|\d+(\.\d+)?|/tmp/\S+")
 
 
@@ -154,6 +156,8 @@ def _outcome_class(o: TestOutcome, workspace: Path) -> FailureClass:
     imported = _import_class(text, workspace)
     if imported is not None:
         return imported
+    if _OUT_OF_MEMORY.search(text):  # the sandbox's memory limit, met inside a test
+        return "resource"
     if o.outcome == "error":
         return "setup_error"
     if "AssertionError" in text or re.search(r"^E\s+assert ", text, re.M):

@@ -7,14 +7,12 @@ nothing stops it. (``max_cost_usd`` is covered with checkpoints in test_checkpoi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+from runhelp import example_playbook, only_run, report_of, run_spec, write_playbook
 
-from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
+from darkfactory.cli import EXAMPLE_PLAYBOOK, main
 from darkfactory.sandbox import bwrap_problem
 from darkfactory.trace import read_trace
 
@@ -29,11 +27,9 @@ pytestmark = [
 
 def slow_playbook(tmp_path: Path) -> Path:
     """The example playbook with the architect's first answer taking 1.5 s."""
-    book: dict[str, Any] = yaml.safe_load(EXAMPLE_PLAYBOOK.read_text(encoding="utf-8"))
+    book = example_playbook()
     book["roles"]["architect"][0]["delay_s"] = 1.5
-    path = tmp_path / "slow.yaml"
-    path.write_text(yaml.safe_dump(book, sort_keys=False), encoding="utf-8")
-    return path
+    return write_playbook(tmp_path, book, "slow.yaml")
 
 
 @pytest.mark.parametrize(
@@ -49,10 +45,9 @@ def test_each_budget_stops_the_run_and_resume_with_more_delivers(
 ) -> None:
     out = tmp_path / "runs"
     playbook = slow_playbook(tmp_path) if flag == "--max-wall-s" else EXAMPLE_PLAYBOOK
-    argv = ["run", str(EXAMPLE_SPEC), "--model", f"scripted:{playbook}", "--sandbox", "bwrap"]
-    assert main([*argv, "--out", str(out), "--quiet", flag, limit]) == 4
-    (run,) = [p for p in out.iterdir() if p.is_dir()]
-    report = json.loads((run / "report.json").read_text())
+    assert run_spec(out, playbook, flag, limit) == 4
+    run = only_run(out)
+    report = report_of(run)
     key = flag.removeprefix("--").replace("-", "_")
     assert report["status"] == "budget_exhausted"
     assert f"budget {key} reached" in report["reason"]
@@ -74,7 +69,7 @@ def test_each_budget_stops_the_run_and_resume_with_more_delivers(
     committed = set((run / "workspace" / f).relative_to(run / "workspace") for f in report["files"])
 
     assert main(["resume", run.name, "--out", str(out), "--quiet", flag, raised]) == 0
-    report = json.loads((run / "report.json").read_text())
+    report = report_of(run)
     assert report["status"] == "delivered"
     assert report["budget"]["llm_calls"] >= 25
     # Nothing lost: every file committed before the stop is still in the workspace.

@@ -8,19 +8,16 @@ terminal, so an ``ask`` checkpoint pauses the run exactly as it does in CI or a 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+from runhelp import config_with, events, example_playbook, only_run, report_of, run_spec
 
 from darkfactory.checkpoints import APPROVED, REJECTED, TerminalProvider
 from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
 from darkfactory.runs import stored_state
 from darkfactory.sandbox import bwrap_problem
-from darkfactory.trace import read_trace
 
 pytestmark = [
     pytest.mark.e2e,
@@ -30,68 +27,10 @@ pytestmark = [
     ),
 ]
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def config_with(tmp_path: Path, **factory: Any) -> Path:
-    """A copy of the repo's config/ with ``factory`` merged into factory.yaml."""
-    cfg = tmp_path / "config"
-    shutil.copytree(REPO / "config", cfg)
-    path = cfg / "factory.yaml"
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    data.update(factory)
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return cfg
-
-
-def book() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(EXAMPLE_PLAYBOOK.read_text(encoding="utf-8"))
-    return data
-
-
-def write(tmp_path: Path, data: dict[str, Any]) -> Path:
-    path = tmp_path / "playbook.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def run(out: Path, config: Path, playbook: Path, *extra: str) -> int:
-    return main(
-        [
-            "run",
-            str(EXAMPLE_SPEC),
-            "--model",
-            f"scripted:{playbook}",
-            "--sandbox",
-            "bwrap",
-            "--config",
-            str(config),
-            "--out",
-            str(out),
-            "--quiet",
-            *extra,
-        ]
-    )
-
-
-def only_run(out: Path) -> Path:
-    runs = [p for p in out.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
-def report(run_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
-    return data
-
 
 def pending(run_dir: Path) -> str:
     state = stored_state(run_dir) or {}
     return str((state.get("pending_checkpoint") or {}).get("checkpoint"))
-
-
-def kinds(run_dir: Path, kind: str) -> list[dict[str, Any]]:
-    return [r for r in read_trace(run_dir / "trace.jsonl") if r["kind"] == kind]
 
 
 def test_ask_without_a_terminal_pauses_at_each_checkpoint_and_approve_continues(
@@ -110,18 +49,17 @@ def test_ask_without_a_terminal_pauses_at_each_checkpoint_and_approve_continues(
             ]
         },
     )
-    data = book()
+    data = example_playbook()
     # The notes given with the spec approval reach the design task's prompt.
     data["roles"]["manager"][0]["expect"] = ["Reviewer feedback (may be empty): Keep main() small"]
-    playbook = write(tmp_path, data)
 
-    assert run(out, config, playbook) == 3  # paused at spec approval, before any model call
+    assert run_spec(out, data, config=config) == 3  # paused at spec approval, before any model call
     run_dir = only_run(out)
-    r = report(run_dir)
+    r = report_of(run_dir)
     assert r["status"] == "awaiting_approval"
     assert f"darkfactory approve {run_dir.name} --out {out}" in r["reason"]
     assert r["llm"]["calls"] == 0
-    assert [e["checkpoint"] for e in kinds(run_dir, "awaiting_approval")] == ["spec_approval"]
+    assert [e["checkpoint"] for e in events(run_dir, "awaiting_approval")] == ["spec_approval"]
     capsys.readouterr()
     assert main(["runs", "--out", str(out), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
@@ -135,7 +73,7 @@ def test_ask_without_a_terminal_pauses_at_each_checkpoint_and_approve_continues(
         )
         == 3
     )
-    r = report(run_dir)  # now paused at the output review, everything checked
+    r = report_of(run_dir)  # now paused at the output review, everything checked
     assert r["status"] == "awaiting_approval"
     assert r["acceptance"]["passed"] == r["acceptance"]["total"] == 8
     assert pending(run_dir) == "output_review"
@@ -146,7 +84,7 @@ def test_ask_without_a_terminal_pauses_at_each_checkpoint_and_approve_continues(
     assert not marker.exists()  # nothing deployed before the deploy approval
 
     assert main(["approve", run_dir.name, "--out", str(out), "--quiet"]) == 0
-    r = report(run_dir)
+    r = report_of(run_dir)
     assert r["status"] == "delivered"
     assert marker.read_text() == "shipped"
     decisions = [(c["checkpoint"], c["decision"], c["reason"]) for c in r["checkpoints"]]
@@ -156,10 +94,10 @@ def test_ask_without_a_terminal_pauses_at_each_checkpoint_and_approve_continues(
         ("deploy_approval", APPROVED, ""),
     ]
     assert all("darkfactory approve" in c["by"] for c in r["checkpoints"])
-    (deploy,) = kinds(run_dir, "deploy")
+    (deploy,) = events(run_dir, "deploy")
     assert deploy["exit_code"] == 0
     # The design ran once: no finished phase was redone by the three continuations.
-    assert [p["phase"] for p in kinds(run_dir, "phase_start")].count("design") == 1
+    assert [p["phase"] for p in events(run_dir, "phase_start")].count("design") == 1
     # A finished run has nothing to approve.
     assert main(["approve", run_dir.name, "--out", str(out)]) == 2
 
@@ -168,7 +106,7 @@ def test_reject_with_a_reason_sends_the_work_back_with_that_reason(tmp_path: Pat
     out = tmp_path / "runs"
     config = config_with(tmp_path, checkpoints={"output_review": "ask"})
     reason = "Print a usage line when --help is given"
-    data = book()
+    data = example_playbook()
     roles = data["roles"]
     code = next(s for s in roles["developer"] if s.get("tool") == "write_file")["args"]["content"]
     roles["manager"] += [
@@ -205,9 +143,8 @@ def test_reject_with_a_reason_sends_the_work_back_with_that_reason(tmp_path: Pat
         {"answer": "wordcount.py now prints a usage line."},
     ]
     roles["tech_writer"] += [{"answer": "The docs still match the code."}]
-    playbook = write(tmp_path, data)
 
-    assert run(out, config, playbook) == 3
+    assert run_spec(out, data, config=config) == 3
     run_dir = only_run(out)
     assert main(["approve", run_dir.name, "--out", str(out), "--reject"]) == 2  # no reason
     assert (
@@ -216,12 +153,12 @@ def test_reject_with_a_reason_sends_the_work_back_with_that_reason(tmp_path: Pat
         )
         == 3
     )
-    r = report(run_dir)
+    r = report_of(run_dir)
     assert r["status"] == "awaiting_approval"  # asked again after the revision was checked
-    phases = [p["phase"] for p in kinds(run_dir, "phase_start")]
+    phases = [p["phase"] for p in events(run_dir, "phase_start")]
     assert phases[phases.index("revise") :] == ["revise", "verify", "document", "docs_check"]
     assert main(["approve", run_dir.name, "--out", str(out), "--quiet"]) == 0
-    r = report(run_dir)
+    r = report_of(run_dir)
     assert r["status"] == "delivered"
     assert [(c["decision"], c["reason"]) for c in r["checkpoints"]] == [
         (APPROVED, ""),  # spec approval: auto
@@ -233,14 +170,14 @@ def test_reject_with_a_reason_sends_the_work_back_with_that_reason(tmp_path: Pat
 def test_a_rejected_spec_ends_the_run_before_any_model_call(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     config = config_with(tmp_path, checkpoints={"spec_approval": "ask"})
-    assert run(out, config, EXAMPLE_PLAYBOOK) == 3
+    assert run_spec(out, EXAMPLE_PLAYBOOK, config=config) == 3
     run_dir = only_run(out)
     why = "R6 must also read files named on stdin"
     assert (
         main(["approve", run_dir.name, "--out", str(out), "--quiet", "--reject", "--reason", why])
         == 1
     )
-    r = report(run_dir)
+    r = report_of(run_dir)
     assert r["status"] == "rejected"
     assert why in r["reason"] and r["llm"]["calls"] == 0
 
@@ -248,8 +185,8 @@ def test_a_rejected_spec_ends_the_run_before_any_model_call(tmp_path: Path) -> N
 def test_yes_approves_every_checkpoint(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     config = config_with(tmp_path, checkpoints={"spec_approval": "ask", "output_review": "ask"})
-    assert run(out, config, EXAMPLE_PLAYBOOK, "--yes") == 0
-    r = report(only_run(out))
+    assert run_spec(out, EXAMPLE_PLAYBOOK, "--yes", config=config) == 0
+    r = report_of(only_run(out))
     assert [c["by"] for c in r["checkpoints"]] == ["--yes", "--yes"]
 
 
@@ -295,16 +232,16 @@ def test_cost_budget_stops_the_run_and_resume_with_more_finishes_it(tmp_path: Pa
     out = tmp_path / "runs"
     # The scripted model is free; price it here so that a cost limit can bite.
     config = config_with(tmp_path, prices={"scripted:*": {"input": 100.0, "output": 100.0}})
-    assert run(out, config, EXAMPLE_PLAYBOOK, "--max-cost-usd", "0.5") == 4
+    assert run_spec(out, EXAMPLE_PLAYBOOK, "--max-cost-usd", "0.5", config=config) == 4
     run_dir = only_run(out)
-    r = report(run_dir)
+    r = report_of(run_dir)
     assert r["status"] == "budget_exhausted"
     assert "max_cost_usd reached" in r["reason"]
     spent = r["budget"]["cost_usd"]
     assert 0.5 <= spent < 1.0  # stopped at the first call past the limit, not later
     assert r["llm"]["cost_usd"] == pytest.approx(spent, rel=0.01)  # report and meter agree
     assert main(["resume", run_dir.name, "--out", str(out), "--quiet", "--max-cost-usd", "50"]) == 0
-    r = report(run_dir)
+    r = report_of(run_dir)
     assert r["status"] == "delivered"
     assert r["budget"]["cost_usd"] > spent
 
@@ -339,15 +276,15 @@ def test_a_changed_acceptance_test_fails_the_run(tmp_path: Path) -> None:
     out = tmp_path / "runs"
     config = config_with(tmp_path)
     # Stop after the implementation (budget), change a frozen test, then resume.
-    assert run(out, config, EXAMPLE_PLAYBOOK, "--max-llm-calls", "9") == 4
+    assert run_spec(out, EXAMPLE_PLAYBOOK, "--max-llm-calls", "9", config=config) == 4
     run_dir = only_run(out)
     frozen = next((run_dir / "acceptance").rglob("test_*.py"))
     frozen.write_text(frozen.read_text() + "\n\ndef test_always():\n    assert True\n")
     assert (
         main(["resume", run_dir.name, "--out", str(out), "--quiet", "--max-llm-calls", "100"]) == 1
     )
-    r = report(run_dir)
+    r = report_of(run_dir)
     assert r["status"] == "failed"
     assert "no longer match their hashes" in r["reason"] and frozen.name in r["reason"]
-    (changed,) = kinds(run_dir, "acceptance_changed")
+    (changed,) = events(run_dir, "acceptance_changed")
     assert changed["changed"] == [str(frozen.relative_to(run_dir / "acceptance"))]

@@ -119,6 +119,11 @@ def test_timeout(tmp_path: Path) -> None:
     assert d.primary == "timeout"
 
 
+def test_memory_limit_met_inside_a_test(tmp_path: Path) -> None:
+    d = verify(tmp_path, {"mod.py": "def f(x):\n    return len(bytearray(1 << 40))\n"})
+    assert d.primary == "resource" and d.route == "developer"
+
+
 def test_no_acceptance_tests(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     acc = tmp_path / "acc"
