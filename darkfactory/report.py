@@ -175,6 +175,7 @@ def build_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
             "prompt_tokens": accounting["prompt_tokens"],
             "completion_tokens": accounting["completion_tokens"],
             "cost_usd": accounting["cost_usd"],
+            "retries": sum(1 for r in records if r["kind"] == "llm_retry"),
             "tokens_are_estimates": scripted,
             "by_role": accounting["by_role"],
             "by_phase": accounting["by_phase"],
@@ -238,6 +239,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- Docs: {_docs_line(report['docs'])}",
         f"- LLM calls: {llm['calls']}, tokens {llm['prompt_tokens']} prompt + "
         f"{llm['completion_tokens']} completion, cost {_usd(llm['cost_usd'])}"
+        + (f", {llm['retries']} retried" if llm.get("retries") else "")
         + (estimate if report["scripted_model"] else ""),
         f"- Sandbox: {report['sandbox']}; duration {report['duration_s']} s",
         f"- Workspace: `{report['workspace']}`",

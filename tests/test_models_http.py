@@ -174,8 +174,9 @@ def test_a_fault_is_retried_traced_budgeted_and_survived(
         assert {r["wait_s"] for r in retries} == {inject["retry_after"]}
     else:  # else exponential backoff
         assert [r["wait_s"] for r in retries] == [0.05, 0.1]
-    # Each retry is a call against the budget.
+    # Each retry is a call against the budget, and the report counts them.
     assert report["budget"]["llm_calls"] == PLAYBOOK_CALLS + 2
+    assert report["llm"]["retries"] == 2
 
 
 def test_a_stream_cut_off_mid_answer_is_retried() -> None:
