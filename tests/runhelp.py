@@ -11,12 +11,21 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
+from darkfactory.sandbox import bwrap_problem
 from darkfactory.trace import read_trace
 
 REPO = Path(__file__).resolve().parent.parent
+
+#: Skips a test (module) that runs generated code in bwrap where bwrap cannot run, saying
+#: how to get it (in CI, ``DARKFACTORY_NO_SKIPS=1`` turns the skip into a failure).
+NEEDS_BWRAP = pytest.mark.skipif(
+    bwrap_problem() is not None,
+    reason=f"bubblewrap does not work here ({bwrap_problem()}): apt-get install bubblewrap",
+)
 
 
 def example_playbook() -> dict[str, Any]:

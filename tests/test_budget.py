@@ -10,18 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from runhelp import example_playbook, only_run, report_of, run_spec, write_playbook
+from runhelp import NEEDS_BWRAP, example_playbook, only_run, report_of, run_spec, write_playbook
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, main
-from darkfactory.sandbox import bwrap_problem
 from darkfactory.trace import read_trace
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        bwrap_problem() is not None,
-        reason=f"bubblewrap does not work here ({bwrap_problem()}): apt-get install bubblewrap",
-    ),
+    NEEDS_BWRAP,
 ]
 
 

@@ -12,19 +12,23 @@ import sys
 from pathlib import Path
 
 import pytest
-from runhelp import config_with, events, example_playbook, only_run, report_of, run_spec
+from runhelp import (
+    NEEDS_BWRAP,
+    config_with,
+    events,
+    example_playbook,
+    only_run,
+    report_of,
+    run_spec,
+)
 
 from darkfactory.checkpoints import APPROVED, REJECTED, TerminalProvider
 from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
 from darkfactory.runs import stored_state
-from darkfactory.sandbox import bwrap_problem
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        bwrap_problem() is not None,
-        reason=f"bubblewrap does not work here ({bwrap_problem()}): apt-get install bubblewrap",
-    ),
+    NEEDS_BWRAP,
 ]
 
 

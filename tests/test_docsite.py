@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from runhelp import NEEDS_BWRAP
 
 from darkfactory.context import RunContext
 from darkfactory.docsite import (
@@ -20,14 +21,11 @@ from darkfactory.docsite import (
     parse_build_output,
     run_example,
 )
-from darkfactory.sandbox import bwrap_problem, open_sandbox
+from darkfactory.sandbox import open_sandbox
 from darkfactory.sandbox.base import Limits, Sandbox, SandboxSpec
 from tools import build_tool
 
-needs_bwrap = pytest.mark.skipif(
-    bwrap_problem() is not None,
-    reason=f"bubblewrap does not work here ({bwrap_problem()}): apt-get install bubblewrap",
-)
+needs_bwrap = NEEDS_BWRAP
 
 MODULE = '''"""Tiny greeting module."""
 

@@ -7,17 +7,14 @@ from pathlib import Path
 
 import pytest
 from loopback import no_outside_network, server_for  # noqa: F401  (a fixture)
+from runhelp import NEEDS_BWRAP
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, main
 from darkfactory.doctor import run_checks
-from darkfactory.sandbox import bwrap_problem
 
 pytestmark = [
     pytest.mark.usefixtures("no_outside_network"),
-    pytest.mark.skipif(
-        bwrap_problem() is not None,
-        reason=f"bubblewrap does not work here ({bwrap_problem()}): apt-get install bubblewrap",
-    ),
+    NEEDS_BWRAP,
 ]
 
 

@@ -17,17 +17,14 @@ from typing import Any
 import pytest
 import yaml
 from dockerd import docker_engine  # noqa: F401  (a fixture)
+from runhelp import NEEDS_BWRAP
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
-from darkfactory.sandbox import bwrap_problem
 from darkfactory.trace import read_trace
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        bwrap_problem() is not None,
-        reason=f"bubblewrap does not work here ({bwrap_problem()}): apt-get install bubblewrap",
-    ),
+    NEEDS_BWRAP,
 ]
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,17 +16,14 @@ from typing import Any
 
 import pytest
 import yaml
+from runhelp import NEEDS_BWRAP
 
 from darkfactory.cli import main
-from darkfactory.sandbox import bwrap_problem
 from darkfactory.trace import read_trace
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        bwrap_problem() is not None,
-        reason=f"bubblewrap does not work here ({bwrap_problem()}): apt-get install bubblewrap",
-    ),
+    NEEDS_BWRAP,
 ]
 
 REPO = Path(__file__).resolve().parent.parent

@@ -24,19 +24,16 @@ from loopback import (  # noqa: F401  (no_outside_network is a fixture)
     run,
     server_for,
 )
+from runhelp import NEEDS_BWRAP
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, main
 from darkfactory.llms.playbook import load_playbook
-from darkfactory.sandbox import bwrap_problem
 from darkfactory.trace import check_record, read_trace
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.usefixtures("no_outside_network"),
-    pytest.mark.skipif(
-        bwrap_problem() is not None,
-        reason=f"bubblewrap does not work here ({bwrap_problem()}): apt-get install bubblewrap",
-    ),
+    NEEDS_BWRAP,
 ]
 
 ROLES = {"Engineering Manager", "Software Architect", "Software Developer", "QA Engineer"}

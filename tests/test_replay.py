@@ -25,16 +25,13 @@ from loopback import (  # noqa: F401  (no_outside_network is a fixture)
     run,
     server_for,
 )
+from runhelp import NEEDS_BWRAP
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, main
 from darkfactory.llms.cassette import Cassette, CassetteError, Normaliser, request_of, short_diff
-from darkfactory.sandbox import bwrap_problem
 from darkfactory.trace import read_trace
 
-needs_bwrap = pytest.mark.skipif(
-    bwrap_problem() is not None,
-    reason=f"bubblewrap does not work here ({bwrap_problem()}): apt-get install bubblewrap",
-)
+needs_bwrap = NEEDS_BWRAP
 SECRET = "sk-test-cassette-0123456789SECRET"
 IGNORED = {".git", "__pycache__", ".pytest_cache", "site"}
 

@@ -15,16 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runhelp import config_with, example_playbook, good_code, only_run, report_of, run_spec
-
-from darkfactory.sandbox import bwrap_problem
+from runhelp import (
+    NEEDS_BWRAP,
+    config_with,
+    example_playbook,
+    good_code,
+    only_run,
+    report_of,
+    run_spec,
+)
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        bwrap_problem() is not None,
-        reason=f"bubblewrap does not work here ({bwrap_problem()}): apt-get install bubblewrap",
-    ),
+    NEEDS_BWRAP,
 ]
 
 COUNT = "def count(text: str) -> dict[str, int]:\n"
