@@ -221,7 +221,7 @@ class RunEnv:
         from darkfactory.workspace import iter_files
 
         entries = list(iter_files(self.workspace))
-        return "\n".join(f"{e.path} ({e.size} bytes)" for e in entries) or "(empty)"
+        return "\n".join(e.path for e in entries) or "(empty)"
 
     def _design_text(self) -> str:
         from darkfactory.pipeline import MAX_DESIGN_CHARS

@@ -5,9 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from crewai.tools import BaseTool
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from darkfactory.context import RunContext
+
+
+def _drop_titles(schema: dict[str, Any]) -> None:
+    """Leave pydantic's generated titles out of the schema: they only repeat the names."""
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        if isinstance(prop, dict):
+            prop.pop("title", None)
+
+
+class ToolArgs(BaseModel):
+    """Base of a tool's ``args_schema``: the JSON schema the model reads, without titles.
+
+    CrewAI puts each tool's schema into every prompt of the agents that have the tool, so
+    every word in it is paid for on every call; the field descriptions say what matters.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_drop_titles)
 
 
 class WorkspaceTool(BaseTool):

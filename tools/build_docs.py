@@ -5,26 +5,24 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from darkfactory.docsite import DocsToolingMissing, build_site
-from tools._base import WorkspaceTool
+from tools._base import ToolArgs, WorkspaceTool
 
 MAX_SUMMARY_CHARS = 6000
 
 
-class BuildDocsArgs(BaseModel):
+class BuildDocsArgs(ToolArgs):
     """No arguments: the build always uses ``mkdocs.yml`` in the workspace root."""
 
 
 class BuildDocsTool(WorkspaceTool):
     name: str = "build_docs"
     description: str = (
-        "Build the documentation site with `python -m mkdocs build --strict` in the run's "
-        "sandbox, from mkdocs.yml in the workspace root, and return OK with the pages "
-        "built, or FAILED with every warning and error (strict mode fails on any warning: "
-        "a link to a page that does not exist, a nav entry without its page, an API "
-        "reference `::: module` that cannot be imported, a bad mkdocs.yml). The site is "
-        "built in a temporary directory and thrown away: nothing is written to the "
-        "workspace. Takes no arguments. The pipeline runs the same build after the "
-        "documentation task; use this tool to check your work before you answer."
+        "Build the docs with `python -m mkdocs build --strict` in the run's sandbox, from "
+        "mkdocs.yml in the workspace root, and return OK with the pages built, or FAILED "
+        "with every warning and error (strict: any warning fails, e.g. a link to a missing "
+        "page, a nav entry without its page, a `::: module` that cannot be imported). The "
+        "site is thrown away: nothing is written to the workspace. The pipeline runs the "
+        "same build after the documentation task."
     )
     args_schema: type[BaseModel] = BuildDocsArgs
 

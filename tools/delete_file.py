@@ -8,26 +8,19 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from darkfactory.workspace import PathRefused, quote, relative, resolve
-from tools._base import WorkspaceTool
+from tools._base import ToolArgs, WorkspaceTool
 
 
-class DeleteFileArgs(BaseModel):
-    path: str = Field(
-        description=(
-            "File to delete, relative to the workspace root, e.g. 'src/old.py'. A directory "
-            "is deleted only if it is empty."
-        )
-    )
+class DeleteFileArgs(ToolArgs):
+    path: str = Field(description="File or empty directory to delete, e.g. 'src/old.py'.")
 
 
 class DeleteFileTool(WorkspaceTool):
     name: str = "delete_file"
     description: str = (
-        "Delete one file of the workspace, a symlink (the link, not what it points to) or an "
-        "empty directory. Never deletes a directory that still has files in it: delete "
-        "those first. Paths are relative to the workspace root. Refuses absolute paths, paths "
-        "that lead outside the workspace, the workspace root, and anything under a read-only "
-        "path: the acceptance tests (acceptance/) and .git/."
+        "Delete a file, a symlink (not what it points to) or an empty directory. Paths are "
+        "relative to the workspace root; refuses paths outside it, the root itself, "
+        "directories that still have files, and the read-only acceptance/ and .git/."
     )
     args_schema: type[BaseModel] = DeleteFileArgs
 

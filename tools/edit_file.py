@@ -17,7 +17,7 @@ from darkfactory.workspace import (
     split_lines,
     write_text,
 )
-from tools._base import WorkspaceTool
+from tools._base import ToolArgs, WorkspaceTool
 
 #: Above this many lines the "closest region" hint is skipped (it costs lines x window).
 MAX_LINES_FOR_HINT = 5000
@@ -26,38 +26,29 @@ MAX_SNIPPET_LINES = 30
 _LINE_NUMBER_PREFIX = re.compile(r"^\s*\d+\t", re.MULTILINE)
 
 
-class EditFileArgs(BaseModel):
-    path: str = Field(
-        description="File to edit, relative to the workspace root, e.g. 'src/app.py'."
-    )
+class EditFileArgs(ToolArgs):
+    path: str = Field(description="File to edit, e.g. 'src/app.py'.")
     old_text: str = Field(
         min_length=1,
         description=(
-            "The exact text to replace, copied from the file including indentation and line "
-            "breaks (without read_file's line numbers). It must occur exactly once unless "
-            "replace_all is true; include a few surrounding lines to make it unique."
+            "The exact text to replace, indentation and line breaks included, without "
+            "read_file's line numbers; add surrounding lines to make it unique."
         ),
     )
-    new_text: str = Field(
-        description="The text to put in its place (may be empty to delete old_text)."
-    )
+    new_text: str = Field(description="Its replacement (empty deletes old_text).")
     replace_all: bool = Field(
-        default=False,
-        description="Replace every occurrence of old_text instead of requiring exactly one.",
+        default=False, description="Replace every occurrence instead of exactly one."
     )
 
 
 class EditFileTool(WorkspaceTool):
     name: str = "edit_file"
     description: str = (
-        "Change part of an existing UTF-8 text file by exact search and replace: old_text "
-        "must match the file character for character and occur exactly once (or set "
-        "replace_all to replace every occurrence). If it is absent the error shows the "
-        "closest region of the file; if it occurs several times the error gives their line "
-        "numbers. To create a file or rewrite it whole use write_file. Paths are relative to "
-        "the workspace root. Refuses absolute paths, paths that lead outside the workspace "
-        "(also through symlinks), binary files, and anything under a read-only path: the "
-        "acceptance tests (acceptance/) and .git/."
+        "Change part of a UTF-8 text file: old_text must match exactly and occur once (or "
+        "set replace_all). Otherwise the error shows the closest region of the file, or the "
+        "line of each occurrence. To rewrite a whole file use write_file. Paths are relative "
+        "to the workspace root; refuses paths outside it (symlinks included), binary files, "
+        "and the read-only acceptance/ and .git/."
     )
     args_schema: type[BaseModel] = EditFileArgs
 

@@ -7,29 +7,25 @@ from itertools import islice
 from pydantic import BaseModel, Field
 
 from darkfactory.workspace import PathRefused, iter_files, quote
-from tools._base import WorkspaceTool
+from tools._base import ToolArgs, WorkspaceTool
 
 MAX_ENTRIES = 500
 
 
-class ListFilesArgs(BaseModel):
+class ListFilesArgs(ToolArgs):
     path: str = Field(
         default=".",
-        description=(
-            "Directory to list, relative to the workspace root, e.g. 'src'. "
-            "Default '.', the whole workspace."
-        ),
+        description="Directory to list, e.g. 'src'. Default '.': the whole workspace.",
     )
 
 
 class ListFilesTool(WorkspaceTool):
     name: str = "list_files"
     description: str = (
-        "List the files under a directory of the workspace, recursively, one per line with "
-        f"its size in bytes (at most {MAX_ENTRIES} lines; list a subdirectory to see more). "
-        "Paths are relative to the workspace root. Skips .git, __pycache__ and other caches; "
-        "symlinks are marked and not followed. Refuses absolute paths and paths that lead "
-        "outside the workspace."
+        "List the files under a workspace directory, recursively, with their sizes in bytes "
+        f"(at most {MAX_ENTRIES}; list a subdirectory for more). Skips .git and caches; "
+        "marks symlinks and does not follow them. Paths are relative to the workspace root; "
+        "refuses paths outside it."
     )
     args_schema: type[BaseModel] = ListFilesArgs
 

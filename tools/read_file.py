@@ -13,38 +13,30 @@ from darkfactory.workspace import (
     resolve,
     split_lines,
 )
-from tools._base import WorkspaceTool
+from tools._base import ToolArgs, WorkspaceTool
 
 MAX_LINES = 2000
 MAX_CHARS = 60_000
 
 
-class ReadFileArgs(BaseModel):
-    path: str = Field(
-        description="File to read, relative to the workspace root, e.g. 'src/app.py'."
-    )
+class ReadFileArgs(ToolArgs):
+    path: str = Field(description="File to read, e.g. 'src/app.py'.")
     start_line: int | None = Field(
-        default=None,
-        ge=1,
-        description="First line to show (1-based, inclusive). Default: the first line.",
+        default=None, ge=1, description="First line to show (1-based). Default: the first."
     )
     end_line: int | None = Field(
-        default=None,
-        ge=1,
-        description="Last line to show (1-based, inclusive). Default: the last line.",
+        default=None, ge=1, description="Last line to show (inclusive). Default: the last."
     )
 
 
 class ReadFileTool(WorkspaceTool):
     name: str = "read_file"
     description: str = (
-        "Read a UTF-8 text file of the workspace. Each line is shown as its 1-based number, a "
-        "tab, then the text (the number and tab are not part of the file: leave them out of "
-        "edit_file's old_text). Give start_line/end_line to read a range. Long output is cut "
-        f"at {MAX_LINES} lines or {MAX_CHARS} characters, with a note saying which start_line "
-        "reads on. Paths are relative to the workspace root; refuses absolute paths, paths "
-        "that lead outside the workspace (also through symlinks), directories and binary "
-        "files. Acceptance tests can be read but never changed."
+        "Read a UTF-8 text file, each line shown as its number, a tab, then the text (leave "
+        "the number and tab out of edit_file's old_text). Output is cut at "
+        f"{MAX_LINES} lines or {MAX_CHARS} characters, with the start_line that reads on. "
+        "Paths are relative to the workspace root; refuses paths outside it (symlinks "
+        "included), directories and binary files. Acceptance tests can be read, never changed."
     )
     args_schema: type[BaseModel] = ReadFileArgs
 

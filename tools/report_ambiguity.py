@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from tools._base import WorkspaceTool
+from tools._base import ToolArgs, WorkspaceTool
 
 
-class ReportAmbiguityArgs(BaseModel):
+class ReportAmbiguityArgs(ToolArgs):
     question: str = Field(
-        description="The question a person must answer, e.g. 'Should counts include a trailing "
-        "line without a newline?'"
+        description="The question a person must answer, e.g. 'Does a last line without a "
+        "newline count?'"
     )
     reason: str = Field(
-        description="Why the spec cannot answer it: quote the requirement(s) that conflict or "
+        description="Why the spec cannot answer it: quote the requirements that conflict or "
         "are silent."
     )
 
@@ -22,9 +22,9 @@ class ReportAmbiguityTool(WorkspaceTool):
     name: str = "report_ambiguity"
     description: str = (
         "Report that the spec is ambiguous or contradictory on a point that decides what to "
-        "build, with the question a person must answer. The run stops after this phase and "
-        "asks a person (status: escalated). Use it only when no reading of the spec is clearly "
-        "right; never for something the design or the acceptance tests already settle."
+        "build: the run stops after this phase and asks a person (status: escalated). Only "
+        "when no reading of the spec is clearly right; never for what the design or the "
+        "acceptance tests settle."
     )
     args_schema: type[BaseModel] = ReportAmbiguityArgs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from darkfactory.sandbox.base import ExecResult
-from tools._base import WorkspaceTool
+from tools._base import ToolArgs, WorkspaceTool
 
 #: Most characters of each stream shown to the model (its head and tail).
 MAX_STREAM_CHARS = 8000
@@ -21,20 +21,19 @@ _LIMIT_TEXT = {
 }
 
 
-class RunCommandArgs(BaseModel):
+class RunCommandArgs(ToolArgs):
     argv: list[str] = Field(
         description=(
-            "The program and its arguments as a list, e.g. ['python', 'app.py', '--help'] or "
-            "['python', '-m', 'pip', 'list']. It is executed directly, not by a shell: for "
-            "pipes, redirection or '&&' pass ['sh', '-c', 'your command line'] explicitly."
+            "Program and arguments, e.g. ['python', 'app.py', '--help']; run directly, not "
+            "by a shell: for pipes, redirection or && pass ['sh', '-c', 'command line']."
         )
     )
     timeout_s: float | None = Field(
         default=None,
         gt=0,
         description=(
-            "Seconds before the command and everything it started are killed. Default: the "
-            "sandbox's limit; never more than the run's test timeout."
+            "Seconds before the command and all it started are killed. Default: the "
+            "sandbox's limit; at most the run's test timeout."
         ),
     )
 
@@ -42,14 +41,12 @@ class RunCommandArgs(BaseModel):
 class RunCommandTool(WorkspaceTool):
     name: str = "run_command"
     description: str = (
-        "Run one command in the run's sandbox, with the workspace as the working directory, "
-        "and return its exit code, its stdout and stderr (long output is cut in the middle) "
-        "and which limit ended it, if one did. The sandbox has no network (installing from "
-        "the internet fails), sees no host files outside the workspace, and limits time, "
-        "memory, CPU, processes, file size and output; the environment is minimal (PATH, "
-        "HOME=/tmp, PYTHONPATH=the workspace). Refuses an empty argv and arguments containing "
-        "NUL characters. Does not use a shell unless you run one yourself (['sh', '-c', ...]). "
-        "To run the test suites use run_tests, which reports every test's outcome."
+        "Run one command in the run's sandbox, in the workspace, and return its exit code, "
+        "stdout and stderr (long output cut in the middle) and the limit that ended it, if "
+        "one did. The sandbox has no network (installing from the internet fails), no host "
+        "files but the workspace, limits on time, memory, CPU, processes, file size and "
+        "output, and a minimal environment (PATH, HOME=/tmp, PYTHONPATH=the workspace). "
+        "Refuses an empty argv and NUL characters. For the test suites use run_tests."
     )
     args_schema: type[BaseModel] = RunCommandArgs
 

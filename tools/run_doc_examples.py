@@ -6,17 +6,16 @@ from pydantic import BaseModel, Field
 
 from darkfactory.docsite import NO_RUN, examples_summary, find_examples, run_example
 from darkfactory.workspace import PathRefused, resolve
-from tools._base import WorkspaceTool
+from tools._base import ToolArgs, WorkspaceTool
 
 MAX_SUMMARY_CHARS = 6000
 
 
-class RunDocExamplesArgs(BaseModel):
+class RunDocExamplesArgs(ToolArgs):
     files: list[str] = Field(
         default_factory=list,
         description=(
-            "Only the examples of these Markdown files, relative to the workspace root, "
-            "e.g. ['README.md'] or ['docs/usage.md']. Default: README.md and every "
+            "Only these Markdown files, e.g. ['README.md']. Default: README.md and every "
             "docs/**/*.md, as the pipeline checks them."
         ),
     )
@@ -25,15 +24,14 @@ class RunDocExamplesArgs(BaseModel):
 class RunDocExamplesTool(WorkspaceTool):
     name: str = "run_doc_examples"
     description: str = (
-        "Run every code example of README.md and docs/**/*.md in the run's sandbox, each "
-        "on its own, in a scratch copy of the workspace (working directory = the workspace "
-        "root, its modules importable; files an example writes are thrown away) with the "
-        "sandbox's time limit: a ```python block as a script, a block whose first line "
-        "starts with `>>>` with doctest (ELLIPSIS on). A block right after a line "
-        f"`{NO_RUN}` is not run; blocks in other languages (```sh, ```text) never are. "
-        "Returns how many ran and passed, then each failing example as FILE:LINE with its "
-        "traceback or the doctest's expected and actual output. The pipeline runs the same "
-        "examples after the documentation task."
+        "Run every code example of README.md and docs/**/*.md in the run's sandbox, each on "
+        "its own in a scratch copy of the workspace (working directory = the workspace "
+        "root, its modules importable, written files thrown away): a ```python block as a "
+        "script, a block starting with `>>>` with doctest (ELLIPSIS on). Blocks after a line "
+        f"`{NO_RUN}`, and blocks in other languages (```sh, ```text), are not run. Returns "
+        "how many ran and passed, then each failure as FILE:LINE with its traceback or the "
+        "doctest's expected and actual output. The pipeline runs the same examples after "
+        "the documentation task."
     )
     args_schema: type[BaseModel] = RunDocExamplesArgs
 

@@ -17,19 +17,18 @@ from pydantic import BaseModel, Field
 from darkfactory.sandbox import ACCEPTANCE_TARGET, RESULTS_TARGET, Sandbox
 from darkfactory.testrun import run_pytest
 from darkfactory.workspace import PathRefused, quote, resolve
-from tools._base import WorkspaceTool
+from tools._base import ToolArgs, WorkspaceTool
 
 MAX_SUMMARY_CHARS = 6000
 _calls = itertools.count(1)
 
 
-class RunTestsArgs(BaseModel):
+class RunTestsArgs(ToolArgs):
     paths: list[str] = Field(
         default_factory=lambda: ["tests"],
         description=(
-            "What to test, relative to the workspace root: directories, test files or single "
-            "tests, e.g. ['tests'], ['tests/test_app.py'], ['tests/test_app.py::test_empty']. "
-            "'acceptance' runs the read-only acceptance tests of the spec. Default: ['tests']."
+            "Directories, test files or single tests, e.g. ['tests/test_app.py::test_empty']; "
+            "'acceptance' is the spec's read-only acceptance tests. Default: ['tests']."
         ),
     )
 
@@ -37,14 +36,11 @@ class RunTestsArgs(BaseModel):
 class RunTestsTool(WorkspaceTool):
     name: str = "run_tests"
     description: str = (
-        "Run pytest in the run's sandbox on the given workspace paths (default: tests) and "
-        "return the counts of passed, failed, erroring and skipped tests, then each failing "
-        "test with its assertion message, or why the tests could not be collected (an "
-        "import error, a missing path) or that the run was killed by its time limit. "
-        "'acceptance' runs the spec's acceptance tests, which are read-only. Refuses "
-        "absolute paths, paths that leave the workspace and paths that do not exist. The "
-        "tool itself writes nothing into the workspace (its report is kept elsewhere); "
-        "the tests it runs may."
+        "Run pytest in the run's sandbox on workspace paths and return the counts of passed, "
+        "failed, erroring and skipped tests and each failing test with its assertion "
+        "message; or why the tests could not be collected, or that the time limit killed "
+        "them. Writes nothing to the workspace itself (the tests may). Paths are relative to "
+        "the workspace root; refuses paths outside it and paths that do not exist."
     )
     args_schema: type[BaseModel] = RunTestsArgs
 

@@ -5,30 +5,21 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from darkfactory.workspace import PathRefused, quote, relative, resolve, split_lines, write_text
-from tools._base import WorkspaceTool
+from tools._base import ToolArgs, WorkspaceTool
 
 
-class WriteFileArgs(BaseModel):
-    path: str = Field(
-        description=(
-            "File to write, relative to the workspace root, e.g. 'src/app.py'. Missing parent "
-            "directories are created."
-        )
-    )
-    content: str = Field(
-        description="The complete new text of the file (UTF-8), written exactly as given."
-    )
+class WriteFileArgs(ToolArgs):
+    path: str = Field(description="File to write, e.g. 'src/app.py'.")
+    content: str = Field(description="The file's complete new text, written exactly as given.")
 
 
 class WriteFileTool(WorkspaceTool):
     name: str = "write_file"
     description: str = (
-        "Create a text file, or overwrite an existing one with new content in full, creating "
-        "missing parent directories. To change part of an existing file use edit_file "
-        "instead. Paths are relative to the workspace root. Refuses absolute paths, paths "
-        "that lead outside the workspace (also through symlinks), directories, and anything "
-        "under a read-only path: the acceptance tests (acceptance/) and .git/. Returns the "
-        "number of bytes and lines written."
+        "Create a text file or replace its whole content, creating missing parent "
+        "directories; returns the bytes and lines written. For a partial change use "
+        "edit_file. Paths are relative to the workspace root; refuses paths outside it "
+        "(symlinks included), directories, and the read-only acceptance/ and .git/."
     )
     args_schema: type[BaseModel] = WriteFileArgs
 

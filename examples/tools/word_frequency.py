@@ -12,14 +12,14 @@ from collections import Counter
 from pydantic import BaseModel, Field
 
 from darkfactory.workspace import PathRefused, quote, read_text, relative, resolve
-from tools._base import WorkspaceTool
+from tools._base import ToolArgs, WorkspaceTool
 
 #: A word: letters (any script), optionally joined by apostrophes ("don't"). No digits.
 WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")
 MAX_TOP = 100
 
 
-class WordFrequencyArgs(BaseModel):
+class WordFrequencyArgs(ToolArgs):
     # The Field descriptions are what the model reads to fill in the arguments.
     path: str = Field(
         description="Text file to analyse, relative to the workspace root, e.g. 'docs/index.md'."
