@@ -1,8 +1,19 @@
-"""Test-wide settings: offline, no telemetry, no real model can be reached by accident."""
+"""Test-wide settings: offline, no telemetry, no real model can be reached by accident.
+
+Loopback only (netguard.py): this process may connect to loopback and Unix sockets and
+nothing else, from collection to the end; a test that tries fails. A pip that a test
+starts reads no pip setting but an index on loopback: nothing listens there, unless the
+test uses ``local_index`` (pypi_local.py), the session's own package index.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+
+import pypi_local
+import pytest
+from netguard import NO_INDEX_URL, loopback_only_environment, refuse_outside_network
 
 # Set before anything imports crewai.
 os.environ.update(
@@ -27,6 +38,31 @@ for _name in list(os.environ):
         "API_BASE",
     }:
         del os.environ[_name]
+loopback_only_environment(os.environ)
+#: Connections beyond loopback refused outside any test (e.g. at import): fail the session.
+_outside_attempts, _ = refuse_outside_network()
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only() -> Iterator[None]:
+    """Fails the test (at teardown) that tried to connect beyond loopback."""
+    before = len(_outside_attempts)
+    yield
+    tried = _outside_attempts[before:]
+    del _outside_attempts[before:]
+    assert not tried, f"the test tried to reach beyond loopback (refused): {tried}"
+
+
+@pytest.fixture(scope="session")
+def local_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pypi_local.LocalIndex]:
+    """The session's package index on 127.0.0.1; PIP_INDEX_URL points at it meanwhile."""
+    root = pypi_local.build_index(tmp_path_factory.mktemp("pypi-local"))
+    with pypi_local.serve(root) as index:
+        os.environ["PIP_INDEX_URL"] = index.url
+        try:
+            yield index
+        finally:
+            os.environ["PIP_INDEX_URL"] = NO_INDEX_URL
 
 
 # In CI (.ci/run sets DARKFACTORY_NO_SKIPS=1) everything a test needs is installed and
@@ -34,12 +70,15 @@ for _name in list(os.environ):
 _skipped: list[str] = []
 
 
-def pytest_runtest_logreport(report):  # type: ignore[no-untyped-def]
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.skipped and os.environ.get("DARKFACTORY_NO_SKIPS") == "1":
         _skipped.append(f"{report.nodeid}: {report.longrepr}")
 
 
-def pytest_sessionfinish(session, exitstatus):  # type: ignore[no-untyped-def]
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _outside_attempts:
+        print(f"\nOutside any test, connections beyond loopback were refused: {_outside_attempts}")
+        session.exitstatus = 1
     if _skipped:
         print("\nDARKFACTORY_NO_SKIPS=1 and these tests were skipped:\n  " + "\n  ".join(_skipped))
         session.exitstatus = 1

@@ -3,21 +3,21 @@
 ``no_outside_network`` (a fixture) refuses, and remembers, every connection to an address
 other than loopback or a Unix socket made by this process while a test runs, so a test
 that would reach a real provider (or download anything, e.g. tiktoken's encodings) fails
-instead of hanging on a network that is not there.
+instead of hanging on a network that is not there. (conftest.py installs the same guard,
+from netguard.py, for the whole session; this one also asserts at the end of the test.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from netguard import LOOPBACK, outside_network_refused  # noqa: F401  (re-exported)
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
 from darkfactory.config import load_config
@@ -28,39 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 MODEL = "openai/playbook"
 #: factory.yaml ``llm:`` for fault tests: small timeouts, two retries, short backoff.
 FAST_LLM = {"timeout_s": 2, "max_retries": 2, "retry_backoff_s": 0.05, "retry_max_wait_s": 1}
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-
-
-@contextlib.contextmanager
-def outside_network_refused() -> Iterator[list[str]]:
-    """Refuse (and list) connections beyond loopback and Unix sockets while active."""
-    attempts: list[str] = []
-    real_connect = socket.socket.connect
-    real_connect_ex = socket.socket.connect_ex
-
-    def allowed(sock: socket.socket, address: Any) -> bool:
-        if sock.family == getattr(socket, "AF_UNIX", None):
-            return True
-        host = address[0] if isinstance(address, tuple) else str(address)
-        return host in LOOPBACK
-
-    def connect(sock: socket.socket, address: Any) -> None:
-        if not allowed(sock, address):
-            attempts.append(repr(address))
-            raise ConnectionRefusedError(f"test: no network beyond loopback ({address!r})")
-        real_connect(sock, address)
-
-    def connect_ex(sock: socket.socket, address: Any) -> int:
-        if not allowed(sock, address):
-            attempts.append(repr(address))
-            return 111
-        return real_connect_ex(sock, address)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(socket.socket, "connect", connect)
-        mp.setattr(socket.socket, "connect_ex", connect_ex)
-        yield attempts
-    assert attempts == [], f"the test tried to reach beyond loopback: {attempts}"
 
 
 @pytest.fixture

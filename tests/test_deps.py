@@ -1,7 +1,9 @@
 """The generated project's dependencies: declared, downloaded on the host, installed offline.
 
-The install tests download a small pure-Python wheel (``six``) from the package index the
-host's pip uses, then install it in a real sandbox (docker and bwrap) that has no network.
+The install tests download a small pure-Python wheel (``six``) with the host's pip, from
+the session's own package index on 127.0.0.1 (``local_index``, tests/pypi_local.py: wheels
+made by the test session, never the public index), then install it in a real sandbox
+(docker and bwrap) that has no network.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from pathlib import Path
 
 import pytest
 from dockerd import IMAGE, docker_engine  # noqa: F401  (a fixture)
+from pypi_local import SDIST_ONLY, LocalIndex
 
 from darkfactory import deps
 from darkfactory.sandbox import bwrap_problem, open_sandbox
 from darkfactory.sandbox.base import Limits, Sandbox, SandboxSpec
 
-#: Pinned, and not the version Dark Factory's own environment has (1.17): what the
-#: sandbox imports must be what was installed for the project.
+#: Pinned, and not the version Dark Factory's own environment has (1.17, also on the
+#: index): what the sandbox imports must be what was installed for the project.
 SIX = "six==1.16.0"
 
 
@@ -115,13 +118,17 @@ def run_sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tupl
 
 
 def test_a_pypi_package_is_installed_and_importable_with_no_network(
-    run_sandbox: tuple[Sandbox, Path],
+    run_sandbox: tuple[Sandbox, Path], local_index: LocalIndex
 ) -> None:
     sb, run_dir = run_sandbox
     ws = run_dir / "workspace"
     (ws / "requirements.txt").write_text(f"{SIX}\n")
+    local_index.requested.clear()
     result = deps.ensure(sb, ws, run_dir, timeout_s=120)
     assert result is not None and result.ok, result and result.summary()
+    # The host's pip got the pinned wheel from the loopback index (PIP_INDEX_URL).
+    assert "/simple/six/" in local_index.requested
+    assert local_index.files_requested() == ["six-1.16.0-py2.py3-none-any.whl"]
     assert result.installed == ("six 1.16.0",)
     assert result.exec is not None  # pip looked at the wheelhouse and at nothing else
     assert f"Looking in links: {sb.path_of(deps.WHEELHOUSE_TARGET)}" in result.exec.stdout
@@ -154,17 +161,28 @@ def test_a_pypi_package_is_installed_and_importable_with_no_network(
     assert deps_dir not in r.stdout
 
 
-def test_a_package_without_a_wheel_fails_with_pips_words(run_sandbox: tuple[Sandbox, Path]) -> None:
+@pytest.mark.parametrize("requirement", ["darkfactory-no-such-package-xyzzy==1.0", SDIST_ONLY])
+def test_a_package_without_a_wheel_fails_with_pips_words(
+    run_sandbox: tuple[Sandbox, Path], local_index: LocalIndex, requirement: str
+) -> None:
+    """Not on the index at all, or only as a source distribution: nothing is built."""
     sb, run_dir = run_sandbox
     ws = run_dir / "workspace"
-    (ws / "requirements.txt").write_text("darkfactory-no-such-package-xyzzy==1.0\n")
+    (ws / "requirements.txt").write_text(f"{requirement}\n")
+    local_index.requested.clear()
     result = deps.ensure(sb, ws, run_dir, timeout_s=120)
     assert result is not None and result.failed == "download"
     text = result.summary()
     assert text.startswith("DEPENDENCIES FAILED: downloading the wheels")
-    assert "No matching distribution found for darkfactory-no-such-package-xyzzy" in text
+    name = requirement.split("==")[0]
+    assert f"No matching distribution found for {requirement}" in text, text
     assert "no source distribution is ever built" in text
     assert len(text) < deps.MAX_ERROR_CHARS + 500
+    # pip asked the loopback index, and never fetched (let alone ran) the sdist.
+    assert f"/simple/{name}/" in local_index.requested
+    assert local_index.files_requested() == []
+    assert not local_index.sdist_marker.exists()
+    assert not any((run_dir / "deps").iterdir())
 
 
 def test_a_refused_requirement_goes_to_the_fix_task(run_sandbox: tuple[Sandbox, Path]) -> None:
