@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -292,3 +295,129 @@ def test_hidden_and_cache_entries_are_left_out(tmp_path: Path) -> None:
     write(suite, "__pycache__/test_ok.cpython-311.pyc", "junk")
     write(suite, ".env", "SECRET=1\n")
     assert [t.name for t in load_spec(suite).acceptance_tests] == ["test_ok.py"]
+
+
+# -- a suite written in unittest style ---------------------------------------------------
+
+LIBRARY = REPO / "examples" / "specs" / "library-unittest"
+LIBRARY_IMPL = Path(__file__).resolve().parent / "data" / "library_impl" / "library"
+
+
+def test_unittest_suite_requirements_come_from_docstrings_and_names() -> None:
+    spec = load_spec(LIBRARY)
+    assert detect_format(LIBRARY) == spec.format == "testsuite"
+    assert spec.title == "Library loans"
+    assert [(r.id, r.text) for r in spec.requirements] == [
+        (
+            "R1",
+            "The catalogue finds a book by its ISBN and by words of its title "
+            "(test_catalog.py::TestCatalog)",
+        ),
+        (
+            "R2",
+            "Catalog removal: remove book; remove unknown isbn raises key error "
+            "(test_catalog.py::CatalogRemovalTests)",
+        ),
+        (
+            "R3",
+            "Lending a book records who has it and when it is due: 14 days later "
+            "(test_loans.py::LoanDeskTest)",
+        ),
+        (
+            "R4",
+            "Loan limit: a member may hold two books at a time; a third loan is refused "
+            "(test_loans.py::LoanLimitTests)",
+        ),
+        (
+            "R5",
+            "A late return costs 10 cents a day, never more than the price of the book "
+            "(fines/test_fines.py::FineTests)",
+        ),
+    ]
+    # each requirement starts at its class
+    for req in spec.requirements:
+        assert req.source is not None and req.source.line is not None
+        cls = req.text.rsplit("::", 1)[1].rstrip(")")
+        lines = Path(req.source.file).read_text(encoding="utf-8").splitlines()
+        assert lines[req.source.line - 1].startswith(f"class {cls}(unittest.TestCase):")
+
+
+def test_unittest_suite_imports_decide_the_files_to_create() -> None:
+    spec = load_spec(LIBRARY)
+    # library.* is imported by the tests and by helpers.py; helpers is the suite's own;
+    # datetime and unittest are the standard library; zoneinfo_extra is optional (try/except).
+    assert spec.files_to_create == [
+        "library/__init__.py",
+        "library/catalog.py",
+        "library/fines.py",
+        "library/loans.py",
+    ]
+    assert spec.summary.startswith("# Library loans")
+    assert spec.summary.endswith(
+        "Files to create in the project root, from what the tests import: library/__init__.py, "
+        "library/catalog.py, library/fines.py, library/loans.py."
+    )
+
+
+def test_unittest_suite_files_are_the_acceptance_tests_unchanged() -> None:
+    spec = load_spec(LIBRARY)
+    assert [t.name for t in spec.acceptance_tests] == [
+        "helpers.py",
+        "test_catalog.py",
+        "test_loans.py",
+        "fines/test_fines.py",
+    ]
+    for test in spec.acceptance_tests:
+        assert test.content == (LIBRARY / test.name).read_text(encoding="utf-8")
+    links = requirement_links(spec)
+    assert len(links) == 12
+    assert links["test_loans.py::LoanLimitTests::test_a_member_holds_at_most_two_books"] == ["R4"]
+    assert links["fines/test_fines.py::FineTests::test_ten_cents_a_day_late"] == ["R5"]
+
+
+def run_acceptance(spec: Any, root: Path, fines: str | None = None) -> dict[str, str]:
+    """Run the spec's acceptance files with pytest against the reference ``library``."""
+    for test in spec.acceptance_tests:
+        target = root / "acceptance" / test.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(test.content, encoding="utf-8")
+    for module in LIBRARY_IMPL.iterdir():
+        if module.suffix == ".py":
+            text = module.read_text(encoding="utf-8")
+            if fines is not None and module.name == "fines.py":
+                text = fines
+            (root / "library").mkdir(parents=True, exist_ok=True)
+            (root / "library" / module.name).write_text(text, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "acceptance", "-rA", "-q", "-p", "no:cacheprovider"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    outcomes = {}
+    for line in result.stdout.splitlines():
+        kind, _, rest = line.partition(" acceptance/")
+        if kind in ("PASSED", "FAILED") and rest:
+            outcomes[rest.split(" - ", 1)[0]] = kind.lower()
+    return outcomes
+
+
+def test_unittest_suite_runs_under_pytest_and_its_outcomes_prove_the_requirements(
+    tmp_path: Path,
+) -> None:
+    spec = load_spec(LIBRARY)
+    outcomes = run_acceptance(spec, tmp_path / "good")
+    assert set(outcomes) == set(requirement_links(spec))  # the keys are pytest's node ids
+    assert set(outcomes.values()) == {"passed"}
+    assert all(r["passed"] is True for r in requirement_matrix(spec, outcomes))
+
+    wrong = (
+        (LIBRARY_IMPL / "fines.py")
+        .read_text(encoding="utf-8")
+        .replace("CENTS_PER_DAY = 10", "CENTS_PER_DAY = 20")
+    )
+    outcomes = run_acceptance(spec, tmp_path / "bad", fines=wrong)
+    assert outcomes["fines/test_fines.py::FineTests::test_ten_cents_a_day_late"] == "failed"
+    rows = {r["id"]: r["passed"] for r in requirement_matrix(spec, outcomes)}
+    assert rows == {"R1": True, "R2": True, "R3": True, "R4": True, "R5": False}

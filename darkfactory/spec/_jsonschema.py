@@ -42,7 +42,14 @@ from pathlib import Path
 from typing import Any
 
 from darkfactory.errors import SpecError
-from darkfactory.spec._document import check_local_refs, fail, resolve_pointer
+from darkfactory.spec._document import (
+    check_local_refs,
+    check_numbers,
+    check_ref_cycles,
+    checker_limits,
+    fail,
+    resolve_pointer,
+)
 from darkfactory.spec.model import Requirement, SourceRef, Spec
 from darkfactory.yamlio import KeyPath, Locations
 
@@ -119,12 +126,23 @@ class Schema:
 
 def parse_json_schema(data: Any, locs: Locations, *, file: Path) -> Spec:
     """A ``jsonschema`` Spec from a parsed JSON Schema (see the module docstring)."""
+    from referencing.exceptions import Unresolvable
+
     from darkfactory.spec._jsonschema_cases import derive_cases
     from darkfactory.spec._jsonschema_tests import render_model_files
 
     schema = check_schema(data, locs, file=file)
     schema.constraints = list(walk(schema, data, (), (), (data,)))
-    cases = derive_cases(schema)
+    try:
+        with checker_limits(file):
+            cases = derive_cases(schema)
+    except Unresolvable as exc:  # e.g. a $ref taken relative to a nested $id
+        raise SpecError(
+            f"invalid JSON Schema: jsonschema cannot resolve a $ref ({exc})",
+            file=file,
+            hint="keep every $ref a path inside this file ('#/$defs/name') and leave out "
+            "nested $id keywords, which change what a $ref is relative to",
+        ) from None
     requirements: list[Requirement] = []
 
     def add(text: str, path: KeyPath, reason: str | None = None) -> Requirement:
@@ -172,7 +190,16 @@ def check_schema(data: Any, locs: Locations, *, file: Path) -> Schema:
             hint='start with {"$schema": "https://json-schema.org/draft/2020-12/schema", '
             '"type": "object", ...}',
         )
+    check_numbers(data, file=file, locs=locs, what="schema")
     unknown = object()
+    if "$schema" in data and not isinstance(data["$schema"], str):
+        raise fail(
+            f"$schema must be the URI of a JSON Schema dialect, got {data['$schema']!r}",
+            file=file,
+            locs=locs,
+            path=("$schema",),
+            hint="e.g. https://json-schema.org/draft/2020-12/schema",
+        )
     cls = validator_for(data, default=unknown) if "$schema" in data else Draft202012Validator
     if cls is unknown:
         raise fail(
@@ -195,6 +222,7 @@ def check_schema(data: Any, locs: Locations, *, file: Path) -> Schema:
             hint="the schema must be valid against its dialect's meta-schema ($schema)",
         ) from None
     check_local_refs(data, file=file, locs=locs, what="schema", anchors=True)
+    check_ref_cycles(data, file=file, locs=locs, what="schema")
     return Schema(data=data, locs=locs, file=file, validator=cls(data))
 
 

@@ -34,6 +34,7 @@ from darkfactory.spec._jsonschema import (
     dotted,
 )
 from darkfactory.spec._jsonschema_minimal import (
+    MAX_DERIVED_LENGTH,
     NO_VALUE,
     deref,
     minimal_instance,
@@ -344,7 +345,9 @@ def _candidates(c: Constraint, current: Any) -> list[Any]:
         "uniqueItems": lambda: _with_duplicate(current),
     }
     make = maker.get(c.keyword)
-    return make() if make is not None else []
+    found = make() if make is not None else []
+    # One past a bound of 1e308 is infinity, which is not JSON (and crashes jsonschema).
+    return [x for x in found if not (isinstance(x, float) and not math.isfinite(x))]
 
 
 def _allows_only_integers(node: dict[str, Any]) -> bool:
@@ -396,7 +399,7 @@ def _not_in(values: list[Any], current: Any) -> list[Any]:
 
 
 def _strings(length: int, current: Any) -> list[str]:
-    if length < 0:
+    if length < 0 or length > MAX_DERIVED_LENGTH:
         return []
     out = []
     if isinstance(current, str) and current:
@@ -417,7 +420,7 @@ def _non_matching(current: Any) -> list[str]:
 
 
 def _lists(length: int, current: Any) -> list[list[Any]]:
-    if length < 0 or not isinstance(current, list) or not current:
+    if length < 0 or length > MAX_DERIVED_LENGTH or not isinstance(current, list) or not current:
         return []
     if len(current) >= length:
         return [current[:length]]

@@ -16,6 +16,9 @@ from darkfactory.spec._document import resolve_pointer
 from darkfactory.spec._jsonschema import Schema
 
 MAX_DEPTH = 12
+#: The longest string or list derived (a ``minLength`` of a million gives no instance:
+#: the generated tests would be megabytes, and deriving them would take as long).
+MAX_DERIVED_LENGTH = 10_000
 
 
 class _NoValue:
@@ -75,7 +78,9 @@ def minimal_instance(schema: Schema, node: Any, depth: int = 0) -> Any:
         return out
     if kind == "array":
         count = merged.get("minItems") or 0
-        if not count:
+        if not isinstance(count, int) or count > MAX_DERIVED_LENGTH:
+            return NO_VALUE
+        if count <= 0:
             return []
         item = minimal_instance(schema, merged.get("items", True), depth + 1)
         return NO_VALUE if item is NO_VALUE else [copy.deepcopy(item) for _ in range(count)]
@@ -125,6 +130,8 @@ def _minimal_string(node: dict[str, Any]) -> Any:
     raw_low, raw_high = node.get("minLength"), node.get("maxLength")
     low: int = raw_low if isinstance(raw_low, int) else 0
     high: int | None = raw_high if isinstance(raw_high, int) else None
+    if low > MAX_DERIVED_LENGTH:
+        return NO_VALUE
     sample = _FORMAT_SAMPLES.get(str(node.get("format")))
     candidates = [sample] if sample else []
     candidates += [s * max(1, -(-max(low, 1) // len(s))) for s in _STRING_SAMPLES]
@@ -153,7 +160,12 @@ def _smallest_number(node: dict[str, Any], integer: bool) -> Any:
     value: float = 0 if low is None else low
     multiple = node.get("multipleOf")
     if isinstance(multiple, int | float) and not isinstance(multiple, bool) and multiple > 0:
-        value = math.ceil(value / multiple) * multiple
+        steps = value / multiple
+        if not math.isfinite(steps):  # e.g. minimum 1e6, multipleOf 1e-320
+            return NO_VALUE
+        value = math.ceil(steps) * multiple
+    if not math.isfinite(value):
+        return NO_VALUE
     return number(math.ceil(value) if integer else value, integer)
 
 

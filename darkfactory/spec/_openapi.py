@@ -31,12 +31,20 @@ specification defines it, which hand-written checks would only approximate.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from darkfactory.errors import SpecError
-from darkfactory.spec._document import check_local_refs, fail, resolve_pointer
+from darkfactory.spec._document import (
+    check_local_refs,
+    check_numbers,
+    check_ref_cycles,
+    checker_limits,
+    fail,
+    resolve_pointer,
+)
 from darkfactory.spec.model import Requirement, SourceRef, Spec
 from darkfactory.yamlio import KeyPath, Locations
 
@@ -124,7 +132,11 @@ def parse_openapi(data: Any, locs: Locations, *, file: Path) -> Spec:
             text = response_text(op, resp, doc)
             resp.requirement = _requirement(doc, len(requirements) + 1, text, resp.path)
             requirements.append(resp.requirement)
-    cases = build_cases(doc, operations)
+    with checker_limits(file), warnings.catch_warnings():
+        # openapi-core warns of security schemes it cannot check (oauth2); the example
+        # requests are checked with security aside, so the warning says nothing here.
+        warnings.filterwarnings("ignore", "Unsupported scheme type", UserWarning)
+        cases = build_cases(doc, operations)
     tested = {req_id for case in cases for req_id in case.requirement_ids}
     for op in operations:
         for resp in op.responses:
@@ -176,13 +188,15 @@ def check_document(data: Any, locs: Locations, *, file: Path) -> Document:
             hint="Dark Factory reads OpenAPI 3.0.x and 3.1.x documents"
             + ("; write the version in quotes, e.g. openapi: '3.1.0'" if quoted else ""),
         )
+    check_numbers(data, file=file, locs=locs, what="OpenAPI document")
     check_local_refs(data, file=file, locs=locs, what="OpenAPI document")
+    check_ref_cycles(data, file=file, locs=locs, what="OpenAPI document")
     _validate(data, locs, file=file, version=version)
     return Document(data=data, locs=locs, file=file)
 
 
 def _validate(data: dict[str, Any], locs: Locations, *, file: Path, version: str) -> None:
-    from jsonschema.exceptions import best_match
+    from jsonschema.exceptions import best_match, relevance
     from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator, validate
     from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
     from referencing.exceptions import Unresolvable
@@ -194,7 +208,9 @@ def _validate(data: dict[str, Any], locs: Locations, *, file: Path, version: str
     except Unresolvable as exc:
         raise SpecError(f"invalid OpenAPI document: cannot resolve {exc}", file=file) from None
     except OpenAPIValidationError as exc:
-        error: Any = best_match(exc.context) if exc.context else exc
+        # The deepest error under a oneOf/anyOf, as best_match's own descent picks it:
+        # "'$ref' is a required property" (the Reference alternative) says nothing useful.
+        error: Any = best_match([min(exc.context, key=relevance)]) if exc.context else exc
     path: KeyPath = tuple(error.absolute_path)
     if not path:
         path = _path_named_in(error.message, data)
@@ -202,12 +218,22 @@ def _validate(data: dict[str, Any], locs: Locations, *, file: Path, version: str
     if unexpected and isinstance(error.instance, dict) and unexpected.group(1) in error.instance:
         path = (*path, unexpected.group(1))  # the line of the misspelt key itself
     raise fail(
-        f"invalid OpenAPI document: {error.message}",
+        f"invalid OpenAPI document: {_message(error)}",
         file=file,
         locs=locs,
         path=path,
         hint=f"the OpenAPI {version[:3]} specification says what is allowed here",
     )
+
+
+def _message(error: Any) -> str:
+    """The validator's message, reworded where its wording names only schema internals."""
+    excluded = error.validator_value if error.validator == "not" else None
+    if isinstance(excluded, dict) and list(excluded) == ["required"]:
+        keys = [str(k) for k in excluded["required"]]
+        if len(keys) > 1:
+            return f"use {' or '.join(map(repr, keys))}, not both"
+    return str(error.message)
 
 
 def _path_named_in(message: str, data: dict[str, Any]) -> KeyPath:
@@ -379,5 +405,11 @@ def _first_line(text: Any) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
+#: A vowel letter that sounds like a consonant: "a User", "a Unit", "a European", "a OneOf".
+_YOU_SOUND = re.compile(r"^(?:u[bcdfgklmnprstvz][aeiou]|uni|eu|one)", re.IGNORECASE)
+
+
 def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
+    if _YOU_SOUND.match(word):
+        return "a"
+    return "an" if word[:1].lower() in ("a", "e", "i", "o", "u") else "a"

@@ -17,7 +17,8 @@ else the directory's name). Test files are those pytest collects by default:
   its name in words ("test_adds_two_numbers" -> "Adds two numbers");
 - a test class (a ``Test*`` class without ``__init__``, or a ``TestCase`` subclass), with
   all its ``test*`` methods (nested ``Test*`` classes included): its docstring, or its
-  name and its methods' names in words.
+  name followed by what each method tests (the method's docstring, or its name in
+  words): "Loan limit: a member may hold two books at a time".
 
 **Files to create**: the modules the tests import that are not in the suite, not in the
 standard library and not installed where Dark Factory runs (the sandbox uses the same
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from darkfactory.errors import SpecError
+from darkfactory.spec.limits import check_size
 from darkfactory.spec.model import AcceptanceTest, Requirement, SourceRef, Spec
 
 README_NAMES = ("readme.md", "readme", "readme.rst", "readme.txt", "instructions.md")
@@ -171,6 +173,7 @@ def _suite_files(root: Path) -> list[Path]:
 
 
 def _read(f: Path) -> str:
+    check_size(f, what="the file")
     data = f.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -198,6 +201,12 @@ def _parse(f: Path, text: str) -> ast.Module:
         ) from None
     except ValueError as exc:  # e.g. a null byte
         raise SpecError(f"not valid Python source: {exc}", file=f, line=1) from None
+    except (RecursionError, MemoryError):  # CPython's parser gives up on deep nesting
+        raise SpecError(
+            "Python source too deeply nested to parse",
+            file=f,
+            hint="fix the test file: the tests are the spec",
+        ) from None
 
 
 def _tests(f: Path, root: Path, tree: ast.Module) -> list[_Test]:
@@ -213,10 +222,11 @@ def _tests(f: Path, root: Path, tree: ast.Module) -> list[_Test]:
                 )
             )
         elif isinstance(node, ast.ClassDef) and _is_test_class(node):
-            keys = list(_class_keys(node, f"{prefix}::{node.name}"))
-            if not keys:
+            found = _class_tests(node, f"{prefix}::{node.name}")
+            if not found:
                 continue
-            methods = [k.rsplit("::", 1)[1] for k in keys]
+            keys = [key for key, _ in found]
+            methods = [_doc(method) or _words(method.name) for _, method in found]
             text = _doc(node) or _class_words(node.name, methods)
             out.append(_Test(keys, _with_key(text, prefix, node.name), node.lineno, f))
     return out
@@ -245,15 +255,18 @@ def _is_test_class(node: ast.ClassDef) -> bool:
     return node.name.startswith("Test") and not has_init
 
 
-def _class_keys(node: ast.ClassDef, prefix: str) -> list[str]:
-    keys = []
+def _class_tests(
+    node: ast.ClassDef, prefix: str
+) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """The test methods of a test class (nested test classes included), with their keys."""
+    found: list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]] = []
     for child in node.body:
         if _is_test_function(child):
             assert isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
-            keys.append(f"{prefix}::{child.name}")
+            found.append((f"{prefix}::{child.name}", child))
         elif isinstance(child, ast.ClassDef) and _is_test_class(child):
-            keys += _class_keys(child, f"{prefix}::{child.name}")
-    return keys
+            found += _class_tests(child, f"{prefix}::{child.name}")
+    return found
 
 
 def _doc(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> str:
@@ -268,11 +281,19 @@ def _words(name: str) -> str:
 
 
 def _class_words(name: str, methods: list[str]) -> str:
+    """A class without a docstring: its name, then what each test method says it tests."""
     base = re.sub(r"^Test_?|_?Tests?$", "", name) or name
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", base).replace("_", " ").strip().lower()
-    listed = "; ".join(_words(m.rsplit("::", 1)[-1]).lower() for m in methods[:6])
+    listed = "; ".join(_lower_first(m.rstrip(".")) for m in methods[:6])
     more = f"; and {len(methods) - 6} more" if len(methods) > 6 else ""
     return f"{spaced[:1].upper()}{spaced[1:]}: {listed}{more}"
+
+
+def _lower_first(text: str) -> str:
+    """``text`` with its first letter lowered, unless it starts an acronym (``ISBN``)."""
+    if text[:1].isupper() and not text[1:2].isupper():
+        return text[:1].lower() + text[1:]
+    return text
 
 
 def _with_key(text: str, prefix: str, name: str) -> str:

@@ -37,8 +37,11 @@ from typing import Any
 import yaml
 
 from darkfactory.errors import SpecError
+from darkfactory.spec._document import load_yaml_text
+from darkfactory.spec.limits import check_size
 from darkfactory.spec.model import AcceptanceTest, Requirement, SourceRef, Spec
-from darkfactory.yamlio import KeyPath, parse_yaml
+from darkfactory.spec.trace import requirement_links
+from darkfactory.yamlio import KeyPath
 
 TICKET_KEYS = ("title", "description", "acceptance_criteria", "acceptance_tests", "examples")
 CRITERION_KEYS = ("id", "text", "given", "when", "then")
@@ -60,7 +63,7 @@ class _Ticket:
     def __init__(self, yaml_text: str, file: Path) -> None:
         self.file = file
         self.yaml_text = yaml_text
-        self.data, self.locs = parse_yaml(yaml_text, file=file, error=SpecError)
+        self.data, self.locs = load_yaml_text(yaml_text, file=file)
         self._root: yaml.Node | None = None
 
     def fail(self, message: str, path: KeyPath, hint: str | None = None) -> SpecError:
@@ -154,7 +157,7 @@ def parse_ticket(yaml_text: str, *, file: Path, body: str | None = None) -> Spec
             line=1,
             hint=_needs(),
         )
-    return Spec(
+    spec = Spec(
         format="ticket",
         title=title,
         summary=summary,
@@ -162,6 +165,14 @@ def parse_ticket(yaml_text: str, *, file: Path, body: str | None = None) -> Spec
         acceptance_tests=tests,
         source=str(file),
     )
+    if not requirements and not requirement_links(spec):
+        raise t.fail(
+            "the ticket has no acceptance_criteria, and its acceptance_tests define no test "
+            "(a test_* function or a method of a Test* class)",
+            ("acceptance_tests",),
+            hint=_needs(),
+        )
+    return spec
 
 
 def _criteria(t: _Ticket, value: Any) -> list[Requirement]:
@@ -331,6 +342,7 @@ def _tests_from_path(t: _Ticket, item: str, p: KeyPath) -> list[AcceptanceTest]:
 
 
 def _file_test(t: _Ticket, shown: Path, name: str, p: KeyPath) -> AcceptanceTest:
+    check_size(shown, what="the acceptance test file")
     try:
         code = shown.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -352,6 +364,13 @@ def check_python(code: str, *, name: str, file: Path, first_line: int | None) ->
     """Raise a SpecError at the spec's (or test file's) line if ``code`` is not valid Python."""
     try:
         ast.parse(code, filename=name)
+    except (RecursionError, MemoryError):  # CPython's parser gives up on deep nesting
+        raise SpecError(
+            f"acceptance test {name} is too deeply nested to parse as Python",
+            file=file,
+            line=first_line,
+            hint="fix the test code; acceptance tests are pytest files",
+        ) from None
     except (SyntaxError, ValueError) as exc:
         lineno = getattr(exc, "lineno", None) or 1
         msg = getattr(exc, "msg", None) or str(exc)

@@ -20,8 +20,10 @@ Formats, as ``detect_format`` chooses them (``format=`` overrides; ``--format`` 
 ``--format`` also takes the aliases ``openapi`` (contract), ``json-schema`` and ``schema``
 (jsonschema), ``tests`` and ``test-suite`` (testsuite).
 
-Every problem is a ``SpecError`` naming the file, the line or key, and what to do. Only the
-formats that need them import openapi-core or jsonschema, and nothing here imports CrewAI.
+Every problem is a ``SpecError`` naming the file, the line or key, and what to do; so is a
+file over the limits in ``darkfactory.spec.limits`` (size, checked before reading; binary
+content; nesting; YAML alias expansion). Only the formats that need them import
+openapi-core or jsonschema, and nothing here imports CrewAI.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ from pathlib import Path
 from typing import Any, cast, get_args
 
 from darkfactory.errors import SpecError
-from darkfactory.spec._document import JSON_SUFFIXES, parse_document
+from darkfactory.spec._document import JSON_SUFFIXES, load_yaml_text, parse_document
 from darkfactory.spec._prose import parse_prose
 from darkfactory.spec._ticket import parse_ticket
+from darkfactory.spec.limits import MAX_SPEC_BYTES, check_not_binary, check_size, too_big
 from darkfactory.spec.model import Spec, SpecFormat
-from darkfactory.yamlio import parse_yaml
 
 SPEC_FORMATS: tuple[str, ...] = get_args(SpecFormat)
 FORMAT_ALIASES = {
@@ -107,7 +109,7 @@ def detect_format(path: str | Path, text: str | None = None) -> SpecFormat:
     if suffix in MARKDOWN_SUFFIXES:
         front = split_front_matter(read_spec_text(p) if text is None else text)
         if front is not None:
-            data, _ = parse_yaml(front.yaml_text, file=p, error=SpecError)
+            data, _ = load_yaml_text(front.yaml_text, file=p)
             if isinstance(data, dict) and any(k in data for k in TICKET_MARKERS):
                 return "ticket"
         return "markdown"
@@ -130,7 +132,11 @@ def document_kind(path: Path, data: Any) -> SpecFormat | None:
 
 
 def read_spec_text(path: Path) -> str:
-    """The spec file's text with ``\\n`` line ends; missing, unreadable or empty is a SpecError."""
+    """The spec file's text with ``\\n`` line ends.
+
+    Missing, not a regular file, over ``MAX_SPEC_BYTES`` (checked before reading), binary,
+    not UTF-8 or empty: a SpecError naming the file (and the line where there is one).
+    """
     if path.is_dir():
         raise SpecError(
             "is a directory, not a spec file",
@@ -138,8 +144,22 @@ def read_spec_text(path: Path) -> str:
             hint="a directory is read as a test suite: leave out --format or use --format "
             "testsuite; for other formats name the spec file itself, e.g. specs/ticket.yaml",
         )
+    if not path.exists():
+        raise SpecError(
+            "spec file not found",
+            file=path,
+            hint="check the path (a relative path is taken from the current directory)",
+        )
+    if not path.is_file():
+        raise SpecError(
+            "not a regular file (a device, a pipe or a socket)",
+            file=path,
+            hint="give the path of the spec file itself",
+        )
+    check_size(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise SpecError(
             "spec file not found",
@@ -148,6 +168,9 @@ def read_spec_text(path: Path) -> str:
         ) from None
     except OSError as exc:
         raise SpecError(f"cannot read the spec file: {exc.strerror}", file=path) from None
+    if len(data) > MAX_SPEC_BYTES:  # it grew after the check
+        raise too_big(path, None)
+    check_not_binary(data, file=path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

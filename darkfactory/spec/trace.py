@@ -125,6 +125,10 @@ def _tests(
 def _parse(test: AcceptanceTest) -> ast.Module:
     try:
         return ast.parse(test.content, filename=test.name)
+    except (RecursionError, MemoryError):  # CPython's parser gives up on deep nesting
+        raise _error(
+            test, 1, f"acceptance test {test.name} is too deeply nested to parse as Python"
+        ) from None
     except (SyntaxError, ValueError) as exc:
         lineno = getattr(exc, "lineno", None) or 1
         raise _error(

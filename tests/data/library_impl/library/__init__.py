@@ -1,0 +1,1 @@
+"""A reference implementation of examples/specs/library-unittest (for the spec's tests)."""
