@@ -251,6 +251,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     for r in report["requirements"]:
         result = {True: "passed", False: "FAILED", None: "no test"}[r["passed"]]
+        if r["passed"] is None and r.get("untested_reason"):
+            result += f": {r['untested_reason']}"
         tests = ", ".join(f"`{t}`" for t in r["tests"]) or "-"
         lines.append(f"| {r['id']} | {r['text']} | {tests} | {result} |")
     lines += ["", "## Verify rounds", ""]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -586,6 +587,42 @@ def test_requirement_matrix_semantics() -> None:
     # a requirement without tests is never reported as passed, whatever ran
     assert requirement_matrix(spec, {})[3]["passed"] is None
     assert requirement_matrix(spec, {"test_acc.py::test_r1_a": "skipped"})[0]["passed"] is False
+    # the spec's reason for a requirement it cannot test travels with it to the report
+    why = "the 500 response has no example to check"
+    spec.requirements[3].untested_reason = why
+    row = requirement_matrix(spec, {})[3]
+    assert row["passed"] is None and row["untested_reason"] == why
+    from darkfactory.report import render_markdown
+
+    assert f"| R4 | req 4 | - | no test: {why} |" in render_markdown(_report_with([row]))
+
+
+def _report_with(rows: list[Any]) -> dict[str, Any]:
+    """The smallest report ``render_markdown`` takes, with these requirement rows."""
+    zero = {"total": 0, "passed": 0, "failed": 0}
+    llm = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "by_role": {}}
+    return {
+        "run_id": "r",
+        "status": "failed",
+        "reason": "",
+        "spec": {"title": "t", "format": "text", "source": "s"},
+        "acceptance": zero,
+        "unit_tests": zero,
+        "fix_rounds": 0,
+        "docs": {"rounds": 0},
+        "llm": llm,
+        "scripted_model": False,
+        "sandbox": "bwrap",
+        "duration_s": 0,
+        "workspace": "w",
+        "requirements": rows,
+        "verify_rounds": [],
+        "checkpoints": [],
+        "pending_checkpoint": None,
+        "deploy": None,
+        "timeline": [],
+        "delegations": [],
+    }
 
 
 def test_plain_text_lead_in_is_neither_summary_nor_requirement(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ class MatrixRow(TypedDict):
     text: str
     tests: list[str]
     passed: bool | None  # None: no test proves it; True: it has tests and all passed
+    untested_reason: str | None  # why the spec's tests cannot prove it (when known)
 
 
 def requirement_links(spec: Spec) -> dict[str, list[str]]:
@@ -94,7 +95,15 @@ def requirement_matrix(spec: Spec, outcomes: Mapping[str, str]) -> list[MatrixRo
             if tests
             else None
         )
-        rows.append({"id": req.id, "text": req.text, "tests": tests, "passed": passed})
+        rows.append(
+            {
+                "id": req.id,
+                "text": req.text,
+                "tests": tests,
+                "passed": passed,
+                "untested_reason": req.untested_reason,
+            }
+        )
     return rows
 
 
