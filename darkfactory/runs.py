@@ -242,8 +242,24 @@ def find_run(runs_dir: Path, run_id: str) -> Path:
 
 
 def stored_state(run_dir: Path) -> dict[str, Any] | None:
-    state: dict[str, Any] | None = persistence_for(run_dir).load_state(run_dir.name)
-    return state
+    """The run's last saved flow state, read as CrewAI's ``SQLiteFlowPersistence.load_state``
+    reads it, but without importing CrewAI (2-3 s), which ``darkfactory report`` never needs."""
+    import json
+    import sqlite3
+
+    db = run_dir.parent / FLOWS_DB
+    if not db.is_file():
+        return None
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+        try:
+            row = conn.execute(
+                "SELECT state_json FROM flow_states WHERE flow_uuid = ? ORDER BY id DESC LIMIT 1",
+                (run_dir.name,),
+            ).fetchone()
+        except sqlite3.OperationalError:  # no table yet: nothing was saved
+            return None
+    state = json.loads(row[0]) if row else None
+    return state if isinstance(state, dict) else None
 
 
 def list_runs(runs_dir: Path) -> list[dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""An in-memory bank ledger with balances in whole cents."""
