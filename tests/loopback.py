@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 #: The model string a run uses to reach the server (through CrewAI's OpenAI provider).
 MODEL = "openai/playbook"
 #: factory.yaml ``llm:`` for fault tests: small timeouts, two retries, short backoff.
-FAST_LLM = {"timeout_s": 2, "max_retries": 2, "retry_backoff_s": 0.05, "retry_max_wait_s": 1}
+FAST_LLM = {"timeout_s": 5, "max_retries": 2, "retry_backoff_s": 0.05, "retry_max_wait_s": 1}
 
 
 @pytest.fixture

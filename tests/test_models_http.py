@@ -135,7 +135,7 @@ FAULTS = {
     "429": ({"retry_after": 0.2}, "HTTP 429"),
     "500": ({}, "HTTP 500"),
     "503": ({"retry_after": 0.1}, "HTTP 503"),
-    "timeout": ({"delay_s": 4}, "timed out"),
+    "timeout": ({"delay_s": 8}, "timed out"),  # past FAST_LLM timeout_s, with a margin for load
     "malformed": ({}, "malformed response"),
     "truncated": ({}, "connection failed"),
     "empty": ({}, "empty answer"),
