@@ -202,6 +202,29 @@ def test_a_stream_cut_off_mid_answer_is_retried() -> None:
     assert llm.get_token_usage_summary().completion_tokens > 0  # usage came in the stream
 
 
+def test_a_client_without_a_timeout_of_its_own_is_timed_out_by_the_watchdog() -> None:
+    """CrewAI's Gemini and Bedrock clients take no timeout: the guard's watchdog gives one."""
+    from crewai import LLM
+
+    from darkfactory.llms.guarded import GuardedLLM, RetryEvent, RetryPolicy
+
+    retries: list[RetryEvent] = []
+    with server_for() as server:
+        server.inject("timeout", delay_s=4)  # the first answer never comes
+        # The client's own timeout is far away (60 s): only the watchdog can end the wait.
+        inner = LLM(model=MODEL, base_url=server.base_url, api_key="unused", timeout=60)
+        policy = RetryPolicy(max_retries=1, backoff_s=0, watchdog_s=1.0)
+        llm = GuardedLLM(inner, model=MODEL, policy=policy)
+        llm.observe(retries.append)
+        started = time.monotonic()
+        answer = llm.call([{"role": "user", "content": "Are you there?"}])
+        took = time.monotonic() - started
+    assert answer == "pong"
+    assert [(r.attempt, r.reason) for r in retries] == [(1, "timed out")]
+    assert "no answer within 1 s" in retries[0].detail
+    assert took < 4  # the retry did not wait for the stalled call
+
+
 def test_a_provider_that_stays_down_fails_the_run_clearly_and_resume_finishes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -246,17 +246,15 @@ class ModelPlan:
             inst = ScriptedLLM(book, role_keys)
         else:
             settings = self.config.factory.llm
+            provider = self._provider_llm(name, timeout_s=settings.timeout_s)
             policy = RetryPolicy(
                 max_retries=settings.max_retries,
                 backoff_s=settings.retry_backoff_s,
                 max_wait_s=settings.retry_max_wait_s,
+                # A client without a timeout of its own gets ours from a watchdog.
+                watchdog_s=None if _client_has_timeout(provider) else settings.timeout_s,
             )
-            return GuardedLLM(
-                self._provider_llm(name, timeout_s=settings.timeout_s),
-                model=name,
-                policy=policy,
-                recorder=self._recording(),
-            )
+            return GuardedLLM(provider, model=name, policy=policy, recorder=self._recording())
         if self.record is not None and not name.startswith("replay:"):
             return GuardedLLM(inst, model=name, policy=None, recorder=self._recording())
         return inst
@@ -284,8 +282,7 @@ class ModelPlan:
                 kwargs["api_key"] = LOCAL_KEY_PLACEHOLDER
         try:
             llm = LLM(**kwargs)
-            fields = type(llm).model_fields
-            if "timeout" in fields and "max_retries" in fields:
+            if _client_has_timeout(llm):
                 # Set where the provider's client is built (OpenAI, Anthropic, Azure and
                 # the OpenAI-compatible ones: Ollama, vLLM, ...), so build it again.
                 llm = LLM(**kwargs, timeout=timeout_s, max_retries=0)
@@ -297,3 +294,9 @@ class ModelPlan:
                 "for an OpenAI-compatible local server (llama.cpp, LM Studio, vLLM) use "
                 "MODEL=openai/<model> with BASE_URL=http://host:port/v1",
             ) from None
+
+
+def _client_has_timeout(llm: Any) -> bool:
+    """Whether CrewAI's client for this provider takes ``timeout`` and ``max_retries``."""
+    fields = type(llm).model_fields
+    return "timeout" in fields and "max_retries" in fields

@@ -23,7 +23,9 @@ provider. Error texts are redacted: no key from the environment appears in them.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +99,10 @@ class RetryPolicy:
     max_retries: int = 3
     backoff_s: float = 2.0
     max_wait_s: float = 60.0
+    #: For a provider whose client takes no timeout (CrewAI's Gemini and Bedrock clients):
+    #: seconds after which a call that has not answered is given up as timed out (and
+    #: retried). Its thread is left to finish on its own; its answer is thrown away.
+    watchdog_s: float | None = None
 
     def wait(self, retry: int, retry_after: float | None) -> float:
         """Seconds before retry number ``retry`` (1-based): ``Retry-After`` or a backoff."""
@@ -122,6 +128,24 @@ def _is_empty(result: Any) -> bool:
     if result is None:
         return True
     return isinstance(result, str) and not result.strip()
+
+
+class WatchdogTimeout(TimeoutError):
+    """A call gave no answer within ``RetryPolicy.watchdog_s`` (a transient fault)."""
+
+
+def _within(seconds: float, fn: Callable[[], tuple[bool, Any, Exception | None]]) -> Any:
+    """``fn()`` in a daemon thread (same context variables), or a timeout after ``seconds``."""
+    ctx = contextvars.copy_context()
+    box: list[tuple[bool, Any, Exception | None]] = []
+    worker = threading.Thread(
+        target=lambda: box.append(ctx.run(fn)), name="darkfactory-llm-call", daemon=True
+    )
+    worker.start()
+    worker.join(seconds)
+    if box:
+        return box[0]
+    return False, None, WatchdogTimeout(f"no answer within {seconds:g} s")
 
 
 class GuardedLLM(BaseLLM):
@@ -338,7 +362,10 @@ class GuardedLLM(BaseLLM):
 
         # Inside this scope CrewAI's rate-limit retry of ``inner.call`` stands aside (it
         # only retries the outermost call); ``once`` never raises, so it retries nothing.
-        return run_with_rate_limit_retry(once)
+        watchdog = self._policy.watchdog_s if self._policy is not None else None
+        if watchdog is None:
+            return run_with_rate_limit_retry(once)
+        return _within(watchdog, lambda: run_with_rate_limit_retry(once))
 
     def _give_up(self, error: ProviderError) -> ProviderError:
         self._fatal = error
