@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC
+from darkfactory.errors import PlaybookError
+from darkfactory.llms.playbook import load_playbook
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -117,6 +119,21 @@ def test_malformed_playbook_names_file_and_line(tmp_path: Path) -> None:
     book.write_text("roles:\n  manager:\n    - answer: ok\n      tool: write_file\n")
     out = darkfactory("run", str(EXAMPLE_SPEC), "--model", f"scripted:{book}", cwd=tmp_path)
     assert_bad_input(out, "book.yaml:3", "exactly one of tool, delegate, ask, answer")
+
+
+def test_playbook_with_a_recursive_alias_is_refused_before_the_run(tmp_path: Path) -> None:
+    """Playbooks go through the guarded YAML loader: a PlaybookError, not a RecursionError."""
+    book = tmp_path / "book.yaml"
+    book.write_text("roles:\n  manager: &steps\n    - answer: ok\n    - raw: *steps\n")
+    with pytest.raises(PlaybookError, match="used inside its own anchor") as info:
+        load_playbook(book)
+    assert (info.value.file, info.value.line) == (str(book), 4)
+    out = darkfactory("run", str(EXAMPLE_SPEC), "--model", f"scripted:{book}", cwd=tmp_path)
+    assert_bad_input(
+        out, f"{book}:4: the YAML alias *steps is used inside its own anchor &steps", "  hint: "
+    )
+    assert len(out.stderr.splitlines()) == 2, out.stderr
+    assert not (tmp_path / "runs").exists()  # no run started
 
 
 def test_crewai_run_entry_point_without_model(tmp_path: Path) -> None:

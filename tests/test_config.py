@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 import tools
+from darkfactory.cli import EXAMPLE_SPEC
 from darkfactory.config import (
     PLACEHOLDERS,
     REQUIRED_ROLES,
@@ -351,3 +355,112 @@ def test_empty_agents_or_tasks_file(config_dir: Path, name: str) -> None:
 def test_missing_config_dir(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config directory not found"):
         load_config(tmp_path / "nope")
+
+
+# -- YAML that would crash or hang a parser ----------------------------------------------
+# The config files go through the same guarded loader as specs and playbooks
+# (darkfactory/yamlio.py): each of these is a ConfigError at its line, at once.
+
+#: Nine lines of aliases, each ten uses of the one before: 10**9 values once expanded.
+ALIAS_BOMB = "max_fix_rounds: 2\nlol:\n" + "".join(
+    f"  {name}: &{name} [" + ", ".join([f"*{prev}" if prev else "x"] * 10) + "]\n"
+    for prev, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+)
+
+HOSTILE_FACTORY = [
+    (
+        "max_fix_rounds: 2\nsandbox: &box {limits: *box}\n",
+        2,
+        "the YAML alias *box is used inside its own anchor &box (column 24)",
+    ),
+    (
+        "max_fix_rounds: 2\nsandbox: " + "[" * 5000 + "\n",
+        2,
+        "nested too deeply (column 73): more than 64 levels of mappings and lists",
+    ),
+    (ALIAS_BOMB, 8, "the YAML expands to more than 1,000,000 values (column 38)"),
+    (
+        "max_fix_rounds: 2\nspec: 2024-02-30\n",
+        2,
+        "invalid YAML value '2024-02-30' (column 7): day is out of range for month",
+    ),
+]
+HOSTILE_IDS = ["recursive-alias", "5000-nested-lists", "alias-bomb", "impossible-date"]
+
+
+@pytest.mark.parametrize(("text", "line", "words"), HOSTILE_FACTORY, ids=HOSTILE_IDS)
+def test_hostile_factory_yaml_is_a_config_error_at_its_line(
+    config_dir: Path, text: str, line: int, words: str
+) -> None:
+    path = config_dir / "factory.yaml"
+    path.write_text(text, encoding="utf-8")
+    err = config_error(config_dir)
+    assert (err.file, err.line) == (str(path), line), str(err)
+    assert str(err).startswith(f"{path}:{line}: {words}"), str(err)
+    assert err.hint
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "line", "words"),
+    [
+        (
+            "agents.yaml",
+            "  tools: [read_file, write_file]",
+            "  tools: &t [read_file, *t]",
+            9,
+            "the YAML alias *t is used inside its own anchor &t",
+        ),
+        (
+            "tasks.yaml",
+            "expected_output: Tests",
+            'expected_output: "Tests \\ud800"',
+            11,
+            "verify.expected_output: a lone surrogate",
+        ),
+    ],
+)
+def test_agents_and_tasks_go_through_the_same_guard(
+    config_dir: Path, name: str, old: str, new: str, line: int, words: str
+) -> None:
+    path = edit(config_dir, name, old, new)
+    err = config_error(config_dir)
+    assert str(err).startswith(f"{path}:{line}: {words}"), str(err)
+
+
+@pytest.mark.parametrize(("text", "line", "words"), HOSTILE_FACTORY, ids=HOSTILE_IDS)
+def test_validate_with_a_hostile_factory_yaml_exits_2_without_a_traceback(
+    tmp_path: Path, text: str, line: int, words: str
+) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config", config)
+    (config / "factory.yaml").write_text(text, encoding="utf-8")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "darkfactory",
+            "validate",
+            str(EXAMPLE_SPEC),
+            "--config",
+            str(config),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == ExitCode.BAD_INPUT == 2, out.stderr
+    assert out.stdout == ""
+    message, hint = out.stderr.splitlines()  # one line each, no traceback
+    assert message.startswith(f"darkfactory: error: {config / 'factory.yaml'}:{line}: {words}")
+    assert hint.startswith("  hint: ")
+
+
+def test_nesting_through_aliases_counts_in_full(config_dir: Path) -> None:
+    """Two lines of 40 nested lists each, the second holding the first: over 80 levels."""
+    lists = "[" * 40 + "{}" + "]" * 40
+    text = f"max_fix_rounds: 2\nx:\n  - &a {lists}\n  - {lists.replace('{}', '*a')}\n"
+    path = config_dir / "factory.yaml"
+    path.write_text(text, encoding="utf-8")
+    err = config_error(config_dir)
+    assert str(err).startswith(f"{path}:4: nested too deeply through the alias *a"), str(err)

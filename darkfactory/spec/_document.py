@@ -14,17 +14,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from darkfactory.errors import InputError, SpecError
-from darkfactory.spec.limits import (
+from darkfactory.spec.limits import non_finite, too_deep
+from darkfactory.yamlio import (
     MAX_DEPTH,
-    check_yaml_shape,
-    lone_surrogate,
-    non_finite,
-    too_deep,
+    KeyPath,
+    Locations,
+    check_characters,
+    parse_yaml,
+    yaml_locations,
 )
-from darkfactory.yamlio import KeyPath, Locations, parse_yaml
 
 JSON_SUFFIXES = (".json",)
 
@@ -32,8 +31,8 @@ JSON_SUFFIXES = (".json",)
 def parse_document(text: str, *, file: Path) -> tuple[Any, Locations]:
     """Parse a ``.json`` file as JSON, anything else as YAML; syntax errors are SpecErrors.
 
-    Nesting deeper than ``limits.MAX_DEPTH`` is a SpecError too (the checks that follow
-    recurse), and so are YAML aliases that expand past ``limits.MAX_VALUES``.
+    Nesting deeper than ``yamlio.MAX_DEPTH`` is a SpecError too (the checks that follow
+    recurse), and so are YAML aliases that expand past ``yamlio.MAX_VALUES``.
     """
     if file.suffix.lower() in JSON_SUFFIXES:
         try:
@@ -54,95 +53,19 @@ def parse_document(text: str, *, file: Path) -> tuple[Any, Locations]:
         if too_deep(data) is not None:
             raise _json_too_deep(text, file)
         locs = json_locations(text, file)
-        _check_strings(data, file=file, locs=locs)
+        check_characters(data, file=file, locs=locs, error=SpecError)
         return data, locs
     data, locs = load_yaml_text(text, file=file)
     return as_json(data), locs
 
 
 def load_yaml_text(text: str, *, file: Path) -> tuple[Any, Locations]:
-    """``yamlio.parse_yaml`` for a spec: its errors, and every value error, are SpecErrors.
+    """``yamlio.parse_yaml`` for a spec: every problem it finds is a SpecError.
 
-    The text is first checked against ``limits`` (nesting, alias expansion, characters
-    YAML refuses), so the recursive parts of PyYAML and of the checks after it are safe.
+    That is where the YAML limits are (nesting, alias expansion, characters YAML refuses,
+    values PyYAML cannot build, lone surrogates): config files and playbooks share them.
     """
-    check_yaml_shape(text, file=file)
-    try:
-        data, locs = parse_yaml(text, file=file, error=SpecError)
-    except ValueError as exc:  # a date such as 2024-13-01, an integer too long to convert
-        node = _bad_scalar(text)
-        where, line = "", None
-        if node is not None:
-            value = node.value if len(node.value) <= 40 else node.value[:37] + "..."
-            where = f" {value!r} (column {node.start_mark.column + 1})"
-            line = node.start_mark.line + 1
-        raise SpecError(
-            f"invalid YAML value{where}: {exc}",
-            file=file,
-            line=line,
-            hint="a value YAML reads as a date or a number must be a valid one; "
-            "put it in quotes to make it text",
-        ) from None
-    if lone_surrogate(data) is not None:  # PyYAML reads "\\ud83d\\ude00" as two halves
-        data = _join_surrogate_pairs(data)
-        _check_strings(data, file=file, locs=locs)
-    return data, locs
-
-
-def _bad_scalar(text: str) -> yaml.ScalarNode | None:
-    """The first scalar of YAML ``text`` that PyYAML cannot turn into a value, if any."""
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-    except yaml.YAMLError:
-        return None
-    finally:
-        loader.dispose()
-    seen: set[int] = set()
-    stack = [root] if root is not None else []
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.ScalarNode):
-            try:
-                loader.construct_object(node)
-            except ValueError:
-                return node
-        elif isinstance(node, yaml.SequenceNode):
-            stack += reversed(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            stack += [n for pair in reversed(node.value) for n in reversed(pair)]
-    return None
-
-
-def _join_surrogate_pairs(value: Any) -> Any:
-    """``value`` with every string's UTF-16 surrogate pairs joined into one character."""
-    if isinstance(value, str):
-        try:
-            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
-        except UnicodeDecodeError:  # a lone half: _check_strings names it
-            return value
-    if isinstance(value, dict):
-        return {_join_surrogate_pairs(k): _join_surrogate_pairs(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_join_surrogate_pairs(v) for v in value]
-    return value
-
-
-def _check_strings(data: Any, *, file: Path, locs: Locations) -> None:
-    path = lone_surrogate(data)
-    if path is not None:
-        raise fail(
-            "a lone surrogate: a \\ud800-\\udfff escape without its other half, which "
-            "is not a character",
-            file=file,
-            locs=locs,
-            path=path,
-            hint="write the character itself, or escape the whole pair "
-            "(\\ud83d\\ude00 for U+1F600)",
-        )
+    return parse_yaml(text, file=file, error=SpecError)
 
 
 def _json_too_deep(text: str, file: Path) -> SpecError:
@@ -174,8 +97,8 @@ def _json_too_deep(text: str, file: Path) -> SpecError:
 def json_locations(text: str, file: Path) -> Locations:
     """Where each key of a JSON text is (JSON is YAML; JSON forbids raw tabs in strings)."""
     try:
-        return parse_yaml(text.replace("\t", "  "), file=file)[1]
-    except (InputError, ValueError):  # a JSON text PyYAML cannot read: errors name no line
+        return yaml_locations(text.replace("\t", "  "), file=file)
+    except InputError:  # a JSON text PyYAML cannot read: errors name no line
         return Locations()
 
 
