@@ -453,6 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("darkfactory: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `darkfactory ... | head`: the reader has gone, not an error
+        # Python would complain again when it flushes stdout at exit; point it at nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def crewai_run() -> None:

@@ -182,3 +182,20 @@ def test_local_openai_compatible_server_needs_no_key() -> None:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def test_output_into_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
+    """``darkfactory validate SPEC --json | head``: the reader goes away; no traceback."""
+    big = Path(__file__).parent / "data" / "petstore.yaml"  # its JSON is over a pipe's 64 KB
+    proc = subprocess.run(
+        f"{sys.executable} -m darkfactory validate {big} --json | head -c 10; "
+        'exit "${PIPESTATUS[0]}"',
+        executable="/bin/bash",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr

@@ -172,6 +172,14 @@ def test_a_missing_or_broken_cassette_is_bad_input(
     with pytest.raises(CassetteError, match="is not 1"):
         broken.write_text('{"kind": "cassette", "version": 99}\n')
         Cassette.load(broken)
+    with pytest.raises(CassetteError, match=":2: not a JSON line: nested too deeply"):
+        broken.write_text(
+            '{"kind": "cassette", "version": 1, "roles": {}}\n' + "[" * 100_000 + "\n"
+        )
+        Cassette.load(broken)
+    with pytest.raises(CassetteError, match="not UTF-8 text"):
+        broken.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+        Cassette.load(broken)
 
 
 def test_run_values_are_normalised_so_replays_match_in_another_directory(

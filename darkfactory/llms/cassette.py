@@ -125,7 +125,7 @@ def _tool_call(call: Any) -> dict[str, Any]:
         return {"id": None, "name": "?", "arguments": _jsonable(call)}
     call_id, name, args = info
     if isinstance(args, str):
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, RecursionError):
             args = json.loads(args)
     return {"id": str(call_id), "name": name, "arguments": _jsonable(args)}
 
@@ -343,13 +343,18 @@ class Cassette:
             raise CassetteError("cassette not found", file=p, hint=hint)
         header: dict[str, Any] | None = None
         exchanges: list[_Exchange] = []
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise CassetteError(f"not UTF-8 text: {exc}", file=p, hint=hint) from None
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except ValueError as exc:
-                raise CassetteError(f"not a JSON line: {exc}", file=p, line=n, hint=hint) from None
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
+                what = exc if isinstance(exc, ValueError) else "nested too deeply"
+                raise CassetteError(f"not a JSON line: {what}", file=p, line=n, hint=hint) from None
             kind = record.get("kind") if isinstance(record, dict) else None
             if header is None:
                 if kind != "cassette":
