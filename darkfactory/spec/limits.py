@@ -13,6 +13,7 @@ checks here use the same depth.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,37 +80,50 @@ def check_not_binary(data: bytes, *, file: Path) -> None:
         )
 
 
-def too_deep(data: Any) -> KeyPath | None:
-    """The key path of a mapping or list nested more than ``MAX_DEPTH`` levels deep, if any.
+def walk(data: Any) -> Iterator[tuple[Any, KeyPath]]:
+    """Every value of parsed JSON/YAML data with its key path, depth first, no recursion.
 
-    The top-level mapping is level 1. Walks without recursion.
+    A container deeper than ``MAX_DEPTH`` is yielded but not entered.
     """
     stack: list[tuple[Any, KeyPath]] = [(data, ())]
     while stack:
         value, path = stack.pop()
-        if isinstance(value, dict | list) and len(path) >= MAX_DEPTH:
-            return path
+        yield value, path
+        if len(path) >= MAX_DEPTH:
+            continue
         if isinstance(value, dict):
             stack += [(v, (*path, str(k))) for k, v in value.items()]
         elif isinstance(value, list):
             stack += [(v, (*path, i)) for i, v in enumerate(value)]
-    return None
+
+
+def too_deep(data: Any) -> KeyPath | None:
+    """The key path of a mapping or list nested more than ``MAX_DEPTH`` levels deep, if any.
+
+    The top-level mapping is level 1.
+    """
+    return next(
+        (
+            path
+            for value, path in walk(data)
+            if isinstance(value, dict | list) and len(path) >= MAX_DEPTH
+        ),
+        None,
+    )
 
 
 def non_finite(data: Any) -> KeyPath | None:
-    """The key path of a NaN or infinite number, if any (no recursion).
+    """The key path of a NaN or infinite number, if any.
 
     JSON has no NaN or Infinity (Python's json module and YAML's ``.nan``/``.inf`` accept
     them); an OpenAPI document or a JSON Schema holding one cannot be checked or written
     back as JSON.
     """
-    stack: list[tuple[Any, KeyPath]] = [(data, ())]
-    while stack:
-        value, path = stack.pop()
-        if isinstance(value, float) and not math.isfinite(value):
-            return path
-        if isinstance(value, dict):
-            stack += [(v, (*path, str(k))) for k, v in value.items()]
-        elif isinstance(value, list):
-            stack += [(v, (*path, i)) for i, v in enumerate(value)]
-    return None
+    return next(
+        (
+            path
+            for value, path in walk(data)
+            if isinstance(value, float) and not math.isfinite(value)
+        ),
+        None,
+    )
