@@ -238,10 +238,18 @@ class RunEnv:
 
     # -- the model ----------------------------------------------------------------------
     def raise_if_model_failed(self) -> None:
-        """A scripted model that ran out or mismatched fails the run (CrewAI would hide it)."""
+        """A model that failed for good fails the run, even inside a coworker.
+
+        CrewAI turns a coworker's exception into a tool error for the manager, who may go
+        on as if the work were done: a scripted model that ran out or mismatched, a provider
+        that refused or stayed unreachable (``GuardedLLM.fatal``).
+        """
         scripted = self.models.scripted
         if scripted is not None and scripted.fatal is not None:
             raise scripted.fatal
+        fatal = self.models.fatal()
+        if fatal is not None:
+            raise fatal
 
     # -- verify -------------------------------------------------------------------------
     def verify(self, round_no: int) -> VerifyResult:

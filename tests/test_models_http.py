@@ -24,7 +24,7 @@ from loopback import (  # noqa: F401  (no_outside_network is a fixture)
     run,
     server_for,
 )
-from runhelp import NEEDS_BWRAP
+from runhelp import NEEDS_BWRAP, example_playbook, write_playbook
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, main
 from darkfactory.llms.playbook import load_playbook
@@ -159,7 +159,11 @@ def test_a_fault_is_retried_traced_budgeted_and_survived(
     assert code == 0, report["reason"]
     assert report["status"] == "delivered"
     assert [s.fault for s in server.served if s.fault] == [kind, kind]
-    assert server.errors == [] and set(server.remaining().values()) == {0}
+    # (On failure: what the server answered, request by request.)
+    assert server.errors == [] and set(server.remaining().values()) == {0}, (
+        server.remaining(),
+        server.served,
+    )
     trace = read_trace(only_run(out) / "trace.jsonl")
     retries = [r for r in trace if r["kind"] == "llm_retry"]
     assert [(r["role"], r["attempt"], r["reason"]) for r in retries] == [
@@ -223,6 +227,29 @@ def test_a_client_without_a_timeout_of_its_own_is_timed_out_by_the_watchdog() ->
     assert [(r.attempt, r.reason) for r in retries] == [(1, "timed out")]
     assert "no answer within 1 s" in retries[0].detail
     assert took < 4  # the retry did not wait for the stalled call
+
+
+def test_a_coworker_whose_provider_refuses_fails_the_run_not_the_manager_s_word(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CrewAI hands a coworker's error to the manager as a tool result; the run still fails.
+
+    The server refuses the QA engineer's second call (HTTP 400: its playbook has one step),
+    the manager then says the tests are written; the run must not be delivered.
+    """
+    book = example_playbook()
+    book["roles"]["qa_engineer"] = book["roles"]["qa_engineer"][:1]
+    playbook = write_playbook(tmp_path, book)
+    out = tmp_path / "runs"
+    with server_for(playbook=playbook) as server:
+        monkeypatch.setenv("BASE_URL", server.base_url)
+        code = run(out, config=config_copy(tmp_path, llm=FAST_LLM))
+    report = report_of(out)
+    assert code == 1
+    assert report["status"] == "failed"
+    assert report["reason"].startswith("model provider refused the request (HTTP 400)")
+    assert "role QA Engineer" in report["reason"]
+    assert not [p for p in report["timeline"] if p["phase"] in ("verify", "document")]
 
 
 def test_a_provider_that_stays_down_fails_the_run_clearly_and_resume_finishes_it(

@@ -116,6 +116,13 @@ class ModelPlan:
                 return inner
         return None
 
+    def fatal(self) -> Exception | None:
+        """The error that ended a provider model's use in this run (``GuardedLLM.fatal``)."""
+        return next(
+            (f for inst in self._instances.values() if (f := getattr(inst, "fatal", None))),
+            None,
+        )
+
     def tokens_used(self) -> int:
         """Tokens all of this run's models reported (or estimated) so far, in this process."""
         return sum(
