@@ -108,21 +108,27 @@ class TerminalProvider:
         out = self.out or sys.__stderr__ or sys.stderr
         self.before_asking()
         try:
-            print(f"\n== {context.message} ==\n{context.method_output}\n", file=out, flush=True)
-            while True:
-                answer = self.ask("Approve? [y]es / [n]o (reject): ").strip().lower()
-                if answer in ("y", "yes", "n", "no"):
-                    break
-                print("please answer y or n", file=out, flush=True)
-            if answer.startswith("y"):
-                notes = self.ask("Notes for the crew (Enter for none): ").strip()
-                return json.dumps({"decision": APPROVED, "reason": notes})
-            reason = ""
-            while not reason:
-                reason = self.ask("Why? (sent back to the crew as feedback): ").strip()
-            return json.dumps({"decision": REJECTED, "reason": reason})
+            return self._ask(context, out)
+        except EOFError:  # the terminal closed its input (Ctrl-D): pause, as without one
+            raise HumanFeedbackPending(context=context, callback_info=context.metadata) from None
         finally:
             self.after_asking()
+
+    def _ask(self, context: Any, out: TextIO) -> str:
+        """Show what is to be approved; ask until y or n (and why, for n)."""
+        print(f"\n== {context.message} ==\n{context.method_output}\n", file=out, flush=True)
+        while True:
+            answer = self.ask("Approve? [y]es / [n]o (reject): ").strip().lower()
+            if answer in ("y", "yes", "n", "no"):
+                break
+            print("please answer y or n", file=out, flush=True)
+        if answer.startswith("y"):
+            notes = self.ask("Notes for the crew (Enter for none): ").strip()
+            return json.dumps({"decision": APPROVED, "reason": notes})
+        reason = ""
+        while not reason:
+            reason = self.ask("Why? (sent back to the crew as feedback): ").strip()
+        return json.dumps({"decision": REJECTED, "reason": reason})
 
 
 def request(

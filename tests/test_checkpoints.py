@@ -231,6 +231,12 @@ def test_terminal_provider_asks_and_returns_the_decision() -> None:
     with pytest.raises(HumanFeedbackPending):
         TerminalProvider(interactive=False).request_feedback(ctx, None)
 
+    def closed(prompt: str) -> str:
+        raise EOFError
+
+    with pytest.raises(HumanFeedbackPending):  # Ctrl-D at the prompt pauses the run
+        TerminalProvider(interactive=True, ask=closed, out=Out()).request_feedback(ctx, None)  # type: ignore[arg-type]
+
 
 def test_cost_budget_stops_the_run_and_resume_with_more_finishes_it(tmp_path: Path) -> None:
     out = tmp_path / "runs"
