@@ -298,3 +298,38 @@ def test_a_changed_acceptance_test_fails_the_run(tmp_path: Path) -> None:
     assert "no longer match their hashes" in r["reason"] and frozen.name in r["reason"]
     (changed,) = events(run_dir, "acceptance_changed")
     assert changed["changed"] == [str(frozen.relative_to(run_dir / "acceptance"))]
+
+
+def test_ask_on_a_terminal_prompts_and_the_answer_decides(tmp_path: Path) -> None:
+    """``darkfactory run`` with a terminal on stdin: the checkpoints ask there, no pause."""
+    import os
+    import pty
+    import subprocess
+
+    out = tmp_path / "runs"
+    config = config_with(tmp_path, checkpoints={"spec_approval": "ask", "output_review": "ask"})
+    master, slave = pty.openpty()
+    argv = [sys.executable, "-m", "darkfactory", "run", str(EXAMPLE_SPEC), "--model"]
+    argv += [f"scripted:{EXAMPLE_PLAYBOOK}", "--sandbox", "bwrap", "--config", str(config)]
+    proc = subprocess.Popen(
+        [*argv, "--out", str(out), "--quiet"],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(slave)
+    # Spec approval: y, notes; output review: y, no notes (typed ahead: the terminal keeps it).
+    os.write(master, b"y\nKeep it small\ny\n\n")
+    _, stderr = proc.communicate(timeout=300)
+    os.close(master)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "== Spec approval: Word count CLI ==" in stderr
+    assert "== Output review: Word count CLI ==" in stderr
+    r = report_of(only_run(out))
+    assert r["status"] == "delivered"
+    assert [(c["checkpoint"], c["decision"], c["reason"]) for c in r["checkpoints"]] == [
+        ("spec_approval", APPROVED, "Keep it small"),
+        ("output_review", APPROVED, ""),
+    ]
+    assert all(c["by"].endswith("(terminal)") for c in r["checkpoints"])
