@@ -51,7 +51,8 @@ def test_each_budget_stops_the_run_and_resume_with_more_delivers(
     calls = used["llm_calls"]
     assert 0 < calls < 25 and report["llm"]["calls"] == calls  # no call past the stop
     if key == "max_llm_calls":
-        assert calls == 9
+        assert calls == 9  # the tenth call was never made
+        assert "max_llm_calls reached: used 9 of 9" in report["reason"]
     elif key == "max_tokens":
         # It stopped at the first call after the limit was reached, not one later.
         per_call = [r for r in read_trace(run / "trace.jsonl") if r["kind"] == "llm_call"]

@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 import yaml
 from dockerd import docker_engine  # noqa: F401  (a fixture)
-from runhelp import NEEDS_BWRAP
+from runhelp import (
+    NEEDS_BWRAP,
+    example_playbook,
+    good_code,
+    only_run,
+    run_spec,
+    write_playbook,
+)
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
 from darkfactory.trace import read_trace
@@ -71,22 +78,6 @@ LINES_BUG = BUGGY_WORDCOUNT.replace('len(text.split(" "))', "len(text.split())")
 )
 
 
-def example_playbook() -> dict[str, Any]:
-    return yaml.safe_load(EXAMPLE_PLAYBOOK.read_text(encoding="utf-8"))
-
-
-def good_code(book: dict[str, Any]) -> str:
-    return next(
-        s["args"]["content"] for s in book["roles"]["developer"] if s.get("tool") == "write_file"
-    )
-
-
-def write_playbook(tmp_path: Path, book: dict[str, Any], name: str = "playbook.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(book, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def fix_loop_playbook(*, fixes: list[str]) -> dict[str, Any]:
     """The developer first writes buggy code; each fix round writes the next version."""
     book = example_playbook()
@@ -128,16 +119,6 @@ def fix_loop_playbook(*, fixes: list[str]) -> dict[str, Any]:
     return book
 
 
-def run_cli(*args: str) -> int:
-    return main([*args])
-
-
-def only_run(out: Path) -> Path:
-    runs = [p for p in out.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
 @pytest.mark.parametrize("backend", ["bwrap", "docker"])
 def test_rehearsal_delivers_through_real_crew_tools_and_sandbox(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
@@ -145,17 +126,7 @@ def test_rehearsal_delivers_through_real_crew_tools_and_sandbox(
     if backend == "docker":
         request.getfixturevalue("docker_engine")
     out = tmp_path / "runs"
-    code = run_cli(
-        "run",
-        str(EXAMPLE_SPEC),
-        "--model",
-        f"scripted:{EXAMPLE_PLAYBOOK}",
-        "--sandbox",
-        backend,
-        "--out",
-        str(out),
-        "--quiet",
-    )
+    code = run_spec(out, EXAMPLE_PLAYBOOK, backend=backend)
     assert code == 0
     run = only_run(out)
     report = json.loads((run / "report.json").read_text())
@@ -213,17 +184,7 @@ def test_fix_loop_sends_real_failure_to_fix_task_and_passes_second_time(tmp_path
     good = good_code(example_playbook())
     book = write_playbook(tmp_path, fix_loop_playbook(fixes=[good]))
     out = tmp_path / "runs"
-    code = run_cli(
-        "run",
-        str(EXAMPLE_SPEC),
-        "--model",
-        f"scripted:{book}",
-        "--sandbox",
-        "bwrap",
-        "--out",
-        str(out),
-        "--quiet",
-    )
+    code = run_spec(out, book)
     run = only_run(out)
     report = json.loads((run / "report.json").read_text())
     assert code == 0, report["reason"]
@@ -250,19 +211,7 @@ def test_bug_never_fixed_fails_after_max_fix_rounds(tmp_path: Path) -> None:
     # Each round "fixes" one bug and makes another: the failures change, so it is not stuck.
     book = write_playbook(tmp_path, fix_loop_playbook(fixes=[BYTES_BUG, LINES_BUG]))
     out = tmp_path / "runs"
-    code = run_cli(
-        "run",
-        str(EXAMPLE_SPEC),
-        "--model",
-        f"scripted:{book}",
-        "--sandbox",
-        "bwrap",
-        "--out",
-        str(out),
-        "--config",
-        str(config),
-        "--quiet",
-    )
+    code = run_spec(out, book, config=config)
     assert code == 1
     report = json.loads((only_run(out) / "report.json").read_text())
     assert report["status"] == "failed"
@@ -280,17 +229,7 @@ def test_playbook_running_out_fails_the_run_clearly(
     book["roles"]["tech_writer"] = book["roles"]["tech_writer"][:1]  # no final answer
     path = write_playbook(tmp_path, copy.deepcopy(book))
     out = tmp_path / "runs"
-    code = run_cli(
-        "run",
-        str(EXAMPLE_SPEC),
-        "--model",
-        f"scripted:{path}",
-        "--sandbox",
-        "bwrap",
-        "--out",
-        str(out),
-        "--quiet",
-    )
+    code = run_spec(out, path)
     assert code == 1
     report = json.loads((only_run(out) / "report.json").read_text())
     assert report["status"] == "failed"
@@ -450,17 +389,7 @@ def test_markdown_spec_architect_writes_acceptance_tests_then_they_are_frozen(
     spec = REPO / "examples" / "specs" / "slugify.md"
     book = REPO / "examples" / "playbooks" / "slugify.yaml"
     out = tmp_path / "runs"
-    code = run_cli(
-        "run",
-        str(spec),
-        "--model",
-        f"scripted:{book}",
-        "--sandbox",
-        "bwrap",
-        "--out",
-        str(out),
-        "--quiet",
-    )
+    code = run_spec(out, book, spec=spec)
     assert code == 0
     run = only_run(out)
     report = json.loads((run / "report.json").read_text())
@@ -488,18 +417,7 @@ def test_markdown_spec_architect_writes_acceptance_tests_then_they_are_frozen(
 def run_fix_loop(tmp_path: Path, fixes: list[str], *extra: str) -> tuple[int, dict[str, Any], Path]:
     book = write_playbook(tmp_path, fix_loop_playbook(fixes=fixes))
     out = tmp_path / "runs"
-    code = run_cli(
-        "run",
-        str(EXAMPLE_SPEC),
-        "--model",
-        f"scripted:{book}",
-        "--sandbox",
-        "bwrap",
-        "--out",
-        str(out),
-        "--quiet",
-        *extra,
-    )
+    code = run_spec(out, book, *extra)
     run = only_run(out)
     return code, json.loads((run / "report.json").read_text()), run
 
@@ -523,34 +441,6 @@ def test_same_failures_after_a_fix_escalate_as_stuck(tmp_path: Path) -> None:
     assert [r["kind"] for r in trace if r["kind"] == "escalation"] == ["escalation"]
 
 
-def test_budget_stops_the_run_cleanly_and_resume_continues_it(tmp_path: Path) -> None:
-    out = tmp_path / "runs"
-    code = run_cli(
-        "run",
-        str(EXAMPLE_SPEC),
-        "--model",
-        f"scripted:{EXAMPLE_PLAYBOOK}",
-        "--sandbox",
-        "bwrap",
-        "--out",
-        str(out),
-        "--quiet",
-        "--max-llm-calls",
-        "9",
-    )
-    assert code == 4
-    run = only_run(out)
-    report = json.loads((run / "report.json").read_text())
-    assert report["status"] == "budget_exhausted"
-    assert "max_llm_calls reached: used 9 of 9" in report["reason"]
-    assert report["budget"]["llm_calls"] == 9
-    assert report["llm"]["calls"] == 9  # the tenth call was never made
-    # Raising the budget and resuming finishes the run from the last finished step.
-    assert main(["resume", run.name, "--out", str(out), "--quiet", "--max-llm-calls", "100"]) == 0
-    report = json.loads((run / "report.json").read_text())
-    assert report["status"] == "delivered"
-
-
 def test_spec_ambiguity_reported_by_an_agent_escalates(tmp_path: Path) -> None:
     book = example_playbook()
     book["roles"]["architect"].insert(
@@ -565,17 +455,7 @@ def test_spec_ambiguity_reported_by_an_agent_escalates(tmp_path: Path) -> None:
     )
     path = write_playbook(tmp_path, book)
     out = tmp_path / "runs"
-    code = run_cli(
-        "run",
-        str(EXAMPLE_SPEC),
-        "--model",
-        f"scripted:{path}",
-        "--sandbox",
-        "bwrap",
-        "--out",
-        str(out),
-        "--quiet",
-    )
+    code = run_spec(out, path)
     assert code == 1
     report = json.loads((only_run(out) / "report.json").read_text())
     assert report["status"] == "escalated"
@@ -611,17 +491,7 @@ def test_wrong_qa_test_is_routed_to_the_qa_engineer(tmp_path: Path) -> None:
     roles["manager"] = roles["manager"][:6] + fix + roles["manager"][6:]
     path = write_playbook(tmp_path, book)
     out = tmp_path / "runs"
-    code = run_cli(
-        "run",
-        str(EXAMPLE_SPEC),
-        "--model",
-        f"scripted:{path}",
-        "--sandbox",
-        "bwrap",
-        "--out",
-        str(out),
-        "--quiet",
-    )
+    code = run_spec(out, path)
     report = json.loads((only_run(out) / "report.json").read_text())
     assert code == 0, report["reason"]
     assert report["verify_rounds"][0]["classes"] == ["qa_test"]
@@ -654,19 +524,7 @@ def test_chaos_model_ends_cleanly_with_a_readable_reason(tmp_path: Path) -> None
     }
     path = write_playbook(tmp_path, chaos)
     out = tmp_path / "runs"
-    code = run_cli(
-        "run",
-        str(EXAMPLE_SPEC),
-        "--model",
-        f"scripted:{path}",
-        "--sandbox",
-        "bwrap",
-        "--out",
-        str(out),
-        "--quiet",
-        "--max-llm-calls",
-        "40",
-    )
+    code = run_spec(out, path, "--max-llm-calls", "40")
     assert code == 1
     run = only_run(out)
     report = json.loads((run / "report.json").read_text())

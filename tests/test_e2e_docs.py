@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
-from runhelp import NEEDS_BWRAP
+from runhelp import NEEDS_BWRAP, example_playbook, only_run, report_of, run_spec
 
-from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
+from darkfactory.cli import main
 from darkfactory.trace import check_record, read_trace
 
 pytestmark = [
@@ -38,11 +38,6 @@ LINK_WARNING = (
     "Doc file 'index.md' contains a link 'reference.md', but the target is not found "
     "among documentation files."
 )
-
-
-def example_playbook() -> dict[str, Any]:
-    book: dict[str, Any] = yaml.safe_load(EXAMPLE_PLAYBOOK.read_text(encoding="utf-8"))
-    return book
 
 
 def broken_docs_playbook(fixes: list[list[dict[str, Any]]]) -> dict[str, Any]:
@@ -91,25 +86,9 @@ def edit(path: str, old: str, new: str) -> dict[str, Any]:
 
 
 def run(tmp_path: Path, book: dict[str, Any], *extra: str) -> tuple[int, dict[str, Any], Path]:
-    path = tmp_path / "playbook.yaml"
-    path.write_text(yaml.safe_dump(book, sort_keys=False), encoding="utf-8")
-    out = tmp_path / "runs"
-    code = main(
-        [
-            "run",
-            str(EXAMPLE_SPEC),
-            "--model",
-            f"scripted:{path}",
-            "--sandbox",
-            "bwrap",
-            "--out",
-            str(out),
-            "--quiet",
-            *extra,
-        ]
-    )
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return code, json.loads((run_dir / "report.json").read_text()), run_dir
+    code = run_spec(tmp_path / "runs", book, *extra)
+    run_dir = only_run(tmp_path / "runs")
+    return code, report_of(run_dir), run_dir
 
 
 def mkdocs_build(workspace: Path, site: Path) -> subprocess.CompletedProcess[str]:

@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
-from runhelp import NEEDS_BWRAP
+from runhelp import NEEDS_BWRAP, only_run, report_of, run_spec
 
-from darkfactory.cli import main
 from darkfactory.trace import read_trace
 
 pytestmark = [
@@ -32,24 +31,9 @@ BOOKS = REPO / "examples" / "playbooks"
 
 
 def run(spec: Path, book: Path, out: Path, *extra: str) -> tuple[int, Path, dict[str, Any]]:
-    code = main(
-        [
-            "run",
-            str(spec),
-            "--model",
-            f"scripted:{book}",
-            "--sandbox",
-            "bwrap",
-            "--out",
-            str(out),
-            "--quiet",
-            *extra,
-        ]
-    )
-    runs = [p for p in out.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    report = json.loads((runs[0] / "report.json").read_text(encoding="utf-8"))
-    return code, runs[0], report
+    code = run_spec(out, book, *extra, spec=spec)
+    run_dir = only_run(out)
+    return code, run_dir, report_of(run_dir)
 
 
 def assert_delivered_and_all_proven(code: int, report: dict[str, Any]) -> None:

@@ -5,20 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from runhelp import example_playbook, good_code, only_run, run_spec
+from test_e2e import fix_loop_playbook
 
-from darkfactory.cli import EXAMPLE_SPEC, main
+from darkfactory.cli import main
 from darkfactory.prices import cost, price
 from darkfactory.sandbox import bwrap_problem
 from darkfactory.trace import EVENT_FIELDS, check_record, read_trace
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_e2e import example_playbook, fix_loop_playbook, good_code
 
 SECRET = "sk-dfTEST-0123456789abcdef"
 
@@ -35,31 +32,13 @@ def fixed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     book["roles"]["architect"].insert(
         0, {"tool": "write_file", "args": {"path": "notes.txt", "content": f"key {SECRET}"}}
     )
-    path = tmp / "book.yaml"
-    path.write_text(yaml.safe_dump(book, sort_keys=False))
     os.environ["DARKFACTORY_TEST_API_KEY"] = SECRET
     try:
         out = tmp / "runs"
-        assert (
-            main(
-                [
-                    "run",
-                    str(EXAMPLE_SPEC),
-                    "--model",
-                    f"scripted:{path}",
-                    "--sandbox",
-                    "bwrap",
-                    "--out",
-                    str(out),
-                    "--quiet",
-                ]
-            )
-            == 0
-        )
+        assert run_spec(out, book) == 0
     finally:
         del os.environ["DARKFACTORY_TEST_API_KEY"]
-    (run,) = [p for p in out.iterdir() if p.is_dir()]
-    return run
+    return only_run(out)
 
 
 def test_every_trace_record_matches_the_schema(fixed_run: Path) -> None:
