@@ -305,7 +305,7 @@ def review_summary(state: Any, env: Any) -> str:
     last = state.verify_rounds[-1] if state.verify_rounds else {}
     acc, unit = last.get("acceptance", {}), last.get("unit", {})
     docs = state.docs_checks[-1] if state.docs_checks else {}
-    files = env.prompt_inputs()["workspace_files"]
+    files = env.workspace_files()
     return (
         f"Workspace: {env.workspace}\n"
         f"Acceptance tests: {acc.get('passed', 0)}/{acc.get('total', 0)} passed; "

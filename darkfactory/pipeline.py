@@ -30,16 +30,13 @@ from pydantic import PrivateAttr
 
 from darkfactory import acceptance, checkpoints, gitrepo
 from darkfactory.docsite import traced_check
-from darkfactory.flowstate import (  # noqa: F401  (re-exported: the pipeline's public names)
+from darkfactory.flowstate import (
     ACCEPTANCE_DIR,
-    MAX_DESIGN_CHARS,
     MAX_DOCS_FAILURE_CHARS,
     MAX_FAILURE_CHARS,
-    MAX_INLINE_ACCEPTANCE_CHARS,
     JournalMismatch,
     RunState,
     SpecAmbiguity,
-    hash_tree,
     journaled,
 )
 

@@ -189,7 +189,7 @@ class RunEnv:
             "summary": spec.summary or spec.title,
             "requirements": spec.requirements_text(),
             "acceptance_tests": self._acceptance_text(),
-            "workspace_files": self._workspace_files(),
+            "workspace_files": self.workspace_files(),
             "design": self._design_text(),
             "failures": "",
             "failure_class": "",
@@ -202,7 +202,7 @@ class RunEnv:
         }
 
     def _acceptance_text(self) -> str:
-        from darkfactory.pipeline import MAX_INLINE_ACCEPTANCE_CHARS
+        from darkfactory.flowstate import MAX_INLINE_ACCEPTANCE_CHARS
 
         root = self.workspace / "acceptance"
         files = sorted(p for p in root.rglob("*.py") if p.is_file()) if root.is_dir() else []
@@ -217,14 +217,15 @@ class RunEnv:
             return f"{names} (read them with read_file; they are read-only)"
         return text
 
-    def _workspace_files(self) -> str:
+    def workspace_files(self) -> str:
+        """The workspace's files, one path a line (what the crew's tasks list)."""
         from darkfactory.workspace import iter_files
 
         entries = list(iter_files(self.workspace))
         return "\n".join(e.path for e in entries) or "(empty)"
 
     def _design_text(self) -> str:
-        from darkfactory.pipeline import MAX_DESIGN_CHARS
+        from darkfactory.flowstate import MAX_DESIGN_CHARS
 
         p = self.workspace / "DESIGN.md"
         if not p.is_file():
@@ -344,7 +345,7 @@ class RunEnv:
         canonical = self.acceptance_dir
         if not canonical.is_dir():
             return
-        from darkfactory.pipeline import hash_tree
+        from darkfactory.flowstate import hash_tree
 
         if ws.is_dir() and hash_tree(ws) == hash_tree(canonical):
             return

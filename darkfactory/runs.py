@@ -88,9 +88,10 @@ def execute(
     from crewai.flow import HumanFeedbackPending
 
     from darkfactory.budget import BudgetExhausted
+    from darkfactory.flowstate import ACCEPTANCE_DIR, SpecAmbiguity
     from darkfactory.llms.guarded import ProviderError
     from darkfactory.llms.secrets import RedactingStream, redact_secrets, redacted_logs
-    from darkfactory.pipeline import ACCEPTANCE_DIR, FactoryFlow, SpecAmbiguity
+    from darkfactory.pipeline import FactoryFlow
     from darkfactory.report import write_report
     from darkfactory.trace import CrewEventBridge
 

@@ -139,14 +139,13 @@ class ModelPlan:
         """US dollars this run's models have cost so far in this process (None: unknown)."""
         from darkfactory.prices import cost
 
-        total = 0.0
+        total, prices = 0.0, self.prices()
         for key, inst in self._instances.items():
             if not hasattr(inst, "get_token_usage_summary"):
                 continue
             usage = inst.get_token_usage_summary()
-            usd = cost(
-                key.split("#", 1)[0], usage.prompt_tokens, usage.completion_tokens, self.prices()
-            )
+            model = key.split("#", 1)[0]
+            usd = cost(model, usage.prompt_tokens, usage.completion_tokens, prices)
             if usd is None:
                 return None
             total += usd

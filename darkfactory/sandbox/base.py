@@ -39,6 +39,16 @@ class Mount:
     read_only: bool = True
 
 
+def mounted_path(mounts: list[Mount], target: str) -> str:
+    """``target`` as a command in a sandbox with these ``mounts`` sees it (the same path),
+    if it is a mount's target or below one; else ``KeyError``."""
+    target = target.rstrip("/") or "/"
+    for m in mounts:
+        if target == m.target or target.startswith(m.target + "/"):
+            return target
+    raise KeyError(f"no mount with target {target!r} in this sandbox")
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits applied to every command (``sandbox:`` in config/factory.yaml)."""

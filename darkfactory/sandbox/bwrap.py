@@ -51,7 +51,7 @@ from darkfactory.errors import InputError, SandboxUnavailable
 from darkfactory.sandbox import _cgroup
 from darkfactory.sandbox._cgroup import Cgroup, Hierarchy
 from darkfactory.sandbox._proc import Report, limit_prefix, minimal_env, run_process
-from darkfactory.sandbox.base import ExecResult, Mount, SandboxSpec
+from darkfactory.sandbox.base import ExecResult, Mount, SandboxSpec, mounted_path
 
 WORKDIR = "/workspace"
 #: Workspace entries bound read-only over the writable workspace.
@@ -114,11 +114,7 @@ class BwrapSandbox:
 
     # -- the Sandbox protocol ---------------------------------------------------------------
     def path_of(self, target: str) -> str:
-        target = target.rstrip("/") or "/"
-        for m in self.mounts:
-            if target == m.target or target.startswith(m.target + "/"):
-                return target
-        raise KeyError(f"no mount with target {target!r} in this sandbox")
+        return mounted_path(self.mounts, target)
 
     def run(
         self,

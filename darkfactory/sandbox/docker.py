@@ -75,7 +75,7 @@ from typing import Any
 
 from darkfactory.errors import InputError, SandboxUnavailable
 from darkfactory.sandbox._proc import classify, minimal_env
-from darkfactory.sandbox.base import ExecResult, Killed, Mount, SandboxSpec
+from darkfactory.sandbox.base import ExecResult, Killed, Mount, SandboxSpec, mounted_path
 from darkfactory.sandbox.image import DEFAULT_IMAGE, SANDBOX_UID, image_problem
 
 WORKDIR = "/workspace"
@@ -251,11 +251,7 @@ class DockerSandbox:
 
     # -- the Sandbox protocol ---------------------------------------------------------------
     def path_of(self, target: str) -> str:
-        target = target.rstrip("/") or "/"
-        for m in self.mounts:
-            if target == m.target or target.startswith(m.target + "/"):
-                return target
-        raise KeyError(f"no mount with target {target!r} in this sandbox")
+        return mounted_path(self.mounts, target)
 
     def run(
         self,
