@@ -328,19 +328,17 @@ def run_stock(workdir: Path, backend: str) -> Side:
         spec = load_spec(SPEC)
         # The same workspace a run starts with: the spec's acceptance tests, also mounted
         # read-only at /acceptance where the run_tests tool looks for them.
-        workspace, acceptance, results = (workdir / d for d in ("workspace", "acc", "results"))
+        workspace, acceptance = (workdir / d for d in ("workspace", "acc"))
         for root in (workspace / "acceptance", acceptance):
             for test in spec.acceptance_tests:
                 (root / test.name).parent.mkdir(parents=True, exist_ok=True)
                 (root / test.name).write_text(test.content, encoding="utf-8")
-        results.mkdir()
         sandbox = open_sandbox(
             backend,
             SandboxSpec(
                 workspace=workspace,
                 mounts=[
                     Mount(acceptance, "/acceptance", read_only=True),
-                    Mount(results, "/results", read_only=False),
                 ],
                 limits=config.factory.limits(),
                 image=config.factory.sandbox.image,
@@ -348,7 +346,7 @@ def run_stock(workdir: Path, backend: str) -> Side:
             ),
         )
         try:
-            ctx = RunContext(workspace=workspace, sandbox=sandbox, results_dir=results)
+            ctx = RunContext(workspace=workspace, sandbox=sandbox)
             llm = metered_llm(config)
             # The inputs Dark Factory's first phase renders its task with.
             trace = Trace(workdir / "trace.jsonl")

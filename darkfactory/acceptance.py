@@ -1,17 +1,19 @@
 """The spec's acceptance tests: frozen once, read-only to every agent, re-checked.
 
 ``freeze`` copies ``workspace/acceptance/`` to the run's own ``acceptance/`` (the canonical
-copy the sandbox mounts read-only) and hashes every file; ``changed`` compares the copy
+copy the sandbox mounts read-only) through ``hostio`` and hashes every file; ``changed`` compares the copy
 with those hashes before each verdict. ``state`` is the flow's ``RunState``, ``env`` its
 ``RunEnv``.
 """
 
 from __future__ import annotations
 
-import shutil
+from pathlib import Path
 from typing import Any
 
-from darkfactory.flowstate import ACCEPTANCE_DIR, hash_tree
+from darkfactory import hostio
+from darkfactory.flowstate import ACCEPTANCE_DIR
+from darkfactory.spec import AcceptanceTest, Spec
 
 
 def changed(state: Any, env: Any) -> bool:
@@ -19,7 +21,7 @@ def changed(state: Any, env: Any) -> bool:
     if not state.acceptance_frozen:
         return False
     frozen = state.acceptance_hashes
-    now = hash_tree(env.acceptance_dir) if env.acceptance_dir.is_dir() else {}
+    now = hostio.hash_tree(env.acceptance_dir)
     modified = sorted(f for f in frozen if f in now and now[f] != frozen[f])
     missing = sorted(f for f in frozen if f not in now)
     added = sorted(f for f in now if f not in frozen)
@@ -39,16 +41,40 @@ def changed(state: Any, env: Any) -> bool:
 
 
 def freeze(state: Any, env: Any) -> None:
-    """Make the workspace's acceptance tests the run's canonical, read-only copy, hashed."""
-    src = env.workspace / ACCEPTANCE_DIR
+    """Make the workspace's acceptance tests the run's canonical, read-only copy, hashed.
+
+    Only directories and regular files are copied (``hostio``): a symlink, FIFO or device
+    an agent put there is left out and traced as a ``security`` event, never followed.
+    """
     dst = env.acceptance_dir
-    if dst.exists():
-        shutil.rmtree(dst)
-    if src.is_dir():
-        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    hostio.remove(dst)
+    kind = hostio.kind_of(env.workspace, ACCEPTANCE_DIR)
+    if kind == "dir":
+        copied = hostio.copy_tree(env.workspace, ACCEPTANCE_DIR, dst)
     else:
         dst.mkdir(parents=True)
-    state.acceptance_hashes = hash_tree(dst)
+        copied = hostio.Copied(
+            refused=[(ACCEPTANCE_DIR, f"a {kind}, not a directory")] if kind else []
+        )
+    if copied.refused:
+        env.trace.write(
+            "security",
+            what="acceptance_entries_refused",
+            paths=[f"{path}: {why}" for path, why in copied.refused],
+        )
+    state.acceptance_hashes = hostio.hash_tree(dst)
     state.acceptance_frozen = True
     env.ctx.protected.add(ACCEPTANCE_DIR)
     env.trace.write("acceptance_frozen", files=sorted(state.acceptance_hashes))
+
+
+def with_frozen_tests(spec: Spec, run_dir: Path) -> Spec:
+    """``spec`` with the acceptance tests frozen in ``run_dir/acceptance`` (if there are any)."""
+    found, _ = hostio.files(run_dir, ACCEPTANCE_DIR, suffix=".py")
+    if not found:
+        return spec
+    tests = [
+        AcceptanceTest(name=name, content=data.decode("utf-8", "replace"))
+        for name, data in found.items()
+    ]
+    return spec.model_copy(update={"acceptance_tests": tests})

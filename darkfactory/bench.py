@@ -47,8 +47,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from darkfactory import hostio
 from darkfactory.bench_table import JSON_FILE, MARKDOWN_FILE, render_markdown, totals, write_summary
 from darkfactory.errors import ExitCode, InputError
+
+_SKIP = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".pytest_cache", "site")
 
 HIDDEN_DIR = "hidden"
 PLAYBOOK_FILE = "playbook.yaml"
@@ -340,28 +343,33 @@ def _score(
     """Run the hidden tests against a copy of the delivered workspace, in a sandbox."""
     from darkfactory.config import load_config
     from darkfactory.deps import DEPS_TARGET
-    from darkfactory.sandbox import RESULTS_TARGET, open_sandbox
+    from darkfactory.sandbox import open_sandbox
     from darkfactory.sandbox.base import Mount, SandboxSpec
-    from darkfactory.testrun import run_pytest
+    from darkfactory.testrun import expected_tests, run_pytest
 
-    workspace = run_dir / "workspace"
-    if not workspace.is_dir():
+    if hostio.kind_of(run_dir, "workspace") != "dir":
         result.hidden_problem = "the run left no workspace"
         return
     scratch = (opts.out / "score" / entry.name).resolve()
-    if scratch.exists():
-        shutil.rmtree(scratch)
-    skip = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".pytest_cache", "site")
-    shutil.copytree(workspace, scratch / "workspace", ignore=skip, symlinks=True)
-    shutil.copytree(entry.hidden, scratch / "hidden", ignore=skip)
-    deps = scratch / "deps"
-    if (run_dir / "deps").is_dir():
-        shutil.copytree(run_dir / "deps", deps, symlinks=True)
-    else:
-        deps.mkdir()
-    results = scratch / "results"
-    results.mkdir()
-    for d in (scratch / "hidden", deps, results):
+    hostio.remove(scratch)
+    scratch.mkdir(parents=True)
+    # The delivered workspace and its deps are model-written: copied without following any
+    # link (links are kept as links for the sandbox), FIFOs and devices left out.
+    big = hostio.MAX_TREE_BYTES
+    try:
+        hostio.copy_tree(run_dir, "workspace", scratch / "workspace", keep_symlinks=True, limit=big)
+        deps = scratch / "deps"
+        if hostio.kind_of(run_dir, "deps") == "dir":
+            hostio.copy_tree(
+                run_dir, "deps", deps, keep_symlinks=True, limit=big, max_bytes=4 * big
+            )
+        else:
+            deps.mkdir()
+    except hostio.Refused as exc:
+        result.hidden_problem = f"the delivery cannot be scored: {exc}"
+        return
+    shutil.copytree(entry.hidden, scratch / "hidden", ignore=_SKIP)  # the suite's own
+    for d in (scratch / "hidden", deps):
         d.chmod(0o755)
     config = load_config(run_dir / "config")
     sandbox = open_sandbox(
@@ -370,7 +378,6 @@ def _score(
             workspace=scratch / "workspace",
             mounts=[
                 Mount(scratch / "hidden", HIDDEN_TARGET, read_only=True),
-                Mount(results, RESULTS_TARGET, read_only=False),
                 Mount(deps, DEPS_TARGET, read_only=True),
             ],
             limits=config.factory.limits(),
@@ -380,20 +387,18 @@ def _score(
         ),
     )
     try:
-        run = run_pytest(
-            sandbox,
-            [sandbox.path_of(HIDDEN_TARGET)],
-            results_dir=results,
-            results_target=RESULTS_TARGET,
-            name="hidden",
-            timeout=config.factory.tests.timeout_s,
-        )
+        hidden = sandbox.path_of(HIDDEN_TARGET)
+        run = run_pytest(sandbox, [hidden], timeout=config.factory.tests.timeout_s, rootdir=hidden)
     finally:
         sandbox.close()
+    sources, _ = hostio.files(scratch, "hidden", suffix=".py")
+    run = run.expecting(expected_tests(sources))
     result.hidden_passed, result.hidden_total = run.passed, run.total
     result.hidden_ok = run.ok and run.passed == run.total - run.skipped
     if run.killed is not None:
         result.hidden_problem = f"killed ({run.killed})"
+    elif run.unreported:
+        result.hidden_problem = f"{len(run.unreported)} hidden test(s) have no result"
     elif run.collection_error:
         result.hidden_problem = run.collection_error.splitlines()[0][:300]
     result.hidden_failures = [o.nodeid for o in run.outcomes if o.outcome in ("failed", "error")][

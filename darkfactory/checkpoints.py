@@ -10,7 +10,8 @@ An ``ask`` goes to a CrewAI ``HumanFeedbackProvider``. With a terminal,
 request with the flow's state (``runs/flows.db``), and the run ends ``awaiting_approval``
 (exit code 3). ``darkfactory approve RUN_ID [--reject] [--reason TEXT]`` records the
 decision in the saved state and continues the run; the checkpoint step, never journaled
-while it waited, runs again and finds the decision.
+while it waited, runs again and finds the decision. ``run --yes`` (``YesProvider``)
+answers every ``ask`` but the deploy approval.
 
 Why not CrewAI's ``@human_feedback`` decorator as it stands: it routes a rejection by
 asking a model to classify the reviewer's words (``emit=`` outcomes), and resumes through
@@ -163,48 +164,25 @@ def request(
     )
 
 
-@dataclass
-class DeployResult:
-    argv: list[str]
-    exit_code: int | None
-    duration_s: float
-    output: str
-    killed: str | None
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0 and self.killed is None
-
-
-DEPLOY_OUTPUT_CHARS = 4000
-
-
-def run_deploy(argv: list[str], *, cwd: str, timeout_s: float) -> DeployResult:
-    """Run the user's deploy command on the host (their environment), bounded and redacted."""
-    import os
-
-    from darkfactory.llms.secrets import redact_secrets
-    from darkfactory.sandbox._proc import run_process
-    from darkfactory.sandbox.base import Limits
-
-    try:
-        res = run_process(argv, timeout=timeout_s, limits=Limits(), env=os.environ, cwd=cwd)
-    except OSError as exc:  # not found, not executable
-        return DeployResult(list(argv), None, 0.0, redact_secrets(str(exc)), None)
-    text = (res.stdout + ("\n" if res.stdout and res.stderr else "") + res.stderr).strip()
-    return DeployResult(
-        list(argv),
-        None if res.killed else res.exit_code,
-        round(res.duration_s, 3),
-        redact_secrets(text[-DEPLOY_OUTPUT_CHARS:]),
-        res.killed,
-    )
+#: Checkpoints ``--yes`` never answers: only ``auto`` in factory.yaml (or a person) may.
+NOT_BY_YES = frozenset({"deploy_approval"})
 
 
 class YesProvider:
-    """``darkfactory run --yes``: every ``ask`` checkpoint is approved without asking."""
+    """``darkfactory run --yes``: approves every ``ask`` checkpoint but ``NOT_BY_YES``.
+
+    Those go to ``then`` (the terminal, or a pause without one): ``--yes`` is typed for a
+    run of the crew, and a deploy runs the user's command on the host with what the models
+    wrote, so it waits for a person unless factory.yaml says ``deploy_approval: auto``.
+    """
+
+    def __init__(self, then: Any) -> None:
+        self.then = then
 
     def request_feedback(self, context: Any, flow: Any) -> str:
+        if context.method_name in NOT_BY_YES:
+            answer: str = self.then.request_feedback(context, flow)
+            return answer
         return json.dumps({"decision": APPROVED, "reason": "", "by": "--yes"})
 
 

@@ -3,8 +3,9 @@
 Classes (``FailureClass``), most urgent first:
 
 - ``timeout``: pytest was killed by the time limit (a test hangs or loops).
-- ``resource``: killed by the memory, CPU, output or file-size limit, or a test that met
-  the memory limit (``MemoryError``).
+- ``resource``: killed by the memory, CPU, output, file-size or disk limit (``disk``: the
+  workspace went over ``sandbox.disk_mb``), or a test that met the memory limit
+  (``MemoryError``).
 - ``missing_dependency``: ``No module named X`` where X is not a file of the workspace.
 - ``syntax_import``: the code or a test cannot be imported (SyntaxError, ImportError, a
   missing workspace module).
@@ -14,6 +15,10 @@ Classes (``FailureClass``), most urgent first:
 - ``assertion``: a test's assertion failed: the code does the wrong thing.
 - ``code_error``: the code raised an exception during a test.
 - ``no_tests``: no acceptance test ran, so nothing proves the spec.
+
+What the sandbox scrubbed after a test run (setuid bits, FIFOs, sockets, device nodes:
+``ExecResult.scrubbed``) is no failure class: it is gone before the host reads the
+workspace, and a test may leave a socket behind in good faith.
 
 Routing: ``qa_test`` goes to the QA engineer, ``no_tests`` to the architect, everything else
 to the developer. Spec ambiguity is not found here: an agent reports it with the
@@ -25,12 +30,14 @@ numbers and addresses blanked) so the pipeline can see a fix round that changed 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from darkfactory import hostio
 from darkfactory.testrun import TestOutcome, TestRun
 
 FailureClass = Literal[
@@ -107,8 +114,13 @@ def first_line(text: str) -> str:
 
 
 def _workspace_modules(workspace: Path) -> set[str]:
-    names = {p.stem.lower() for p in workspace.glob("*.py")}
-    names |= {p.parent.name.lower() for p in workspace.glob("*/__init__.py")}
+    names = set()
+    for entry in hostio.walk(workspace, max_entries=hostio.MAX_ENTRIES * 5):
+        parts = entry.path.split("/")
+        if entry.kind == "file" and len(parts) == 1 and entry.path.endswith(".py"):
+            names.add(entry.path[:-3].lower())
+        elif entry.kind == "file" and len(parts) == 2 and parts[1] == "__init__.py":
+            names.add(parts[0].lower())
     return names
 
 
@@ -116,18 +128,18 @@ def _declared_dependencies(workspace: Path) -> set[str]:
     """Top-level names in requirements.txt / pyproject dependencies (normalised, best effort)."""
     names: set[str] = set()
     texts = []
-    req = workspace / "requirements.txt"
-    if req.is_file():
-        texts += req.read_text(encoding="utf-8", errors="replace").splitlines()
-    pyproject = workspace / "pyproject.toml"
-    if pyproject.is_file():
+    with contextlib.suppress(hostio.Refused, FileNotFoundError):
+        texts += hostio.read_text(workspace, "requirements.txt", errors="replace").splitlines()
+    with contextlib.suppress(hostio.Refused, FileNotFoundError):
         import tomllib
 
         try:
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+            data = tomllib.loads(hostio.read_text(workspace, "pyproject.toml"))
+        except tomllib.TOMLDecodeError:
             data = {}
-        texts += list(data.get("project", {}).get("dependencies", []))
+        project = data.get("project")
+        declared = project.get("dependencies", []) if isinstance(project, dict) else []
+        texts += [d for d in declared if isinstance(d, str)] if isinstance(declared, list) else []
     for line in texts:
         m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
         if m and not line.lstrip().startswith(("#", "-")):

@@ -107,7 +107,9 @@ def _add_run_options(p: argparse.ArgumentParser, *, model: bool = True) -> None:
     p.add_argument(
         "--yes",
         action="store_true",
-        help="approve every checkpoint of this run without asking (factory.yaml checkpoints:)",
+        help="approve the spec approval and output review of this run without asking "
+        "(factory.yaml checkpoints:); never the deploy approval: it is still asked, or the "
+        "run pauses, unless factory.yaml says deploy_approval: auto",
     )
     p.add_argument("--quiet", action="store_true", help="print only the result")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -288,7 +290,7 @@ def _run(
     if getattr(args, "yes", False):
         from darkfactory.checkpoints import YesProvider
 
-        env.provider = YesProvider()
+        env.provider = YesProvider(then=env.checkpoint_provider())
     progress(f"run {env.run_id} in {env.run_dir} (sandbox: {env.sandbox.backend})")
     outcome = execute(env, cli_model=model, backend=backend)
     return _print_outcome(outcome, args)

@@ -13,12 +13,14 @@ generated from them.
 from __future__ import annotations
 
 import difflib
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -167,6 +169,15 @@ class SandboxConfig(_Strict):
     file_size_mb: int = Field(
         default=256, gt=0, description="Largest file a command may write, in MB."
     )
+    disk_mb: int = Field(
+        default=1024,
+        gt=0,
+        description=(
+            "Most the workspace (and the read-write mounts: test reports, installed "
+            "dependencies) may hold, in MB: measured while a command runs, which is killed "
+            "when it grows them past this."
+        ),
+    )
     cpus: float = Field(
         default=1.0,
         gt=0,
@@ -203,6 +214,7 @@ class SandboxConfig(_Strict):
             pids=self.pids,
             output_bytes=self.output_bytes,
             file_size_mb=self.file_size_mb,
+            disk_mb=self.disk_mb,
             cpus=self.cpus,
         )
 
@@ -291,9 +303,26 @@ class CheckpointsConfig(_Strict):
         default="ask",
         description=(
             "Before `deploy.command` runs (only when one is configured). A rejection "
-            "sends the work back like an output review's."
+            "sends the work back like an output review's. `darkfactory run --yes` does not "
+            "answer this one: with `ask` it is asked (or the run pauses) even then; only "
+            "`auto` here deploys without a person."
         ),
     )
+
+
+def _variable_name(name: str) -> str:
+    """``name`` if it names an environment variable (a POSIX portable name)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(
+            f"{name!r} is not an environment variable name: list names only (letters, "
+            "digits and _, not starting with a digit), e.g. [TWINE_PASSWORD], and set "
+            "their values in the environment"
+        )
+    return name
+
+
+#: One entry of ``deploy.env``.
+VariableName = Annotated[str, AfterValidator(_variable_name)]
 
 
 class DeployConfig(_Strict):
@@ -304,10 +333,22 @@ class DeployConfig(_Strict):
         min_length=1,
         description=(
             "Argument list run after the deploy approval, on the host (not in the sandbox: "
-            "it is your command, with your environment and network), in the run's "
-            "workspace, without a shell, e.g. `[rsync, -a, ./, deploy@host:/srv/app/]`. "
-            "Its output is kept in the trace with secrets redacted. A non-zero exit fails "
-            "the run. Unset: nothing is deployed."
+            "it is your command, with your network), without a shell, e.g. "
+            "`[rsync, -a, ./, deploy@host:/srv/app/]`. It runs in a new temporary directory "
+            "holding the files of the delivered commit (tracked files only, removed "
+            "afterwards), never in the workspace, with `PYTHONSAFEPATH=1` and only `PATH`, "
+            "`HOME`, `LANG`, `LC_*` and the variables named in `deploy.env`. Its output is "
+            "kept in the trace with secrets redacted. A non-zero exit fails the run. Unset: "
+            "nothing is deployed."
+        ),
+    )
+    env: list[VariableName] = Field(
+        default_factory=list,
+        description=(
+            "Names of the environment variables the deploy command gets besides `PATH`, "
+            "`HOME`, `LANG` and `LC_*`, e.g. `[TWINE_USERNAME, TWINE_PASSWORD]` (names "
+            "only; each is passed when it is set). Their values are redacted from the "
+            "output kept in the trace."
         ),
     )
     timeout_s: float = Field(

@@ -27,17 +27,12 @@ class RunContext:
     sandbox: Sandbox | None = None
     protected: set[str] = field(default_factory=lambda: set(DEFAULT_PROTECTED))
     test_timeout_s: float = 300.0
-    #: Host directory for test reports of tool runs; the caller mounts it read-write in
-    #: ``sandbox`` at ``/results`` (``darkfactory.sandbox.RESULTS_TARGET``). Never the workspace.
-    results_dir: Path | None = None
     on_event: EventSink | None = None
     #: Questions agents raised with ``report_ambiguity``; the pipeline escalates on them.
     ambiguities: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace).resolve()
-        if self.results_dir is not None:
-            self.results_dir = Path(self.results_dir).resolve()
 
     def emit(self, kind: str, **data: Any) -> None:
         """Report an event (tool call, sandbox exec, ...) to the run's trace, if any."""

@@ -4,16 +4,21 @@ The sandbox never has a network, so a dependency gets in like this:
 
 1. ``read_requirements(workspace)``: what the project declares, ``requirements.txt``, else
    ``pyproject.toml``'s ``[project] dependencies``. Only plain requirements are taken (a
-   name, extras, version specifiers, an environment marker). pip options (``-r``, ``-e``,
-   ``--index-url``, ``-f`` ...), URLs (``name @ https://...``) and paths are refused: with
-   them, text the model wrote would choose which host files the host's pip reads or which
-   server it talks to.
-2. ``download``: pip on the host, ``pip download --only-binary=:all: --python-version X.Y
-   --dest RUN/wheelhouse``, X.Y being the sandbox interpreter's version. Wheels only, on
-   purpose: building a source distribution runs its build code (``setup.py``, a build
-   backend), and that code, chosen by the model, would run on the host, outside any
-   sandbox. A dependency without a wheel fails with pip's message, which goes to the fix
-   task.
+   PEP 508 name, extras, version specifiers, an environment marker). pip options (``-r``,
+   ``-e``, ``--index-url``, ``-f`` ...), URLs (``name @ https://...``), paths, names
+   that look like a file (``evil-1.0.tar.gz``, ``x.whl``: pip opens, and builds, a file
+   of that name) and ``$`` (pip substitutes environment variables) are refused: with
+   them, text the model wrote would choose which host files the host's pip reads or
+   builds, which server it talks to, or which secret it prints.
+2. ``download``: pip on the host, ``pip download --only-binary=:all: --python-version X.Y``
+   of the checked requirements as ``packaging`` renders them, X.Y being the sandbox
+   interpreter's version, in a new temporary directory (empty current directory, empty
+   destination): nothing in the user's current directory or the wheelhouse can be taken
+   for a requirement. Only the wheels it downloaded move on to ``RUN/wheelhouse``.
+   Wheels only, on purpose: building a source distribution runs its build code
+   (``setup.py``, a build backend), and that code, chosen by the model, would run on the
+   host, outside any sandbox. A dependency without a wheel fails with pip's message,
+   which goes to the fix task.
 3. ``install``: pip in the sandbox, ``python -I -m pip install --no-index --find-links
    /wheelhouse --target /deps -r /wheelhouse/requirements.txt``. ``/wheelhouse`` is
    mounted read-only, ``/deps`` read-write and on every command's ``PYTHONPATH``
@@ -34,11 +39,15 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from packaging.requirements import InvalidRequirement, Requirement
+
+from darkfactory import hostio
 from darkfactory.sandbox.base import ExecResult, Mount, Sandbox
 
 WHEELHOUSE_TARGET = "/wheelhouse"
@@ -48,6 +57,26 @@ REQUIREMENTS = "requirements.txt"
 #: The key of the last successful install, in the wheelhouse (read-only to the sandbox).
 STAMP = ".installed"
 MAX_ERROR_CHARS = 3000
+#: Endings pip takes for a local archive when a requirement ends with one (its
+#: ``ARCHIVE_EXTENSIONS``, and a few more): such a "name" is opened, and built, as a file.
+ARCHIVE_SUFFIXES = (
+    ".zip",
+    ".whl",
+    ".egg",
+    ".tar",
+    ".tar.gz",
+    ".tgz",
+    ".tar.bz2",
+    ".tbz",
+    ".tbz2",
+    ".tar.xz",
+    ".txz",
+    ".tlz",
+    ".tar.lz",
+    ".tar.lzma",
+    ".tar.zst",
+    ".tzst",
+)
 
 Stage = Literal["read", "download", "install"]
 
@@ -83,8 +112,9 @@ class DepsResult:
         }[self.failed or "read"]
         hint = {
             "read": (
-                "Write one requirement per line (a name, optional extras, version "
-                "specifiers and marker); pip options, URLs and paths are not accepted."
+                "Write one requirement per line (a package name, optional extras, version "
+                "specifiers and marker); pip options, URLs, paths and file names are not "
+                "accepted."
             ),
             "download": (
                 "Only wheels are used (no source distribution is ever built): choose "
@@ -112,23 +142,29 @@ def mounts(run_dir: Path) -> list[Mount]:
 
 def read_requirements(workspace: Path) -> tuple[str, list[str], list[str]] | None:
     """(source file, requirements, problems), or None when the project declares nothing."""
-    req_txt, pyproject = Path(workspace) / "requirements.txt", Path(workspace) / "pyproject.toml"
-    for declared_in in (req_txt, pyproject):
-        if declared_in.is_symlink():  # it could lead to a host file: never read through it
-            return declared_in.name, [], [f"{declared_in.name} is a symlink; write a file"]
-    if req_txt.is_file():
-        text = req_txt.read_text(encoding="utf-8", errors="replace")
+    found = None
+    for name in ("requirements.txt", "pyproject.toml"):
+        kind = hostio.kind_of(Path(workspace), name)
+        if kind is None:
+            continue
+        try:  # through hostio: a link could lead to a host file, a FIFO would block
+            found = name, hostio.read_text(Path(workspace), name, errors="replace")
+        except (hostio.Refused, FileNotFoundError) as exc:
+            reason = exc.why if isinstance(exc, hostio.Refused) else "it vanished"
+            return name, [], [f"{name} cannot be read ({reason}); write a plain file"]
+        break
+    if found is not None and found[0] == "requirements.txt":
+        source, text = found
         lines = re.sub(r"\\\r?\n", " ", text).splitlines()
         entries = [
             (f"line {n}", " ".join(re.sub(r"(^|\s)#.*", "", ln).split()))
             for n, ln in enumerate(lines, 1)
         ]
-        source = "requirements.txt"
-    elif pyproject.is_file():
-        source = "pyproject.toml"
+    elif found is not None:
+        source, text = found
         try:
-            project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            project = tomllib.loads(text).get("project", {})
+        except tomllib.TOMLDecodeError as exc:
             return source, [], [f"pyproject.toml is not valid TOML: {exc}"]
         declared = project.get("dependencies", []) if isinstance(project, dict) else []
         if not isinstance(declared, list) or not all(isinstance(d, str) for d in declared):
@@ -153,17 +189,41 @@ def read_requirements(workspace: Path) -> tuple[str, list[str], list[str]] | Non
 
 def _refusal(entry: str) -> str | None:
     """Why ``entry`` is not a plain requirement (None: it is)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     if entry.startswith("-"):
         return "pip options are not accepted (only requirements)"
+    if "$" in entry:  # pip would put an environment variable there (``${NAME}``)
+        return "'$' is not accepted (pip would substitute an environment variable)"
     try:
-        req = Requirement(entry)
+        line = pip_line(entry)
     except InvalidRequirement as exc:
         return f"not a valid requirement ({str(exc).splitlines()[0]})"
-    if req.url:
-        return "URLs are not accepted; name the package and a version instead"
+    except ValueError as exc:
+        return str(exc)
+    if any(token.startswith("-") for token in line.split()):
+        return "pip options are not accepted (only requirements)"
     return None
+
+
+def pip_line(entry: str) -> str:
+    """``entry`` as written for the host's pip: PEP 508, re-rendered by ``packaging``.
+
+    Raises ``InvalidRequirement`` (not PEP 508), or ``ValueError`` for what pip would read
+    as a URL, a path or a file: pip takes a requirement whose part before the marker
+    holds a path separator, starts with a dot or whose name (or whole text) ends like an
+    archive for a local file, and builds it, whatever ``--only-binary`` says.
+    """
+    req = Requirement(entry)
+    if req.url:
+        raise ValueError("URLs are not accepted; name the package and a version instead")
+    extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+    head = f"{req.name}{extras}{req.specifier}"
+    looks_like_a_file = any(t.lower().endswith(ARCHIVE_SUFFIXES) for t in (req.name, head))
+    if looks_like_a_file or "/" in head or "\\" in head or head.startswith("."):
+        raise ValueError(
+            "this names a file or a path (pip would open and build it on the host), not a "
+            "package; write the project's name and a version instead, e.g. 'requests>=2.31'"
+        )
+    return f"{head}; {req.marker}" if req.marker else head
 
 
 def ensure(
@@ -197,8 +257,10 @@ def ensure(
     if stamp.is_file() and stamp.read_text().strip() == key and any(deps.iterdir()):
         return DepsResult(source, reqs, installed=_installed(deps), cached=True)
     stamp.unlink(missing_ok=True)
-    (wheelhouse / REQUIREMENTS).write_text("\n".join(reqs) + "\n", encoding="utf-8")
-    error = download(wheelhouse, python_version, timeout_s=timeout_s)
+    # What pip reads is our rendering of the checked requirements, never a workspace file.
+    lines = [pip_line(r) for r in reqs]
+    (wheelhouse / REQUIREMENTS).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    error = download(lines, wheelhouse, python_version, timeout_s=timeout_s)
     if error is not None:
         return DepsResult(source, reqs, failed="download", error=error)
     _empty(deps)
@@ -213,31 +275,54 @@ def ensure(
     return DepsResult(source, reqs, installed=_installed(deps), exec=result)
 
 
-def download(wheelhouse: Path, python_version: str, *, timeout_s: float) -> str | None:
-    """pip-download the wheels of ``wheelhouse/requirements.txt``; None, or pip's complaint."""
-    argv = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--disable-pip-version-check",
-        "--no-input",
-        "--only-binary=:all:",
-        "--python-version",
-        python_version,
-        "--dest",
-        str(wheelhouse),
-        "-r",
-        str(wheelhouse / REQUIREMENTS),
-    ]
-    try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired:
-        return f"pip download took longer than {timeout_s:g} s (sandbox.deps_timeout_s)"
-    if done.returncode != 0:
-        return _trim(f"pip download exit code {done.returncode}\n{done.stderr}\n{done.stdout}")
+def download(
+    lines: list[str], wheelhouse: Path, python_version: str, *, timeout_s: float
+) -> str | None:
+    """pip-download the wheels of ``lines`` (``pip_line``s) to ``wheelhouse``; None, or why not.
+
+    pip runs in a new temporary directory that holds only its requirements file, an empty
+    current directory and an empty destination, and only the wheels it downloaded move on
+    to the wheelhouse: pip takes a requirement that names a file for that file (from its
+    current directory, the requirements file's or one "already downloaded" to its
+    destination) and builds it, so no directory it looks in may hold anything else.
+    """
+    with tempfile.TemporaryDirectory(prefix="darkfactory-pip-") as tmp:
+        cwd, dest, listed = Path(tmp) / "cwd", Path(tmp) / "wheels", Path(tmp) / REQUIREMENTS
+        cwd.mkdir()
+        dest.mkdir()
+        listed.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        argv = [
+            sys.executable,
+            "-P",  # nothing from the current directory on sys.path (it is empty anyway)
+            "-m",
+            "pip",
+            "download",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--only-binary=:all:",
+            "--python-version",
+            python_version,
+            "--dest",
+            str(dest),
+            "-r",
+            str(listed),
+        ]
+        try:
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+            )
+        except subprocess.TimeoutExpired:
+            return f"pip download took longer than {timeout_s:g} s (sandbox.deps_timeout_s)"
+        if done.returncode != 0:
+            return _trim(f"pip download exit code {done.returncode}\n{done.stderr}\n{done.stdout}")
+        for entry in os.scandir(dest):
+            if entry.name.endswith(".whl") and entry.is_file(follow_symlinks=False):
+                shutil.move(entry.path, wheelhouse / entry.name)
     return None
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from darkfactory import hostio
 from darkfactory.errors import DarkFactoryError
 from darkfactory.sandbox.base import ExecResult, Sandbox
 
@@ -52,6 +53,7 @@ _LIMIT_TEXT = {
     "memory": "killed: it ran out of the sandbox's memory limit",
     "cpu": "killed: it used up the sandbox's CPU-time limit",
     "file_size": "killed: it wrote a file larger than the sandbox allows",
+    "disk": "killed: the workspace grew past the sandbox's disk quota (sandbox.disk_mb)",
 }
 
 
@@ -135,26 +137,27 @@ def extract_examples(text: str, file: str) -> Extracted:
     return Extracted(examples, skipped)
 
 
-def doc_files(workspace: Path) -> list[Path]:
-    """``README.md`` and every ``docs/**/*.md`` of the workspace (no symlinks out of it)."""
-    root = workspace.resolve()
-    found = [root / "README.md"] if (root / "README.md").is_file() else []
-    docs = root / "docs"
-    if docs.is_dir():
-        found += sorted(p for p in docs.rglob("*.md") if p.is_file())
-    return [
-        p for p in found if p.resolve().is_relative_to(root) and p.stat().st_size <= MAX_DOC_BYTES
-    ]
+def doc_files(workspace: Path) -> list[str]:
+    """``README.md`` and every ``docs/**/*.md`` of the workspace: regular files, no links."""
+    found = ["README.md"] if hostio.is_file(workspace, "README.md") else []
+    found += sorted(
+        f"docs/{e.path}"
+        for e in hostio.walk(workspace, "docs")
+        if e.kind == "file" and e.path.endswith(".md") and e.size <= MAX_DOC_BYTES
+    )
+    return found
 
 
 def find_examples(workspace: Path) -> Extracted:
     """Every runnable example of the workspace's docs, in file order."""
-    root = workspace.resolve()
     examples: list[Example] = []
     skipped: list[str] = []
-    for path in doc_files(root):
-        text = path.read_text(encoding="utf-8", errors="replace")
-        found = extract_examples(text, path.relative_to(root).as_posix())
+    for rel in doc_files(workspace):
+        try:
+            text = hostio.read_text(workspace, rel, limit=MAX_DOC_BYTES, errors="replace")
+        except (hostio.Refused, FileNotFoundError):
+            continue
+        found = extract_examples(text, rel)
         examples += found.examples
         skipped += found.skipped
     return Extracted(examples, skipped)

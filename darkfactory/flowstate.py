@@ -6,9 +6,7 @@ Split out of ``darkfactory.pipeline`` so that the flow there reads as the list o
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
@@ -64,17 +62,8 @@ class RunState(BaseModel):
     checkpoints: list[dict[str, Any]] = Field(default_factory=list)
     pending_checkpoint: dict[str, Any] | None = None
     feedback: str = ""
-    #: The deploy command's result (``checkpoints.DeployResult``), when one ran.
+    #: The deploy command's result (``deploy.DeployResult``), when one ran.
     deploy: dict[str, Any] = Field(default_factory=dict)
-
-
-def hash_tree(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root``, by relative path."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and "__pycache__" not in p.parts
-    }
 
 
 F = TypeVar("F", bound=Callable[..., Any])

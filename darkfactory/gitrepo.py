@@ -1,71 +1,230 @@
-"""The run's workspace is a real git repository with one commit per phase."""
+"""The run's workspace is a real git repository with one commit per phase.
+
+``run`` is how the host runs git: nothing a model writes in the workspace can make it execute.
+"""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import re
+import shutil
+import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
-_ENV = {
+from darkfactory.errors import DarkFactoryError
+
+#: ``-c`` settings on every call, so no config can make git execute anything: no fsmonitor,
+#: hooks, pager, signing, background gc, transport (so no ssh, ext:: or lazy fetch) or
+#: credential helper, and no submodule recursion. Filter, textconv and diff/merge drivers
+#: named by a workspace's ``.gitattributes`` resolve only through config, and the only
+#: config read is the repository's own (no global, system or XDG file), which only Dark
+#: Factory writes; nested repositories, whose config a child git would read, are removed.
+_CONFIG = (
+    "core.fsmonitor=false",
+    "core.hooksPath=/dev/null",
+    "core.untrackedCache=false",
+    "core.attributesFile=/dev/null",
+    "core.excludesFile=/dev/null",
+    "core.pager=cat",
+    "core.protectNTFS=true",
+    "submodule.recurse=false",
+    "diff.ignoreSubmodules=all",
+    "status.submoduleSummary=false",
+    "commit.gpgSign=false",
+    "tag.gpgSign=false",
+    "log.showSignature=false",
+    "gc.auto=0",
+    "maintenance.auto=false",
+    "protocol.allow=never",
+    "credential.helper=",
+)
+
+_IDENTITY = {
     "GIT_AUTHOR_NAME": "Dark Factory",
     "GIT_AUTHOR_EMAIL": "darkfactory@localhost",
     "GIT_COMMITTER_NAME": "Dark Factory",
     "GIT_COMMITTER_EMAIL": "darkfactory@localhost",
-    "GIT_CONFIG_NOSYSTEM": "1",
 }
 
+#: A path component git treats as its metadata (``verify_path``): ``.git`` in any case and
+#: its NTFS aliases (``git~1``, trailing dots or spaces, ``.git:stream``).
+_DOTGIT = re.compile(r"(\.git|git~1)[. ]*(:.*)?", re.IGNORECASE | re.DOTALL)
 
-def _git(repo: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k.startswith(("PATH", "LANG", "LC_", "HOME"))}
-    env.update(_ENV)
+
+class UnsafeRepository(DarkFactoryError):
+    """The workspace's git metadata is not what Dark Factory made; git is not run on it."""
+
+
+def is_dotgit(name: str) -> bool:
+    """Whether the path component ``name`` names git metadata (``.git``, ``.GIT``, ``git~1``)."""
+    return _DOTGIT.fullmatch(name) is not None
+
+
+@functools.cache
+def _empty_home() -> str:
+    home = tempfile.mkdtemp(prefix="darkfactory-git-home-")
+    atexit.register(shutil.rmtree, home, True)
+    return home
+
+
+def _env(repo: Path) -> dict[str, str]:
+    # Only absolute PATH entries: "" or "." would find a workspace `git` from the cwd.
+    path = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if os.path.isabs(p)
+    )
+    env = {k: v for k, v in os.environ.items() if k == "LANG" or k.startswith("LC_")}
+    return {
+        **env,
+        **_IDENTITY,
+        "PATH": path,
+        "HOME": _empty_home(),
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_ATTR_NOSYSTEM": "1",
+        "GIT_CEILING_DIRECTORIES": str(repo),
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_NO_REPLACE_OBJECTS": "1",
+        "GIT_NO_LAZY_FETCH": "1",
+        "GIT_PROTOCOL_FROM_USER": "0",
+        "GIT_PAGER": "cat",
+    }
+
+
+def run(repo: Path, *args: str) -> str:
+    """``git ARGS`` on the repository at ``repo`` (never discovered), hardened; its stdout.
+
+    Raises ``UnsafeRepository`` if ``repo/.git`` exists but is not a real directory, and
+    ``subprocess.CalledProcessError`` if git fails.
+    """
+    repo = Path(os.path.realpath(repo))
+    git_dir = repo / ".git"
+    try:
+        mode = git_dir.lstat().st_mode
+    except FileNotFoundError:
+        mode = stat.S_IFDIR  # `git init` makes it
+    if not stat.S_ISDIR(mode):
+        raise UnsafeRepository(f"{git_dir} is not a directory (a link or a gitfile?)")
+    env = _env(repo)
+    git = shutil.which("git", path=env["PATH"]) or "git"
+    config = [arg for setting in _CONFIG for arg in ("-c", setting)]
+    argv = [git, f"--git-dir={git_dir}", f"--work-tree={repo}", *config, *args]
     out = subprocess.run(
-        ["git", "-C", str(repo), "-c", "core.hooksPath=/dev/null", *args],
-        check=True,
+        argv,
+        cwd=repo,
+        env=env,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        env=env,
+        check=True,
     )
     return out.stdout.strip()
 
 
+_GIT_FILES = frozenset({".gitmodules", ".gitattributes", ".gitignore", ".mailmap"})
+
+
+def remove_nested_git(repo: Path) -> list[str]:
+    """Delete every ``.git`` under the work tree but its own, never following a link.
+
+    A nested repository, gitfile or link would be committed as a submodule, and its config
+    read by the git that looks into it. Links named ``.gitmodules``, ``.gitattributes``,
+    ``.gitignore`` or ``.mailmap`` go too (git refuses to commit them). Returns the removed
+    paths, workspace-relative.
+    """
+    repo = Path(os.path.realpath(repo))
+    removed = []
+
+    def fail(exc: OSError) -> None:
+        raise UnsafeRepository(f"cannot look for nested .git under {repo}: {exc}")
+
+    for dirpath, dirnames, filenames in os.walk(repo, onerror=fail):
+        here = Path(dirpath)
+        for name in [*dirnames, *filenames]:
+            if name.lower() in _GIT_FILES and (here / name).is_symlink():
+                # git refuses to add a linked .gitmodules (and friends): every commit would fail.
+                (here / name).unlink()
+                removed.append((here / name).relative_to(repo).as_posix())
+            elif is_dotgit(name) and not (here == repo and name == ".git"):
+                path = here / name
+                try:
+                    if stat.S_ISDIR(path.lstat().st_mode):  # a real directory, not a link
+                        shutil.rmtree(path)  # never follows links (``avoids_symlink_attacks``)
+                    else:
+                        path.unlink()
+                except OSError as exc:
+                    raise UnsafeRepository(f"cannot remove the nested {path}: {exc}") from None
+                removed.append(path.relative_to(repo).as_posix())
+        dirnames[:] = [d for d in dirnames if not is_dotgit(d)]
+    return sorted(removed)
+
+
 def init(repo: Path) -> None:
     repo.mkdir(parents=True, exist_ok=True)
-    _git(repo, "init", "-q", "-b", "main")
-    _git(repo, "config", "commit.gpgsign", "false")
+    run(repo, "init", "-q", "--template=", "-b", "main")
+    run(repo, "config", "commit.gpgsign", "false")
 
 
 def commit_all(repo: Path, message: str) -> str | None:
     """Commit everything in the work tree; the new commit's sha, or None if nothing changed."""
-    _git(repo, "add", "-A")
-    if not _git(repo, "status", "--porcelain"):
+    remove_nested_git(repo)
+    # A gitlink already in the index (a repository that was there before) would stay one.
+    staged = run(repo, "ls-files", "--stage", "-z").split("\0")
+    links = [entry.split("\t", 1)[1] for entry in staged if entry.startswith("160000 ")]
+    if links:
+        run(repo, "--literal-pathspecs", "rm", "-q", "-f", "--cached", "--", *links)
+    run(repo, "add", "-A")
+    if not run(repo, "status", "--porcelain"):
         return None
-    _git(repo, "commit", "-q", "--no-verify", "-m", message)
-    return _git(repo, "rev-parse", "HEAD")
+    run(repo, "commit", "-q", "--no-verify", "-m", message)
+    return run(repo, "rev-parse", "HEAD")
 
 
 def head(repo: Path) -> str:
     """The sha of the current commit."""
-    return _git(repo, "rev-parse", "HEAD")
+    return run(repo, "rev-parse", "HEAD")
 
 
 def log(repo: Path) -> list[str]:
     """Commit subjects, oldest first."""
-    text = _git(repo, "log", "--reverse", "--format=%s")
+    text = run(repo, "log", "--no-ext-diff", "--no-textconv", "--reverse", "--format=%s")
     return text.splitlines() if text else []
 
 
 def changed_files(repo: Path, since: str | None = None) -> list[str]:
     """Files changed by the commits after ``since`` (all files when None)."""
     if since is None:
-        text = _git(repo, "ls-files")
+        text = run(repo, "ls-files")
     else:
-        text = _git(repo, "diff", "--name-only", since, "HEAD")
+        text = run(repo, "diff", "--no-ext-diff", "--no-textconv", "--name-only", since, "HEAD")
     return text.splitlines() if text else []
 
 
 def stash_uncommitted(repo: Path, message: str) -> bool:
     """Set aside uncommitted work (kept in ``git stash list``); True if there was any."""
-    if not _git(repo, "status", "--porcelain"):
+    remove_nested_git(repo)
+    if not run(repo, "status", "--porcelain"):
         return False
-    _git(repo, "stash", "push", "--include-untracked", "-m", message)
+    run(repo, "stash", "push", "--include-untracked", "-m", message)
     return True
+
+
+def export(repo: Path, commit: str, dest: Path) -> None:
+    """Write the files ``commit`` tracks into ``dest`` (new): ``git archive``, then extracted.
+
+    Extracted with tarfile's ``data`` filter: an absolute path, a link that leaves ``dest``
+    or a device raises ``tarfile.FilterError``; setuid bits and write bits for others go.
+    """
+    import tarfile  # only a deploy needs it
+
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):
+        raise ValueError(f"not a commit id: {commit!r}")
+    with tempfile.TemporaryDirectory(prefix="darkfactory-archive-") as tmp:
+        tar = Path(tmp) / "commit.tar"
+        run(repo, "archive", "--format=tar", f"--output={tar}", commit)
+        dest.mkdir(mode=0o755)
+        with tarfile.open(tar) as archive:
+            archive.extractall(dest, filter="data")

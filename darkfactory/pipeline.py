@@ -89,6 +89,10 @@ class FactoryFlow(Flow[RunState]):
         self.env.progress(f"phase {name}")
 
     def _commit(self, name: str, message: str) -> str | None:
+        # A nested .git (a tool cannot write one, a command can) is deleted, never committed.
+        removed = gitrepo.remove_nested_git(self.env.workspace)
+        if removed:
+            self.env.trace.write("security", what="nested_git_removed", paths=removed)
         sha = gitrepo.commit_all(self.env.workspace, message)
         if sha:
             self.state.commits[name] = sha
@@ -330,27 +334,41 @@ class FactoryFlow(Flow[RunState]):
     @router("deploy_check")
     @journaled("deploy_approval")
     def deploy_approval(self) -> str:
-        argv = self.env.config.factory.deploy.command or []
+        from darkfactory import deploy as deploying
+
+        deploy = self.env.config.factory.deploy
+        argv = deploy.command or []
+        names = ", ".join(deploying.variables(deploy.env))
         decision = checkpoints.decide(
             self,
             "deploy_approval",
             f"Deploy approval: {self.env.spec.title}",
-            f"Command (run on this host, in {self.env.workspace}):\n  {' '.join(argv)}\n\n"
-            + checkpoints.review_summary(self.state, self.env),
+            f"Command (run on this host, in a temporary copy of the files commit "
+            f"{gitrepo.head(self.env.workspace)[:12]} tracks; environment: {names}):\n"
+            f"  {' '.join(argv)}\n\n" + checkpoints.review_summary(self.state, self.env),
         )
         return "send_back" if decision.rejected else "deploy_go"
 
     @router("deploy_go")
     @journaled("deploy")
     def deploy(self) -> str:
-        from darkfactory.checkpoints import run_deploy
+        from darkfactory import deploy as deploying
 
         self._phase("deploy")
         deploy = self.env.config.factory.deploy
         argv = list(deploy.command or [])
-        result = run_deploy(argv, cwd=str(self.env.workspace), timeout_s=deploy.timeout_s)
+        # Never in the workspace: from a fresh copy of what was tested and reviewed.
+        commit = gitrepo.head(self.env.workspace)
+        result = deploying.run(
+            argv,
+            repo=self.env.workspace,
+            commit=commit,
+            env_names=deploy.env,
+            timeout_s=deploy.timeout_s,
+        )
         self.state.deploy = {
             "argv": argv,
+            "commit": commit,
             "exit_code": result.exit_code,
             "duration_s": result.duration_s,
             "killed": result.killed,
@@ -358,6 +376,8 @@ class FactoryFlow(Flow[RunState]):
         self.env.trace.write(
             "deploy",
             argv=argv,
+            commit=commit,
+            env=deploying.variables(deploy.env),
             exit_code=result.exit_code,
             duration_s=result.duration_s,
             killed=result.killed,

@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from darkfactory import gitrepo
+from darkfactory import acceptance, gitrepo
 from darkfactory.prices import cost
-from darkfactory.spec import AcceptanceTest, Spec
+from darkfactory.spec import Spec
 from darkfactory.spec.trace import requirement_matrix
 from darkfactory.trace import read_trace
 
@@ -26,15 +26,7 @@ SPEC_JSON = "spec.json"  # darkfactory.runner writes it; kept here so reports ne
 
 def _spec(run_dir: Path) -> Spec:
     spec = Spec.model_validate_json((run_dir / "spec" / SPEC_JSON).read_text(encoding="utf-8"))
-    root = run_dir / "acceptance"
-    if root.is_dir() and any(root.rglob("*.py")):
-        tests = [
-            AcceptanceTest(name=str(p.relative_to(root)), content=p.read_text(encoding="utf-8"))
-            for p in sorted(root.rglob("*.py"))
-            if p.is_file()
-        ]
-        spec = spec.model_copy(update={"acceptance_tests": tests})
-    return spec
+    return acceptance.with_frozen_tests(spec, run_dir)
 
 
 def _add(total: dict[str, Any], prompt: int, completion: int, usd: float | None) -> None:

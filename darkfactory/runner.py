@@ -15,18 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from darkfactory import deps, gitrepo
+from darkfactory import acceptance, deps, gitrepo, hostio
 from darkfactory.budget import BudgetMeter
 from darkfactory.classify import Diagnosis, diagnose
 from darkfactory.config import Config
 from darkfactory.context import RunContext
+from darkfactory.flowstate import ACCEPTANCE_DIR, MAX_DESIGN_CHARS, MAX_INLINE_ACCEPTANCE_CHARS
 from darkfactory.llms import ModelPlan
 from darkfactory.progress import Progress
-from darkfactory.sandbox import open_sandbox
+from darkfactory.sandbox import ACCEPTANCE_TARGET, open_sandbox
 from darkfactory.sandbox.base import Mount, Sandbox, SandboxSpec
 from darkfactory.spec import Spec
 from darkfactory.spec.trace import requirement_links
-from darkfactory.testrun import TestRun, run_pytest
+from darkfactory.testrun import TestRun, expected_tests, run_pytest
 from darkfactory.trace import Trace
 
 SPEC_JSON = "spec.json"
@@ -69,6 +70,7 @@ class VerifyResult:
             and acc.collection_error is None
             and acc.passed > 0
             and acc.passed == acc.total - acc.skipped
+            and not acc.unreported
             and unit_ok
         )
 
@@ -177,10 +179,6 @@ class RunEnv:
     def acceptance_dir(self) -> Path:
         return self.run_dir / "acceptance"
 
-    @property
-    def results_dir(self) -> Path:
-        return self.run_dir / "results"
-
     # -- prompts ------------------------------------------------------------------------
     def prompt_inputs(self) -> dict[str, Any]:
         spec = self.spec
@@ -202,18 +200,19 @@ class RunEnv:
         }
 
     def _acceptance_text(self) -> str:
-        from darkfactory.flowstate import MAX_INLINE_ACCEPTANCE_CHARS
-
-        root = self.workspace / "acceptance"
-        files = sorted(p for p in root.rglob("*.py") if p.is_file()) if root.is_dir() else []
-        if not files:
+        # Once frozen, the canonical copy is what the tests are, whatever the workspace holds.
+        found, refused = hostio.files(self.run_dir, ACCEPTANCE_DIR, suffix=".py")
+        if not found:
+            found, refused = hostio.files(self.workspace, ACCEPTANCE_DIR, suffix=".py")
+        if not found and not refused:
             return "(none yet: the architect writes them under acceptance/ in the design phase)"
         text = "".join(
-            f"\n--- acceptance/{p.relative_to(root)} ---\n{p.read_text(encoding='utf-8')}"
-            for p in files
+            f"\n--- acceptance/{name} ---\n{data.decode('utf-8', 'replace')}"
+            for name, data in found.items()
         )
+        text += "".join(f"\n--- acceptance/{name}: not read ({why}) ---" for name, why in refused)
         if len(text) > MAX_INLINE_ACCEPTANCE_CHARS:
-            names = ", ".join(f"acceptance/{p.relative_to(root)}" for p in files)
+            names = ", ".join(f"acceptance/{name}" for name in found)
             return f"{names} (read them with read_file; they are read-only)"
         return text
 
@@ -225,12 +224,12 @@ class RunEnv:
         return "\n".join(e.path for e in entries) or "(empty)"
 
     def _design_text(self) -> str:
-        from darkfactory.flowstate import MAX_DESIGN_CHARS
-
-        p = self.workspace / "DESIGN.md"
-        if not p.is_file():
+        try:
+            text = hostio.read_text(self.workspace, "DESIGN.md", errors="replace")
+        except FileNotFoundError:
             return "(no DESIGN.md yet)"
-        text = p.read_text(encoding="utf-8", errors="replace")
+        except hostio.Refused as exc:
+            return f"(DESIGN.md is not read: {exc.why}; write it as a plain file)"
         return (
             text
             if len(text) <= MAX_DESIGN_CHARS
@@ -270,24 +269,15 @@ class RunEnv:
                 killed=installed.exec.killed,
             )
         timeout = self.config.factory.tests.timeout_s
-        acceptance = run_pytest(
-            self.sandbox,
-            [self.sandbox.path_of("/acceptance")],
-            results_dir=self.results_dir,
-            results_target="/results",
-            name=f"acceptance-{round_no}",
-            timeout=timeout,
-        )
+        mounted = self.sandbox.path_of(ACCEPTANCE_TARGET)
+        acceptance = run_pytest(self.sandbox, [mounted], timeout=timeout, rootdir=mounted)
+        # Every test function on disk must have a result: a report that leaves one out was
+        # cut short or tampered with, and proves nothing about it.
+        frozen, _ = hostio.files(self.run_dir, ACCEPTANCE_DIR, suffix=".py")
+        acceptance = acceptance.expecting(expected_tests(frozen))
         unit = None
-        if (self.workspace / "tests").is_dir():
-            unit = run_pytest(
-                self.sandbox,
-                ["tests"],
-                results_dir=self.results_dir,
-                results_target="/results",
-                name=f"unit-{round_no}",
-                timeout=timeout,
-            )
+        if hostio.kind_of(self.workspace, "tests") == "dir":
+            unit = run_pytest(self.sandbox, ["tests"], timeout=timeout)
         links = requirement_links(self.spec_with_frozen_tests())
         result = VerifyResult(
             round_no, acceptance, unit, links, diagnose(acceptance, unit, self.workspace), installed
@@ -329,29 +319,24 @@ class RunEnv:
 
     def spec_with_frozen_tests(self) -> Spec:
         """The spec with the acceptance tests the run actually uses (spec's or architect's)."""
-        from darkfactory.spec import AcceptanceTest
-
-        root = self.acceptance_dir
-        tests = [
-            AcceptanceTest(name=str(p.relative_to(root)), content=p.read_text(encoding="utf-8"))
-            for p in sorted(root.rglob("*.py"))
-            if p.is_file()
-        ]
-        return self.spec.model_copy(update={"acceptance_tests": tests})
+        return acceptance.with_frozen_tests(self.spec, self.run_dir)
 
     def _restore_acceptance_copy(self) -> None:
-        """Put the canonical acceptance tests back in the workspace if anything changed them."""
-        ws = self.workspace / "acceptance"
+        """Put the canonical acceptance tests back in the workspace if anything changed them.
+
+        Whatever is at ``workspace/acceptance`` (a changed copy, a symlink, a file) is
+        removed without being followed, and the frozen copy written in its place.
+        """
         canonical = self.acceptance_dir
         if not canonical.is_dir():
             return
-        from darkfactory.flowstate import hash_tree
-
-        if ws.is_dir() and hash_tree(ws) == hash_tree(canonical):
+        ws = self.workspace / ACCEPTANCE_DIR
+        if hostio.kind_of(self.workspace, ACCEPTANCE_DIR) == "dir" and hostio.hash_tree(
+            self.workspace, ACCEPTANCE_DIR
+        ) == hostio.hash_tree(canonical):
             return
-        if ws.exists():
-            shutil.rmtree(ws)
-        shutil.copytree(canonical, ws)
+        hostio.remove(ws)
+        hostio.copy_tree(canonical, ".", ws)
         self.trace.write(
             "acceptance_restored", reason="the workspace copy differed from the frozen tests"
         )
@@ -371,8 +356,10 @@ def prepare_run(
     run_id = new_run_id(spec.title)
     run_dir = (runs_dir / run_id).resolve()
     workspace = run_dir / "workspace"
-    for d in ("spec", "acceptance", "results"):
-        (run_dir / d).mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True)
+    run_dir.chmod(0o700)  # the workspace is model-written: no other local user reaches it
+    for d in ("spec", "acceptance"):
+        (run_dir / d).mkdir()
     source = Path(spec.source)
     if source.is_dir():  # a test-suite spec
         shutil.copytree(
@@ -431,8 +418,7 @@ def open_run(
         SandboxSpec(
             workspace=workspace,
             mounts=[
-                Mount(run_dir / "acceptance", "/acceptance", read_only=True),
-                Mount(run_dir / "results", "/results", read_only=False),
+                Mount(run_dir / "acceptance", ACCEPTANCE_TARGET, read_only=True),
                 *deps.mounts(run_dir),
             ],
             limits=limits,
@@ -448,7 +434,6 @@ def open_run(
         workspace=workspace,
         sandbox=sandbox,
         test_timeout_s=config.factory.tests.timeout_s,
-        results_dir=run_dir / "results",
         on_event=trace.sink,
     )
     used = budget_used or {}

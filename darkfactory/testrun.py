@@ -1,19 +1,20 @@
-"""Run pytest in a sandbox and read what happened to every test from its JUnit XML report.
+"""Run pytest in a sandbox and read what happened to every test from the runner's report.
 
-Per-test outcomes come from the report pytest writes (``--junitxml``), never from its text
-output; the text is only kept to explain a run that produced no usable report (an import
-error, a usage error, a timeout). The report goes to a host directory the caller mounted
-read-write in the sandbox (``results_dir`` at ``results_target``), never the workspace.
+Outcomes come from ``_pytest_runner.py``, which relays pytest's own per-test reports to a
+parent process the tested code cannot reach; the text output only explains a run that
+reported nothing usable (an import error, a usage error, a timeout).
 """
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import json
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from darkfactory.sandbox.base import ExecResult, Sandbox
 
@@ -53,8 +54,14 @@ class TestRun:
     outcomes: list[TestOutcome]
     exec: ExecResult
     collection_error: str | None = None
-    report: Path | None = None
     timeout_s: float | None = None
+    #: Test functions on disk the report has no outcome for (``expecting``).
+    unreported: tuple[str, ...] = ()
+
+    def expecting(self, expected: set[str]) -> TestRun:
+        """This run, with the ``expected`` test ids (``expected_tests``) it did not report."""
+        have = {o.nodeid.split("[", 1)[0] for o in self.outcomes}
+        return dataclasses.replace(self, unreported=tuple(sorted(expected - have)))
 
     def _count(self, outcome: Outcome) -> int:
         return sum(1 for o in self.outcomes if o.outcome == outcome)
@@ -92,6 +99,7 @@ class TestRun:
             and self.failed == 0
             and self.errors == 0
             and self.passed > 0
+            and not self.unreported
         )
 
     def summary(self, max_chars: int = 4000) -> str:
@@ -106,6 +114,13 @@ class TestRun:
             lines.append(_killed_text(self.killed, self.timeout_s))
         if self.collection_error:
             lines.append("COLLECTION ERROR: " + self.collection_error)
+        if self.unreported:
+            shown = ", ".join(self.unreported[:10]) + (" ..." if len(self.unreported) > 10 else "")
+            lines.append(
+                f"NOT REPORTED: {len(self.unreported)} test(s) in the files have no result, so "
+                f"they count as failed (not collected, deselected, or the run was cut short): "
+                f"{shown}"
+            )
         bad = [o for o in self.outcomes if o.outcome in ("failed", "error")]
         text = "\n".join(lines)
 
@@ -126,129 +141,118 @@ class TestRun:
         return text[:max_chars]
 
 
+RUNNER = (Path(__file__).with_name("_pytest_runner.py")).read_text(encoding="utf-8")
+#: The marker key of the runner's one JSON document on stdout.
+_RUNNER_KEY = "darkfactory_test_runner"
+
+
 def run_pytest(
     sandbox: Sandbox,
     targets: list[str],
     *,
-    results_dir: Path,
-    results_target: str,
-    name: str,
     timeout: float,
+    rootdir: str | None = None,
     extra_args: Sequence[str] = (),
 ) -> TestRun:
-    """Run pytest on ``targets`` (paths as the sandbox sees them) and read its JUnit report.
+    """Run pytest on ``targets`` (paths as the sandbox sees them) and read what it reported.
 
-    ``results_dir`` (host) must be mounted read-write at ``results_target`` in ``sandbox``.
-    Never raises for what the tests or pytest did; a missing report is explained in the
-    result (``collection_error``, or ``exec.killed`` when pytest was killed).
+    The runner (``_pytest_runner.py``) starts isolated (``python -I``), loads pytest before
+    the workspace is importable and relays every test's outcome through a process the tests
+    cannot reach; ``rootdir`` (default: the workspace) is pytest's rootdir and conftest
+    boundary. Never raises for what the tests or pytest did.
     """
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise ValueError(f"report name must be a plain file name: {name!r}")
-    report = Path(results_dir) / f"{name}.xml"
-    report.unlink(missing_ok=True)  # a stale report must not pass for this run's
-    argv = [
-        sandbox.python,
-        "-m",
-        "pytest",
-        *targets,
-        "-p",
-        "no:cacheprovider",
-        f"--junitxml={sandbox.path_of(results_target)}/{name}.xml",
-        # xunit1 records each test's file, which the node id is rebuilt from.
-        "-o",
-        "junit_family=xunit1",
-        "-q",
-        *extra_args,
-    ]
-    result = sandbox.run(argv, timeout=timeout)
-    return read_report(report, result, timeout_s=timeout)
+    args = [*targets, f"--rootdir={rootdir or sandbox.workdir}", "-p", "no:cacheprovider"]
+    if rootdir is not None:  # a mounted suite: no conftest.py from above it
+        args.append(f"--confcutdir={rootdir}")
+    config = json.dumps({"args": [*args, "-q", *extra_args]})
+    result = sandbox.run([sandbox.python, "-I", "-c", RUNNER, config], timeout=timeout)
+    return read_result(result, timeout_s=timeout)
 
 
-def read_report(report: Path, result: ExecResult, *, timeout_s: float | None = None) -> TestRun:
-    """The ``TestRun`` for pytest's ``result`` and the JUnit XML it (maybe) wrote at ``report``."""
-    outcomes: list[TestOutcome] = []
-    collect_errors: list[str] = []
-    problem: str | None = None
-    try:
-        root = ET.parse(report).getroot()
-    except FileNotFoundError:
-        root = None
-        problem = "pytest wrote no report"
-    except ET.ParseError as exc:
-        root = None
-        problem = f"pytest's report is not valid XML ({exc})"
-    if root is not None:
-        for case in root.iter("testcase"):
-            outcome = _outcome(case)
-            if outcome is None:
-                continue
-            if case.get("classname", "") == "" and outcome[0] == "error":
-                # A file that could not be collected (pytest names it, without a test).
-                where = case.get("file") or case.get("name", "?")
-                collect_errors.append(f"{where}:\n{_indent(outcome[1])}")
-                continue
-            outcomes.append(_test_outcome(case, *outcome))
+def read_result(result: ExecResult, *, timeout_s: float | None = None) -> TestRun:
+    """The ``TestRun`` for the runner's ``result`` (its JSON document on stdout, if any)."""
+    doc = _runner_document(result.stdout)
+    if result.killed is not None:
+        return TestRun([], result, None, timeout_s=timeout_s)
+    if doc is None:
+        why = f"the test runner reported nothing usable (exit code {result.exit_code})"
+        return TestRun([], result, f"{why}\n{_output_tail(result)}".strip(), timeout_s=timeout_s)
+    exit_code = int(doc.get("exit", 1))
+    runner = ExecResult(exit_code, str(doc.get("output", "")), result.stderr, result.duration_s)
+    outcomes, collect_errors = _outcomes(doc.get("records", []))
     collection_error = None
-    if result.killed is None:
-        if collect_errors:
-            collection_error = "\n".join(collect_errors)
-        elif problem is not None or result.exit_code in _EXIT_MEANING:
-            why = _EXIT_MEANING.get(result.exit_code, problem or "")
-            if problem and result.exit_code not in _EXIT_MEANING:
-                why = f"{problem} (exit code {result.exit_code})"
-            collection_error = f"{why}\n{_output_tail(result)}".strip()
-    return TestRun(
-        outcomes=outcomes,
-        exec=result,
-        collection_error=collection_error,
-        report=report if root is not None else None,
-        timeout_s=timeout_s,
-    )
+    if collect_errors:
+        collection_error = "\n".join(collect_errors)
+    elif exit_code in _EXIT_MEANING and exit_code != 1:
+        collection_error = f"{_EXIT_MEANING[exit_code]}\n{_output_tail(runner)}".strip()
+    elif exit_code not in (0, 1):
+        collection_error = f"pytest exit code {exit_code}\n{_output_tail(runner)}".strip()
+    return TestRun(outcomes, runner, collection_error, timeout_s=timeout_s)
 
 
-def _outcome(case: ET.Element) -> tuple[Outcome, str] | None:
-    """The outcome of a ``<testcase>`` and its message text."""
-    for child in case:
-        if child.tag == "failure":
-            return "failed", _message(child)
-        if child.tag == "error":
-            return "error", _message(child)
-        if child.tag == "skipped":
-            return "skipped", child.get("message", "") or (child.text or "")
-    return "passed", ""
+def _runner_document(stdout: str) -> dict[str, Any] | None:
+    for line in reversed(stdout.splitlines()):
+        if _RUNNER_KEY not in line:
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) and doc.get(_RUNNER_KEY) == 1 else None
+    return None
 
 
-def _test_outcome(case: ET.Element, outcome: Outcome, message: str) -> TestOutcome:
-    name = case.get("name", "")
-    classname = case.get("classname", "")
-    file = case.get("file", "")
-    module = re.sub(r"\.py$", "", file).replace("/", ".")
-    if file and (classname == module or classname.startswith(module + ".")):
-        classes = classname[len(module) :].lstrip(".")
-        parts = [file, *(classes.split(".") if classes else []), name]
-        nodeid = "::".join(parts)
-    else:  # not written by pytest's xunit1 writer: best effort
-        nodeid = "::".join(p for p in (classname.replace(".", "/"), name) if p)
-    try:
-        duration = float(case.get("time", "0"))
-    except ValueError:
-        duration = 0.0
-    return TestOutcome(nodeid, file, name, outcome, duration, message)
+def _outcomes(records: list[Any]) -> tuple[list[TestOutcome], list[str]]:
+    """Per-test outcomes from the relayed reports (setup, call, teardown) and collect errors."""
+    found: dict[str, dict[str, Any]] = {}
+    collect_errors: list[str] = []
+    for r in records:
+        if not isinstance(r, dict):
+            continue
+        if "collect_error" in r:
+            collect_errors.append(
+                f"{r['collect_error'] or '?'}:\n{_indent(_trim(str(r.get('message', ''))))}"
+            )
+            continue
+        nodeid = r.get("nodeid")
+        if not isinstance(nodeid, str):
+            continue
+        t = found.setdefault(nodeid, {"outcome": None, "message": "", "duration": 0.0})
+        t["duration"] += float(r.get("duration") or 0.0)
+        when, outcome, message = r.get("when"), r.get("outcome"), str(r.get("message", ""))
+        if outcome == "failed":
+            if when == "call":
+                t["outcome"], t["message"] = (
+                    ("skipped", "") if r.get("xfail") else ("failed", message)
+                )
+            elif t["outcome"] in (None, "passed"):
+                t["outcome"], t["message"] = "error", message
+        elif outcome == "skipped" and when in ("setup", "call"):
+            t["outcome"], t["message"] = "skipped", message
+        elif outcome == "passed" and when == "call" and t["outcome"] is None:
+            t["outcome"] = "passed"
+    outcomes = []
+    for nodeid, t in found.items():
+        if t["outcome"] is None:
+            continue
+        file, _, rest = nodeid.partition("::")
+        name = rest.rsplit("::", 1)[-1] if rest else nodeid
+        message = _message(t["message"]) if t["outcome"] in ("failed", "error") else t["message"]
+        outcomes.append(
+            TestOutcome(nodeid, file, name, t["outcome"], round(t["duration"], 3), message)
+        )
+    return outcomes, collect_errors
 
 
-def _message(element: ET.Element) -> str:
+def _message(text: str) -> str:
     """The useful part of a failure: pytest's ``E`` lines and where it failed, trimmed."""
-    text = element.text or ""
     lines = text.splitlines()
     e_lines = [ln for ln in lines if ln.startswith("E ")]
     if e_lines:
         where = next((ln for ln in reversed(lines) if re.match(r"\S.*:\d+: ", ln)), "")
         picked = e_lines[:40] + ([where] if where else [])
         return _trim("\n".join(picked))
-    message = element.get("message", "")
-    if text.strip():
-        return _trim(text.strip() if message in text else f"{message}\n{text.strip()}".strip())
-    return _trim(message)
+    return _trim(text.strip())
 
 
 def _trim(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -281,3 +285,46 @@ def _killed_text(killed: str, timeout_s: float | None) -> str:
 
 def _indent(text: str) -> str:
     return "\n".join("    " + ln for ln in text.splitlines())
+
+
+def expected_tests(sources: dict[str, bytes]) -> set[str]:
+    """The test ids pytest must report for these files (path relative to the rootdir: text).
+
+    Read statically (``ast``, never imported): top-level ``test*`` functions, and ``test*``
+    methods of top-level ``Test*`` classes without ``__init__`` or of ``TestCase``
+    subclasses. Parametrized tests match by their id without the ``[...]`` part. A file
+    that does not parse is left out: its collection error fails the run anyway.
+    """
+    ids: set[str] = set()
+    for path, data in sources.items():
+        name = path.rsplit("/", 1)[-1]
+        if not (name.startswith("test_") or name.endswith("_test.py")):
+            continue
+        try:
+            tree = ast.parse(data)
+        except (SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                if node.name.startswith("test") and not _is_fixture(node):
+                    ids.add(f"{path}::{node.name}")
+            elif isinstance(node, ast.ClassDef) and _collected_class(node):
+                for item in node.body:
+                    if (
+                        isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+                        and item.name.startswith("test")
+                        and not _is_fixture(item)
+                    ):
+                        ids.add(f"{path}::{node.name}::{item.name}")
+    return ids
+
+
+def _is_fixture(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    return any("fixture" in ast.unparse(d) for d in node.decorator_list)
+
+
+def _collected_class(node: ast.ClassDef) -> bool:
+    if any(ast.unparse(b).endswith("TestCase") for b in node.bases):
+        return True
+    has_init = any(isinstance(i, ast.FunctionDef) and i.name == "__init__" for i in node.body)
+    return node.name.startswith("Test") and not has_init

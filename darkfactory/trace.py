@@ -121,6 +121,8 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
         "exit_code": "its exit code (null when killed)",
         "duration_s": "seconds",
         "output": "its last output lines, secrets redacted",
+        "commit": "the delivered commit it ran on (a clean export)",
+        "env": "names of the variables it got besides PATH, HOME, LANG",
     },
     "phase_start": {},
     "phase_end": {},
@@ -211,6 +213,10 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
         "wall_s": "seconds used",
         "cost_usd": "US dollars spent (null: a price is unknown)",
         "limits": "the limits",
+    },
+    "security": {
+        "what": "what hostile workspace content was found and undone, e.g. nested_git_removed",
+        "paths": "the workspace-relative paths concerned",
     },
     "run_end": {"status": "final status", "reason": "why"},
 }

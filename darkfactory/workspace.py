@@ -5,8 +5,9 @@ will touch, or raises ``PathRefused`` whose message tells the model what to do i
 checks the path as written (absolute, ``..``, NUL) and again after symlinks are resolved (a
 link to a file, a linked directory on the way, a dangling link, a chain of links), and for
 writes refuses anything under a protected path (``acceptance/``, ``.git/``) however it is
-reached. Reading, writing and listing helpers that the file tools share live here too, so
-the tools stay thin and this module never imports CrewAI.
+reached, and any ``.git`` component at any depth (a nested repository). Reading, writing
+and listing helpers that the file tools share live here too, so the tools stay thin and
+this module never imports CrewAI.
 
 Writes go through a temporary file and ``os.replace``, so a hard link to a protected file is
 replaced, never written through. What this does not defend against: another process that
@@ -23,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from darkfactory import gitrepo
 from darkfactory.context import DEFAULT_PROTECTED, RunContext
 from darkfactory.errors import DarkFactoryError
 
@@ -160,6 +162,18 @@ def _check_protected(
                 f"{quote(entry.as_posix() + '/')}, which agents may read but not write or "
                 f"delete: {why}."
             )
+    # A repository nested anywhere (``vendor/.git``) would be committed as a submodule and
+    # its config (``core.fsmonitor``, filters) run by the git that looks into it.
+    for path in (lexical, real_rel):
+        part = next((p for p in path.parts if gitrepo.is_dotgit(p)), None)
+        if part is None:
+            continue
+        via = "" if path is lexical else f" leads through a symlink to {quote(str(path))}, which"
+        raise PathRefused(
+            f"{shown}{via} has a {quote(part)} component: {_WHY_PROTECTED['.git']}, and nested "
+            "repositories are not kept (every .git below the workspace root is deleted before "
+            "each commit). Write the files themselves into a plain directory instead."
+        )
 
 
 def resolve(

@@ -186,7 +186,8 @@ def test_a_rejected_spec_ends_the_run_before_any_model_call(tmp_path: Path) -> N
     assert why in r["reason"] and r["llm"]["calls"] == 0
 
 
-def test_yes_approves_every_checkpoint(tmp_path: Path) -> None:
+def test_yes_approves_the_spec_approval_and_the_output_review(tmp_path: Path) -> None:
+    """Not the deploy approval: tests/security/test_deploy.py."""
     out = tmp_path / "runs"
     config = config_with(tmp_path, checkpoints={"spec_approval": "ask", "output_review": "ask"})
     assert run_spec(out, EXAMPLE_PLAYBOOK, "--yes", config=config) == 0

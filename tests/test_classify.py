@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from darkfactory.classify import diagnose
-from darkfactory.sandbox import open_sandbox, results_mount
+from darkfactory.sandbox import open_sandbox
 from darkfactory.sandbox.base import Limits, Mount, SandboxSpec
 from darkfactory.testrun import run_pytest
 
@@ -29,8 +29,7 @@ def verify(
 ):
     ws = tmp_path / "ws"
     acc = tmp_path / "acc"
-    res = tmp_path / "res"
-    for d in (ws, acc, res):
+    for d in (ws, acc):
         d.mkdir()
     (acc / "test_acc.py").write_text(ACCEPT)
     for name, text in files.items():
@@ -43,23 +42,16 @@ def verify(
         "local",
         SandboxSpec(
             workspace=ws,
-            mounts=[Mount(acc, "/acceptance"), results_mount(res)],
+            mounts=[Mount(acc, "/acceptance")],
             limits=Limits(timeout_s=timeout),
         ),
     )
     a = run_pytest(
-        sb,
-        [sb.path_of("/acceptance")],
-        results_dir=res,
-        results_target="/results",
-        name="a",
-        timeout=timeout,
+        sb, [sb.path_of("/acceptance")], timeout=timeout, rootdir=sb.path_of("/acceptance")
     )
     u = None
     if unit:
-        u = run_pytest(
-            sb, ["tests"], results_dir=res, results_target="/results", name="u", timeout=timeout
-        )
+        u = run_pytest(sb, ["tests"], timeout=timeout)
     return diagnose(a, u, ws)
 
 
@@ -127,20 +119,10 @@ def test_memory_limit_met_inside_a_test(tmp_path: Path) -> None:
 def test_no_acceptance_tests(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     acc = tmp_path / "acc"
-    res = tmp_path / "res"
-    for d in (ws, acc, res):
+    for d in (ws, acc):
         d.mkdir()
-    sb = open_sandbox(
-        "local", SandboxSpec(workspace=ws, mounts=[Mount(acc, "/acceptance"), results_mount(res)])
-    )
-    a = run_pytest(
-        sb,
-        [sb.path_of("/acceptance")],
-        results_dir=res,
-        results_target="/results",
-        name="a",
-        timeout=60,
-    )
+    sb = open_sandbox("local", SandboxSpec(workspace=ws, mounts=[Mount(acc, "/acceptance")]))
+    a = run_pytest(sb, [sb.path_of("/acceptance")], timeout=60, rootdir=sb.path_of("/acceptance"))
     diagnosis = diagnose(a, None, ws)
     assert diagnosis.classes == ["no_tests"] and diagnosis.route == "architect"
 

@@ -24,7 +24,7 @@ import pytest
 from dockerd import IMAGE, docker_engine  # noqa: F401  (a fixture)
 
 from darkfactory.errors import InputError, SandboxUnavailable
-from darkfactory.sandbox import docker_problem, open_sandbox, results_mount
+from darkfactory.sandbox import docker_problem, open_sandbox
 from darkfactory.sandbox.base import Limits, Mount, SandboxSpec
 from darkfactory.sandbox.docker import LABEL, OWN_PIDS, OWNER_LABEL, DockerSandbox, _remove_stale
 from darkfactory.sandbox.image import SANDBOX_UID, _finish_rootfs, apt_mirror
@@ -33,6 +33,9 @@ SMALL = Limits(
     timeout_s=20, memory_mb=256, cpu_s=10, pids=64, output_bytes=64_000, file_size_mb=1, cpus=1.5
 )
 needs_engine = pytest.mark.usefixtures("docker_engine")
+
+#: A read-write mount besides the workspace (what /deps is in a run).
+RESULTS_TARGET = "/results"
 
 
 @pytest.fixture
@@ -76,7 +79,7 @@ def test_the_container_is_locked_down_and_limited(make: Any, tmp_path: Path) -> 
     acc, res = tmp_path / "acc", tmp_path / "res"
     acc.mkdir()
     res.mkdir()
-    sb = make(mounts=[Mount(acc, "/acceptance"), results_mount(res)])
+    sb = make(mounts=[Mount(acc, "/acceptance"), Mount(res, RESULTS_TARGET, read_only=False)])
     info = inspect(sb)
     host = info["HostConfig"]
     assert host["NetworkMode"] == "none"

@@ -71,6 +71,8 @@ def test_every_page_of_the_nav_is_built(site: Path) -> None:
     for name in (
         "getting-started",
         "how-it-works",
+        "architecture",
+        "threat-model",
         "configuration",
         "spec-formats",
         "models",

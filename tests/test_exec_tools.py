@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from darkfactory.context import RunContext
-from darkfactory.sandbox import ACCEPTANCE_TARGET, open_sandbox, results_mount
+from darkfactory.sandbox import ACCEPTANCE_TARGET, open_sandbox
 from darkfactory.sandbox.base import Limits, Mount, SandboxSpec
 from tools import build_tool
 from tools.run_command import RunCommandTool
@@ -30,13 +30,12 @@ UNIT = (
 
 class Env:
     """A run-like layout: workspace (with tests/ and a stale acceptance/ copy), the frozen
-    acceptance suite and the results directory outside it, a bwrap sandbox, the tools."""
+    acceptance suite outside it, a bwrap sandbox, the tools."""
 
     def __init__(self, tmp_path: Path, *, with_acceptance_mount: bool = True) -> None:
         self.ws = tmp_path / "workspace"
         self.acceptance = tmp_path / "acceptance"
-        self.results = tmp_path / "results"
-        for d in (self.ws / "tests", self.acceptance, self.results):
+        for d in (self.ws / "tests", self.acceptance):
             d.mkdir(parents=True)
         (self.ws / "app.py").write_text("def double(x):\n    return 2 * x\n")
         (self.ws / "tests" / "test_app.py").write_text(UNIT)
@@ -44,7 +43,7 @@ class Env:
         # A tampered copy in the workspace must not be what "acceptance" runs.
         (self.ws / "acceptance").mkdir()
         (self.ws / "acceptance" / "test_spec.py").write_text("def test_double():\n    pass\n")
-        mounts = [results_mount(self.results)]
+        mounts: list[Mount] = []
         if with_acceptance_mount:
             mounts.append(Mount(self.acceptance, ACCEPTANCE_TARGET))
         self.sandbox = open_sandbox(
@@ -56,7 +55,6 @@ class Env:
             workspace=self.ws,
             sandbox=self.sandbox,
             test_timeout_s=20,
-            results_dir=self.results,
             on_event=lambda kind, data: self.events.append((kind, data)),
         )
         self.cmd = RunCommandTool(ctx=self.ctx)
@@ -118,7 +116,6 @@ def test_run_tests_default_is_the_unit_tests(env: Env) -> None:
     assert "FAILED tests/test_app.py::test_wrong" in out
     assert "assert 6 == 7" in out
     assert not list(env.ws.rglob("*.xml"))
-    assert len(list(env.results.glob("run_tests-*.xml"))) == 1
     kinds = [k for k, _ in env.events]
     assert kinds == ["sandbox_exec", "test_run"]
     assert env.events[1][1] | {"paths": None} == {

@@ -34,7 +34,6 @@ from darkfactory.sandbox import (
     ACCEPTANCE_TARGET,
     bwrap_problem,
     open_sandbox,
-    results_mount,
 )
 from darkfactory.sandbox.base import ExecResult, Limits, Mount, Sandbox, SandboxSpec
 
@@ -43,6 +42,9 @@ ALL = ("docker", "bwrap", "local")
 SMALL = Limits(timeout_s=20, memory_mb=256, cpu_s=10, pids=64, output_bytes=64_000, file_size_mb=1)
 SECRET = "host-secret-7f3a9c"
 ACCEPTANCE_TEST = "def test_spec():\n    assert True\n"
+
+#: A read-write mount besides the workspace (what /deps is in a run).
+RESULTS_TARGET = "/results"
 
 
 def backends(*names: str) -> pytest.MarkDecorator:
@@ -101,7 +103,10 @@ def hostile(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
         (outside / "secret.txt").chmod(0o644)
         spec = SandboxSpec(
             workspace=ws,
-            mounts=[Mount(acceptance, ACCEPTANCE_TARGET), results_mount(results)],
+            mounts=[
+                Mount(acceptance, ACCEPTANCE_TARGET),
+                Mount(results, RESULTS_TARGET, read_only=False),
+            ],
             limits=replace(SMALL, **limits),  # type: ignore[arg-type]
             hand_over=True,  # directories made for this test, like a run's
         )

@@ -1,4 +1,4 @@
-"""run_pytest in a real sandbox: outcomes come from the JUnit report, problems are explained."""
+"""run_pytest in a real sandbox: outcomes come from the runner's report, problems are explained."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from darkfactory.sandbox import open_sandbox, results_mount
+from darkfactory.sandbox import open_sandbox
 from darkfactory.sandbox.base import Limits, Mount, Sandbox, SandboxSpec
 from darkfactory.testrun import TestRun, run_pytest
 
@@ -60,14 +60,12 @@ class TestGroup:
 class Env:
     def __init__(self, root: Path, backend: str, mounts: list[Mount] | None = None) -> None:
         self.ws = root / "ws"
-        self.results = root / "results"
         self.ws.mkdir()
-        self.results.mkdir()
         self.sb: Sandbox = open_sandbox(
             backend,
             SandboxSpec(
                 workspace=self.ws,
-                mounts=[results_mount(self.results), *(mounts or [])],
+                mounts=list(mounts or []),
                 limits=Limits(timeout_s=60),
             ),
         )
@@ -77,15 +75,8 @@ class Env:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
 
-    def run(self, targets: list[str], name: str = "r", timeout: float = 60) -> TestRun:
-        return run_pytest(
-            self.sb,
-            targets,
-            results_dir=self.results,
-            results_target="/results",
-            name=name,
-            timeout=timeout,
-        )
+    def run(self, targets: list[str], timeout: float = 60, rootdir: str | None = None) -> TestRun:
+        return run_pytest(self.sb, targets, timeout=timeout, rootdir=rootdir)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -118,8 +109,7 @@ def test_exact_outcomes(env: Env) -> None:
     assert "FAILED tests/test_mixed.py::test_fail" in summary
     assert "ERROR tests/test_mixed.py::test_error" in summary
     assert "test_pass" not in summary
-    assert not list(env.ws.rglob("*.xml"))  # the report is never in the workspace
-    assert (env.results / "r.xml").is_file()
+    assert not list(env.ws.rglob("*.xml"))  # nothing is written into the workspace
 
 
 def test_all_passing_is_ok(env: Env) -> None:
@@ -151,13 +141,9 @@ def test_missing_path_and_no_tests(env: Env) -> None:
 def test_timeout_is_reported_not_crashed(env: Env) -> None:
     env.write("tests/test_ok.py", "def test_a():\n    assert True\n")
     env.write("tests/test_slow.py", "import time\n\ndef test_hang():\n    time.sleep(60)\n")
-    # A stale report of an earlier run must not pass for this one.
-    (env.results / "slow.xml").write_text(
-        '<testsuites><testsuite><testcase classname="x" name="old"/></testsuite></testsuites>'
-    )
-    run = env.run(["tests"], name="slow", timeout=3)
+    run = env.run(["tests"], timeout=3)
     assert run.killed == "timeout"
-    assert run.outcomes == [] and run.report is None
+    assert run.outcomes == []
     assert run.collection_error is None
     summary = run.summary()
     assert "KILLED" in summary and "time limit of 3s" in summary
@@ -185,7 +171,7 @@ def test_acceptance_suite_from_a_read_only_mount(tmp_path: Path) -> None:
     backend = "bwrap" if HAVE_BWRAP else "local"
     env = Env(tmp_path, backend, mounts=[Mount(acc, "/acceptance")])
     env.write("app.py", "def double(x):\n    return 2 * x\n")  # importable via PYTHONPATH
-    run = env.run([env.sb.path_of("/acceptance")], name="acceptance-1")
+    run = env.run([env.sb.path_of("/acceptance")], rootdir=env.sb.path_of("/acceptance"))
     assert [(o.nodeid, o.outcome) for o in run.outcomes] == [
         ("test_spec.py::test_double", "passed")
     ]

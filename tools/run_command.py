@@ -18,6 +18,10 @@ _LIMIT_TEXT = {
     "memory": "it ran out of the sandbox's memory limit",
     "cpu": "it used up the sandbox's CPU-time limit",
     "file_size": "it tried to write a file larger than the sandbox allows",
+    "disk": (
+        "it grew the workspace past its disk quota; it was killed, and every command that "
+        "writes more is killed too until you delete files"
+    ),
 }
 
 
@@ -45,8 +49,10 @@ class RunCommandTool(WorkspaceTool):
         "stdout and stderr (long output cut in the middle) and the limit that ended it, if "
         "one did. The sandbox has no network (installing from the internet fails), no host "
         "files but the workspace, limits on time, memory, CPU, processes, file size and "
-        "output, and a minimal environment (PATH, HOME=/tmp, PYTHONPATH=the workspace). "
-        "Refuses an empty argv and NUL characters. For the test suites use run_tests."
+        "output, a disk quota on the workspace, and a minimal environment (PATH, "
+        "HOME=/tmp, PYTHONPATH=the workspace). After it, setuid/setgid bits are stripped "
+        "and FIFOs, sockets and device files removed from the workspace. Refuses an empty "
+        "argv and NUL characters. For the test suites use run_tests."
     )
     args_schema: type[BaseModel] = RunCommandArgs
 
@@ -72,6 +78,14 @@ class RunCommandTool(WorkspaceTool):
             duration_s=round(result.duration_s, 3),
             killed=result.killed,
         )
+        if result.scrubbed:  # what the sandbox undid after the command (sandbox/_scrub.py)
+            ctx.emit(
+                "security",
+                tool=self.name,
+                what="scrubbed_after_command",
+                paths=[item.rsplit(": ", 1)[0] for item in result.scrubbed],
+                done=list(result.scrubbed),
+            )
         return note + format_result(result)
 
 
@@ -80,6 +94,9 @@ def format_result(result: ExecResult, max_chars: int = MAX_STREAM_CHARS) -> str:
     lines = [f"exit code: {result.exit_code}", f"duration: {result.duration_s:.2f}s"]
     if result.killed is not None:
         lines.append(f"KILLED ({result.killed}): {_LIMIT_TEXT.get(result.killed, 'a limit')}")
+    if result.scrubbed:
+        lines.append("removed/stripped after the command (the workspace may not keep these):")
+        lines += [f"  {item}" for item in result.scrubbed]
     for label, text in (("stdout", result.stdout), ("stderr", result.stderr)):
         if text:
             lines.append(f"--- {label} ---\n{_cut(text, max_chars)}")

@@ -1,26 +1,20 @@
 """``run_tests``: run pytest in the sandbox and report every test's outcome.
 
-The JUnit report goes to ``RunContext.results_dir`` (a host directory the caller mounted
-read-write at ``/results`` in the sandbox), never into the workspace. ``acceptance`` names
-the read-only acceptance suite mounted at ``/acceptance`` when the sandbox has that mount;
-otherwise it is an ordinary workspace path.
+Outcomes come from ``testrun.run_pytest``'s isolated runner; nothing is written into the
+workspace. ``acceptance`` names the read-only acceptance suite mounted at ``/acceptance``
+when the sandbox has that mount; otherwise it is an ordinary workspace path.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import time
-
 from pydantic import BaseModel, Field
 
-from darkfactory.sandbox import ACCEPTANCE_TARGET, RESULTS_TARGET, Sandbox
+from darkfactory.sandbox import ACCEPTANCE_TARGET, Sandbox
 from darkfactory.testrun import run_pytest
 from darkfactory.workspace import PathRefused, quote, resolve
 from tools._base import ToolArgs, WorkspaceTool
 
 MAX_SUMMARY_CHARS = 6000
-_calls = itertools.count(1)
 
 
 class RunTestsArgs(ToolArgs):
@@ -49,11 +43,6 @@ class RunTestsTool(WorkspaceTool):
         sandbox = ctx.sandbox
         if sandbox is None:
             raise RuntimeError("run_tests needs a RunContext with a sandbox")
-        if ctx.results_dir is None:
-            raise RuntimeError(
-                "run_tests needs RunContext.results_dir, mounted read-write at "
-                f"{RESULTS_TARGET} in the sandbox"
-            )
         paths = list(paths or ["tests"])
         targets: list[str] = []
         for raw in paths:
@@ -61,16 +50,8 @@ class RunTestsTool(WorkspaceTool):
             if target.startswith("ERROR:"):
                 return target
             targets.append(target)
-        ctx.results_dir.mkdir(parents=True, exist_ok=True)
-        name = f"run_tests-{os.getpid()}-{time.strftime('%H%M%S')}-{next(_calls)}"
-        run = run_pytest(
-            sandbox,
-            targets,
-            results_dir=ctx.results_dir,
-            results_target=RESULTS_TARGET,
-            name=name,
-            timeout=ctx.test_timeout_s,
-        )
+        suite = _mounted_suite(sandbox, targets)
+        run = run_pytest(sandbox, targets, timeout=ctx.test_timeout_s, rootdir=suite)
         ctx.emit(
             "sandbox_exec",
             tool=self.name,
@@ -118,3 +99,13 @@ class RunTestsTool(WorkspaceTool):
             )
         rel = real.relative_to(self.run_context.workspace).as_posix()
         return (rel or ".") + sep + selector
+
+
+def _mounted_suite(sandbox: Sandbox, targets: list[str]) -> str | None:
+    """The acceptance mount, when every target is in it (pytest's rootdir then); else None."""
+    try:
+        mounted = sandbox.path_of(ACCEPTANCE_TARGET)
+    except KeyError:
+        return None
+    inside = all(t == mounted or t.startswith(mounted + "/") for t in targets)
+    return mounted if inside else None

@@ -17,7 +17,8 @@ overflowed, a bug) passes through unchanged. CrewAI's own rate-limit retry
 (``crewai.llms.retry``) is kept out: it would multiply ours and hide the retries.
 
 The guard also records every exchange when the run records (``--record``), whatever the
-provider. Error texts are redacted: no key from the environment appears in them.
+provider. Error texts and every prompt sent are redacted: no key from the environment
+appears in them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pydantic import PrivateAttr
 
 from darkfactory.errors import DarkFactoryError
 from darkfactory.llms.faults import Fault, classify
+from darkfactory.llms.secrets import redact_messages, secret_values
 
 if TYPE_CHECKING:
     from darkfactory.llms.cassette import Recorder
@@ -237,6 +239,8 @@ class GuardedLLM(BaseLLM):
     ) -> Any:
         if self._fatal is not None:
             raise self._fatal
+        # No host secret reaches a provider, whatever text carried it into a prompt.
+        messages = redact_messages(messages, secret_values(self._key_values()))
         role = str(getattr(from_agent, "role", None) or "(no agent)")
         retries = 0
         while True:

@@ -80,3 +80,22 @@ def redacted_logs() -> Iterator[list[str]]:
         yield secrets
     finally:
         logging.setLogRecordFactory(previous)
+
+
+def redact_messages(messages: Any, secrets: list[str]) -> Any:
+    """``messages`` (a prompt string or chat messages) with every secret value redacted.
+
+    Returns the same object when nothing needed redacting (the common case), else a copy.
+    """
+    if not secrets:
+        return messages
+    if isinstance(messages, str):
+        return redact(messages, secrets)
+    if isinstance(messages, list):
+        out = [redact_messages(m, secrets) for m in messages]
+        return messages if all(a is b for a, b in zip(out, messages, strict=True)) else out
+    if isinstance(messages, dict):
+        copied = {k: redact_messages(v, secrets) for k, v in messages.items()}
+        same = all(copied[k] is v for k, v in messages.items())
+        return messages if same else copied
+    return messages

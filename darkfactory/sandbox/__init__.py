@@ -8,11 +8,12 @@ docker refuses the others rather than give their files to its user), else bwrap 
 works on this machine, else ``SandboxUnavailable`` saying how to get either. ``auto``
 never falls back to ``local``.
 
-Test reports: a caller that runs tests mounts a host directory read-write at
-``RESULTS_TARGET`` (``results_mount(dir)``) and passes the same directory as
-``RunContext.results_dir``; ``run_tests`` and ``testrun.run_pytest`` write JUnit XML there,
-never into the workspace. The read-only acceptance suite, if any, is mounted at
-``ACCEPTANCE_TARGET``. ``SandboxSpec.pythonpath`` names mount targets every command gets
+Every backend holds the workspace and the read-write mounts to ``Limits.disk_mb`` while a
+command runs (``killed="disk"``) and scrubs them after it: setuid and setgid bits stripped,
+device nodes, FIFOs and sockets removed, listed on ``ExecResult.scrubbed`` (``_scrub.py``).
+
+The read-only acceptance suite, if any, is mounted at ``ACCEPTANCE_TARGET``; test outcomes
+leave the sandbox on the runner's own output (``testrun``), never through a file. ``SandboxSpec.pythonpath`` names mount targets every command gets
 on ``PYTHONPATH`` after the workspace (the generated project's installed dependencies,
 ``darkfactory.deps``).
 """
@@ -32,7 +33,6 @@ from darkfactory.sandbox.image import DEFAULT_IMAGE
 __all__ = [
     "ACCEPTANCE_TARGET",
     "BACKENDS",
-    "RESULTS_TARGET",
     "ExecResult",
     "Killed",
     "Limits",
@@ -44,17 +44,10 @@ __all__ = [
     "check_backends",
     "docker_problem",
     "open_sandbox",
-    "results_mount",
 ]
 
 BACKENDS = ("auto", "bwrap", "local", "docker")
-RESULTS_TARGET = "/results"
 ACCEPTANCE_TARGET = "/acceptance"
-
-
-def results_mount(results_dir: Path) -> Mount:
-    """The read-write mount test reports go through (see the module doc)."""
-    return Mount(Path(results_dir), RESULTS_TARGET, read_only=False)
 
 
 def open_sandbox(backend: str, spec: SandboxSpec) -> Sandbox:

@@ -23,7 +23,9 @@ which is also what bwrap reports), never a negative number.
 
 Which limit ended a command (``ExecResult.killed``):
 
-* ``"timeout"`` / ``"output"``: we killed it, so this is certain.
+* ``"timeout"`` / ``"output"`` / ``"disk"``: we killed it, so this is certain (``"disk"``:
+  a ``_scrub.Guard`` found the writable places over the quota; the backend calls its
+  ``finish`` after the command).
 * ``"cpu"``: SIGXCPU (RLIMIT_CPU soft limit), or SIGKILL after the CPU time was used up.
 * ``"file_size"``: SIGXFSZ (RLIMIT_FSIZE). Python ignores SIGXFSZ and gets ``OSError:
   File too large`` instead, which is an ordinary failure of the command.
@@ -52,6 +54,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from darkfactory.sandbox._cgroup import Cgroup
+from darkfactory.sandbox._scrub import Guard
 from darkfactory.sandbox.base import ExecResult, Killed, Limits
 
 #: How long to keep reading after a kill or after the leader exited, for the last bytes.
@@ -199,10 +202,12 @@ def run_process(
     pass_fds: Sequence[int] = (),
     report: Report | None = None,
     cgroup: Cgroup | None = None,
+    guard: Guard | None = None,
 ) -> ExecResult:
     """Run ``argv`` to completion or to a limit; never raises for the command's failure.
 
     With ``cgroup``, ``argv`` must enter it before anything else (``Cgroup.enter_argv``).
+    With ``guard``, the command is killed (``"disk"``) when it fills its disk quota.
     """
     start = time.monotonic()
     fds = (*pass_fds, report.write_fd) if report is not None else tuple(pass_fds)
@@ -219,7 +224,7 @@ def run_process(
     )
     if report is not None:
         report.started()
-    runner = _Runner(proc, limits.output_bytes, stdin, cgroup)
+    runner = _Runner(proc, limits.output_bytes, stdin, cgroup, guard)
     try:
         runner.pump(deadline=start + timeout)
     except BaseException:  # e.g. KeyboardInterrupt: never leave the group running
@@ -278,11 +283,17 @@ class _Runner:
     """The read/write/kill loop of one process group (and of its cgroup, if any)."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes], cap: int, stdin: str | None, cgroup: Cgroup | None
+        self,
+        proc: subprocess.Popen[bytes],
+        cap: int,
+        stdin: str | None,
+        cgroup: Cgroup | None,
+        guard: Guard | None = None,
     ) -> None:
         assert proc.stdout is not None and proc.stderr is not None
         self.proc = proc
         self.cgroup = cgroup
+        self.guard = guard
         self.pgid = proc.pid  # start_new_session: the leader's pid is the group id
         self.cap = cap
         self.killed: Killed | None = None
@@ -317,6 +328,8 @@ class _Runner:
                 self.kill()  # whatever the command left running in its group
             if not self.exited and self.killed is None and now >= deadline:
                 self.kill("timeout")
+            if not self.exited and self.killed is None and self._over_quota(now):
+                self.kill("disk")
             reading = any(fd in self.sel.get_map() for fd in self.fds)
             if self.exited and not reading:
                 return
@@ -329,6 +342,8 @@ class _Runner:
             until = deadline if drain_until is None else drain_until
             poll = 1.0 if self.pidfd is not None else 0.05
             wait = max(0.0, min(until - now, poll if reading else poll / 5))
+            if self.guard is not None and drain_until is None:
+                wait = min(wait, self.guard.wait(now))
             for key, _ in self.sel.select(wait):
                 if key.fd == self.pidfd:
                     self._forget_pidfd()  # the exit itself is seen at the top of the loop
@@ -336,6 +351,9 @@ class _Runner:
                     self._write(key.fd)
                 else:
                     self._read(key.fd)
+
+    def _over_quota(self, now: float) -> bool:
+        return self.guard is not None and self.guard.over_quota(now)
 
     def _read(self, fd: int) -> None:
         try:

@@ -1,9 +1,10 @@
 """The sandbox interface every backend implements.
 
 A sandbox runs an argv (never a shell string built from model output) with the run's
-workspace as its working directory, no network, and bounded CPU, memory, processes, time
-and output. Backends: ``bwrap`` (bubblewrap), ``local`` (a plain subprocess with rlimits, no
-isolation: only when named) and ``docker`` (a warm container, commands run by ``exec``).
+workspace as its working directory, no network, and bounded CPU, memory, processes, time,
+output and disk; what a command leaves is scrubbed after it (``_scrub.py``). Backends:
+``bwrap`` (bubblewrap), ``local`` (a plain subprocess with rlimits, no isolation: only when
+named) and ``docker`` (a warm container, commands run by ``exec``).
 """
 
 from __future__ import annotations
@@ -12,19 +13,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
-#: Which limit ended a command: wall-clock time, memory, output size, CPU time, file size.
-Killed = Literal["timeout", "memory", "output", "cpu", "file_size"]
+#: Which limit ended a command: wall-clock time, memory, output size, CPU time, file size,
+#: the workspace's disk quota.
+Killed = Literal["timeout", "memory", "output", "cpu", "file_size", "disk"]
 
 
 @dataclass(frozen=True)
 class ExecResult:
-    """What one command did. ``killed`` says which limit ended it, if one did."""
+    """What one command did. ``killed`` says which limit ended it, if one did;
+    ``scrubbed`` what was removed or stripped after it (``"path: what was done"``, paths
+    relative to the workspace, or under a mount's target)."""
 
     exit_code: int
     stdout: str
     stderr: str
     duration_s: float
     killed: Killed | None = None
+    scrubbed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -59,6 +64,8 @@ class Limits:
     pids: int = 256
     output_bytes: int = 1_000_000
     file_size_mb: int = 256
+    #: Most the workspace and the read-write mounts may hold together, in MB (``_scrub.py``).
+    disk_mb: int = 1024
     #: CPUs the sandbox may use (docker's CPU quota; other backends ignore it).
     cpus: float = 1.0
 

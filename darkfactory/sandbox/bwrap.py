@@ -13,8 +13,12 @@ Who a command runs as: the user running Dark Factory, in its own user namespace 
 only that uid and gid (``--unshare-user``), with every capability dropped (``--cap-drop
 ALL``) and no new user namespaces inside (``--disable-userns``, bwrap 0.8 and later).
 Files it writes belong to that user, as if the user had written them; files the user may
-not touch, it may not touch either. Nothing is ever chowned or chmodded: the sandbox
-never changes the ownership or mode of the user's files.
+not touch, it may not touch either. Nothing is ever chowned: the sandbox never changes
+who owns the user's files. After every command it does change what the command left in
+the workspace and the read-write mounts (``_scrub.py``): setuid and setgid bits are
+stripped, device nodes, FIFOs and sockets removed (run as root, a command could
+otherwise leave a root-owned setuid shell there for any local user), and their size is
+held to ``limits.disk_mb`` while it runs.
 
 Processes and memory: every command runs in a cgroup of its own (``_cgroup.py``) with
 ``pids.max`` (``limits.pids`` plus the 3 processes of bwrap and the limit shim) and the
@@ -51,6 +55,7 @@ from darkfactory.errors import InputError, SandboxUnavailable
 from darkfactory.sandbox import _cgroup
 from darkfactory.sandbox._cgroup import Cgroup, Hierarchy
 from darkfactory.sandbox._proc import Report, limit_prefix, minimal_env, run_process
+from darkfactory.sandbox._scrub import Guard, Place, ident_of
 from darkfactory.sandbox.base import ExecResult, Mount, SandboxSpec, mounted_path
 
 WORKDIR = "/workspace"
@@ -129,6 +134,7 @@ class BwrapSandbox:
         path = os.pathsep.join(
             [str(Path(self.python).parent), "/usr/local/bin", "/usr/bin", "/bin"]
         )
+        guard = Guard(self._places(), self.limits.disk_mb)
         args = [self.bwrap, *self._args()]
         for key, value in minimal_env(path, WORKDIR, env).items():
             args += ["--setenv", key, value]
@@ -140,7 +146,7 @@ class BwrapSandbox:
                 cgroup = Cgroup(self.cgroups, self.limits, extra_pids=OVERHEAD_PIDS)
             enter = cgroup.enter_argv() if cgroup is not None else []
             try:
-                return run_process(
+                result = run_process(
                     [*enter, *args, "--", *prefix, *argv],
                     timeout=self.limits.timeout_s if timeout is None else timeout,
                     limits=self.limits,
@@ -149,15 +155,24 @@ class BwrapSandbox:
                     pass_fds=fds,
                     report=report,
                     cgroup=cgroup,
+                    guard=guard,
                 )
             finally:
                 if cgroup is not None and not cgroup.remove():
                     self.leftover.append(cgroup)
+        return guard.finish(result)  # after the cgroup's removal: its processes are gone
 
     def close(self) -> None:
         self.leftover = [c for c in self.leftover if not c.remove()]
 
     # -- building the command line -----------------------------------------------------------
+    def _places(self) -> list[Place]:
+        """What the next command can write; the entries ``_args`` binds read-only are not."""
+        bound = [(n, ident_of(self.workspace / n)) for n in READ_ONLY_IN_WORKSPACE]
+        read_only = tuple((n, i) for n, i in bound if i is not None)
+        places = [Place(self.workspace, "", read_only)]
+        return places + [Place(m.source, m.target) for m in self.mounts if not m.read_only]
+
     def _checked(self, mount: Mount) -> Mount:
         target = os.path.normpath(mount.target)
         if not target.startswith("/") or target == "/":

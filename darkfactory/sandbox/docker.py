@@ -11,8 +11,11 @@ exactly ``_proc.minimal_env`` (plus ``SandboxSpec.pythonpath`` on ``PYTHONPATH``
 
 Limits: the container's memory cgroup (``limits.memory_mb``, swap the same, so none),
 ``limits.pids`` processes (plus the few of the sandbox itself), ``limits.cpus`` CPUs (CFS
-quota); per command, RLIMIT_CPU, RLIMIT_FSIZE and no core dumps, the wall-clock timeout and
-the output cap, both enforced here.
+quota); per command, RLIMIT_CPU, RLIMIT_FSIZE and no core dumps, the wall-clock timeout,
+the output cap and the disk quota (``limits.disk_mb``: the workspace and the read-write
+mounts, measured from the host while the command runs), enforced here. After every
+command the host scrubs those places (``_scrub.py``: setuid and setgid bits stripped,
+device nodes, FIFOs and sockets removed).
 
 Who commands run as: the user running Dark Factory (its uid and gid, so the files commands
 write are that user's). When that is root, never root: the workspace's owner if that is not
@@ -75,6 +78,7 @@ from typing import Any
 
 from darkfactory.errors import InputError, SandboxUnavailable
 from darkfactory.sandbox._proc import classify, minimal_env
+from darkfactory.sandbox._scrub import Guard, Place
 from darkfactory.sandbox.base import ExecResult, Killed, Mount, SandboxSpec, mounted_path
 from darkfactory.sandbox.image import DEFAULT_IMAGE, SANDBOX_UID, image_problem
 
@@ -274,13 +278,14 @@ class DockerSandbox:
                 self._restart()
             if self.hand_over:
                 self._hand_over(self.workspace, skip=READ_ONLY_IN_WORKSPACE)
-            start = time.monotonic()
             try:
                 exec_id = self._exec_create(argv, env, stdin is not None)
             except _ContainerGone:
                 self._restart()  # e.g. the kernel killed its pid 1: a fresh container
                 exec_id = self._exec_create(argv, env, stdin is not None)
-            return self._exec(exec_id, start, timeout, stdin)
+            guard = Guard(self._places(), self.limits.disk_mb)  # the size before it starts
+            start = time.monotonic()
+            return guard.finish(self._exec(exec_id, start, timeout, stdin, guard))
 
     def close(self) -> None:
         with self._lock:
@@ -306,6 +311,14 @@ class DockerSandbox:
 
         paths = (self.workspace, self.workspace / ".git", *(m.source for m in self.mounts))
         return tuple(ident(p) for p in paths)
+
+    def _places(self) -> list[Place]:
+        """What commands can write: the workspace but the ``.git`` mounted read-only, and
+        the read-write mounts."""
+        git = self._mounted[1]  # (_layout: the workspace, its .git, the mounts' sources)
+        read_only = ((".git", git),) if git is not None else ()
+        places = [Place(self.workspace, "", read_only)]
+        return places + [Place(m.source, m.target) for m in self.mounts if not m.read_only]
 
     def _restart(self) -> None:
         """A fresh container in place of the current one (which may be gone already)."""
@@ -458,12 +471,14 @@ class DockerSandbox:
             raise
         return str(created["Id"])
 
-    def _exec(self, exec_id: str, start: float, timeout: float, stdin: str | None) -> ExecResult:
+    def _exec(
+        self, exec_id: str, start: float, timeout: float, stdin: str | None, guard: Guard
+    ) -> ExecResult:
         api = self.client.api
         sock = api.exec_start(exec_id, socket=True)
         stream = _ExecStream(sock, self.limits.output_bytes, stdin)
         try:
-            stream.pump(deadline=start + timeout, kill=self._kill_all)
+            stream.pump(deadline=start + timeout, kill=self._kill_all, guard=guard)
         finally:
             stream.close()
         info = api.exec_inspect(exec_id)
@@ -473,6 +488,8 @@ class DockerSandbox:
             now = time.monotonic()
             if stream.killed is None and now >= start + timeout:
                 stream.killed = "timeout"
+            if stream.killed is None and guard.over_quota(now):
+                stream.killed = "disk"
             if stream.killed is not None and now >= killed_at:
                 self._kill_all()
                 killed_at = now + DRAIN_GRACE_S
@@ -555,19 +572,24 @@ class _ExecStream:
         if self.writing and not self.pending:
             self._end_stdin()
 
-    def pump(self, deadline: float, kill: Any) -> None:
+    def pump(self, deadline: float, kill: Any, guard: Guard | None = None) -> None:
         """Until the stream ends, or a limit fires (then ``kill()``) and it drains."""
         drain_until: float | None = None
         while True:
             now = time.monotonic()
             if self.killed is None and now >= deadline:
                 self._kill("timeout", kill)
+            if self.killed is None and guard is not None and guard.over_quota(now):
+                self._kill("disk", kill)
             if self.killed is not None and drain_until is None:
                 drain_until = time.monotonic() + DRAIN_GRACE_S
             if drain_until is not None and now >= drain_until:
                 return
             until = deadline if drain_until is None else drain_until
-            for _, events in self.sel.select(max(0.0, min(until - now, 1.0))):
+            wait = min(until - now, 1.0)
+            if guard is not None and drain_until is None:
+                wait = min(wait, guard.wait(now))
+            for _, events in self.sel.select(max(0.0, wait)):
                 if events & selectors.EVENT_WRITE and self.writing:
                     self._write()
                 if events & selectors.EVENT_READ and not self._read(kill):

@@ -5,7 +5,9 @@ the user names it (``auto`` never picks it). What it does: the command runs in i
 session, with the workspace as its working directory, an explicit minimal environment
 (nothing of the host's), rlimits on memory (RLIMIT_AS), CPU time, file size and core
 dumps, its output capped, and its whole process group killed on a timeout, on too much
-output, and when the command ends.
+output, and when the command ends. Like every backend it holds the workspace and the
+mounts' sources that are not read-only to ``disk_mb`` and scrubs them after every command
+(``_scrub.py``); the workspace's ``.git`` is writable here, so it is scanned and counted.
 
 What it does not do: the command sees the whole host file system with the rights of the
 user running Dark Factory, and the network. A process that leaves its process group
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from darkfactory.errors import InputError
 from darkfactory.sandbox._proc import Report, limit_prefix, minimal_env, run_process
+from darkfactory.sandbox._scrub import Guard, Place
 from darkfactory.sandbox.base import ExecResult, SandboxSpec
 
 
@@ -43,6 +46,10 @@ class LocalSandbox:
         self._targets = {
             m.target.rstrip("/") or "/": str(Path(m.source).resolve()) for m in spec.mounts
         }
+        #: What a command can write that the host scrubs (it can write everything else too).
+        self._places = [Place(workspace)] + [
+            Place(Path(m.source).resolve(), m.target) for m in spec.mounts if not m.read_only
+        ]
 
     def path_of(self, target: str) -> str:
         """The host directory mounted at ``target`` (or a path below it)."""
@@ -67,9 +74,10 @@ class LocalSandbox:
         path = os.pathsep.join(
             [str(Path(self.python).parent), "/usr/local/bin", "/usr/bin", "/bin"]
         )
+        guard = Guard(self._places, self.limits.disk_mb)
         with Report() as report:
             prefix = limit_prefix(self.python, self.limits, nproc=self._nproc(), report=report)
-            return run_process(
+            result = run_process(
                 [*prefix, *argv],
                 timeout=self.limits.timeout_s if timeout is None else timeout,
                 limits=self.limits,
@@ -77,7 +85,9 @@ class LocalSandbox:
                 cwd=self.workdir,
                 stdin=stdin,
                 report=report,
+                guard=guard,
             )
+        return guard.finish(result)
 
     def close(self) -> None:
         pass

@@ -34,7 +34,7 @@ import re
 import sys
 import types
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from mkdocs.exceptions import PluginError
 
@@ -95,6 +95,9 @@ def _cell(text: str) -> str:
 
 def _type(annotation: Any, metadata: list[Any]) -> str:
     origin = get_origin(annotation)
+    if origin is Annotated:  # e.g. list[Annotated[str, Field(...)]]: the type, then its bounds
+        inner, *extra = get_args(annotation)
+        return _type(inner, [*metadata, *extra])
     if origin in (Union, types.UnionType):
         args = [a for a in get_args(annotation) if a is not type(None)]
         text = " or ".join(_type(a, []) for a in args)
@@ -229,6 +232,8 @@ def placeholders_table() -> str:
 
 #: When each trace event is written (optional: a kind missing here still gets its row).
 EVENT_WHEN = {
+    "security": "hostile workspace content was found and undone (a nested `.git`, a link "
+    "in the acceptance tests)",
     "run_start": "a new run starts",
     "run_resumed": "`darkfactory resume` continues the run",
     "phase_start": "a phase starts",

@@ -1,0 +1,164 @@
+"""The test runner inside the sandbox: pytest in a child, its verdict relayed by a parent.
+
+Run as ``python -I -c <this file's text> CONFIG_JSON`` (``testrun.run_pytest``), so neither
+the working directory nor any ``PYTHON*`` variable is on the path at start. The parent
+never imports workspace code: it forks, makes itself non-dumpable (the child may not open
+its ``/proc`` entries), and is the only process that holds the command's stdout. The child
+imports pytest and its plugins first, then puts the workspace on the path, runs the tests,
+and sends each report down a pipe; it ends with ``os._exit`` so no ``atexit`` hook of the
+code under test runs. The parent prints one JSON document: the outcomes and the output.
+"""
+
+import contextlib
+import json
+import os
+import selectors
+import sys
+import time
+
+CONFIG = json.loads(sys.argv[1])
+MAX_OUTPUT = 64 * 1024
+MAX_MESSAGE = 4000
+MAX_MESSAGES = 400 * 1024
+
+
+def child(report_fd, output_fd):
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    os.close(output_fd)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+    import importlib.metadata
+    import pkgutil
+
+    import _pytest
+    import pytest
+
+    # Every part of pytest is loaded before the workspace is on the path: none can be shadowed.
+    for mod in pkgutil.walk_packages(_pytest.__path__, "_pytest."):
+        with contextlib.suppress(Exception):  # an optional part without its dependency
+            __import__(mod.name)
+    plugins = []
+    for ep in importlib.metadata.entry_points(group="pytest11"):
+        try:
+            __import__(ep.module)
+            plugins += ["-p", ep.module]
+        except Exception:
+            pass
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # none found from workspace paths
+    sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    out = os.fdopen(report_fd, "w", buffering=1)
+
+    class Relay:
+        def pytest_collectreport(self, report):
+            if report.failed:
+                send({"collect_error": report.nodeid, "message": report.longreprtext})
+
+        def pytest_collection_finish(self, session):
+            send({"collected": len(session.items)})
+
+        def pytest_runtest_logreport(self, report):
+            send(
+                {
+                    "nodeid": report.nodeid,
+                    "when": report.when,
+                    "outcome": report.outcome,
+                    "xfail": hasattr(report, "wasxfail"),
+                    "duration": report.duration,
+                    "message": report.longreprtext if report.failed else _skip_reason(report),
+                }
+            )
+
+    def send(record):
+        out.write(json.dumps(record) + "\n")
+
+    code = pytest.main([*plugins, *CONFIG["args"]], plugins=[Relay()])
+    out.flush()
+    sys.stdout.flush()
+    os._exit(int(code))
+
+
+def _skip_reason(report):
+    if report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return ""
+
+
+def _non_dumpable():
+    """PR_SET_DUMPABLE 0: a process of the same user may not open our /proc fds."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
+def parent():
+    _non_dumpable()
+    report_r, report_w = os.pipe()
+    output_r, output_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(report_r)
+        os.close(output_r)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        try:
+            child(report_w, output_w)
+        finally:
+            os._exit(70)
+    os.close(report_w)
+    os.close(output_w)
+    records, output, lines = [], bytearray(), bytearray()
+    budget = MAX_MESSAGES
+    sel = selectors.DefaultSelector()
+    sel.register(report_r, selectors.EVENT_READ)
+    sel.register(output_r, selectors.EVENT_READ)
+    status = None
+    drain_until = None
+    while sel.get_map():
+        if status is None:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status, drain_until = st, time.monotonic() + 1.0
+        if drain_until is not None and time.monotonic() > drain_until:
+            break  # a process the tests started still holds a pipe: stop reading
+        for key, _ in sel.select(0.2):
+            data = os.read(key.fd, 65536)
+            if not data:
+                sel.unregister(key.fd)
+                continue
+            if key.fd == output_r:
+                output += data
+                del output[:-MAX_OUTPUT]
+                continue
+            lines += data
+            *complete, rest = lines.split(b"\n")
+            lines = bytearray(rest)
+            for line in complete:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                message = str(record.get("message", ""))
+                if len(message) > MAX_MESSAGE:
+                    message = (
+                        message[: MAX_MESSAGE // 3] + "\n[...]\n" + message[-MAX_MESSAGE // 2 :]
+                    )
+                budget -= len(message)
+                record["message"] = message if budget > 0 else message[:200]
+                records.append(record)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    result = {
+        "darkfactory_test_runner": 1,
+        "exit": code if code >= 0 else 128 - code,
+        "records": records,
+        "output": output.decode("utf-8", "replace"),
+    }
+    os.write(1, (json.dumps(result) + "\n").encode())
+    os._exit(0)
+
+
+parent()
