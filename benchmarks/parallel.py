@@ -12,7 +12,7 @@ darkfactory``, ``import darkfactory.cli`` (the parser every command builds), ``d
 --help``, and ``import crewai`` (what ``run`` needs, for scale); and, from the bench runs'
 traces, the time from starting a ``darkfactory run`` process to its first trace record and
 to its first LLM call. It also checks that ``import darkfactory``, the CLI parser and
-``darkfactory.bench`` import none of the heavy packages (CrewAI, LiteLLM, OpenAI, ...) that
+``darkfactory.bench.run`` import none of the heavy packages (CrewAI, LiteLLM, OpenAI, ...) that
 only the commands running a crew need (exit 1 if one does).
 
 Usage::
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "the CLI parser (`darkfactory --help`)": heavy_imports(
             "import darkfactory.cli as c; c.build_parser()"
         ),
-        "`import darkfactory.bench`": heavy_imports("import darkfactory.bench"),
+        "`import darkfactory.bench.run`": heavy_imports("import darkfactory.bench.run"),
     }
     startup = {
         label: timed_process([sys.executable, "-c", code], args.samples)

@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from darkfactory.cli import OFFLINE_ENV  # noqa: E402  (light: imports no CrewAI)
+from darkfactory.engine.session import OFFLINE_ENV  # noqa: E402  (imports no CrewAI)
 
 os.environ.update({k: v for k, v in OFFLINE_ENV.items() if k not in os.environ})
 
@@ -60,9 +60,9 @@ import yaml  # noqa: E402
 from pydantic import PrivateAttr  # noqa: E402
 
 from darkfactory.config import Config, load_config  # noqa: E402
-from darkfactory.llms import ModelPlan  # noqa: E402
-from darkfactory.llms.playbook import Playbook, load_playbook  # noqa: E402
-from darkfactory.llms.scripted import (  # noqa: E402
+from darkfactory.models import ModelPlan  # noqa: E402
+from darkfactory.models.playbook import Playbook, load_playbook  # noqa: E402
+from darkfactory.models.scripted import (  # noqa: E402
     DELEGATE_TOOL,
     ScriptedLLM,
     estimate_tokens,
@@ -258,8 +258,7 @@ class Side:
 
 def run_dark_factory(workdir: Path, backend: str) -> Side:
     """A whole Dark Factory run of the example spec, as ``darkfactory run`` makes one."""
-    from darkfactory.runner import prepare_run
-    from darkfactory.runs import execute
+    from darkfactory.engine.session import execute, prepare_run
     from darkfactory.spec import load_spec
 
     with crew_clock() as crew_s:
@@ -286,7 +285,7 @@ def _checks(trace: Path) -> dict[str, Any]:
     """How many verify rounds and docs checks a run's trace shows, and their seconds."""
     from datetime import datetime
 
-    from darkfactory.trace import read_trace
+    from darkfactory.reporting.trace import read_trace
 
     records = read_trace(trace)
     seconds, started = 0.0, None
@@ -312,12 +311,11 @@ def run_stock(workdir: Path, backend: str) -> Side:
     from crewai import Agent, Crew, Process, Task
     from crewai.agents.agent_builder.base_agent import BaseAgent
 
-    from darkfactory.context import RunContext
-    from darkfactory.runner import RunEnv
+    from darkfactory.engine.environment import prompt_inputs
     from darkfactory.sandbox import open_sandbox
     from darkfactory.sandbox.base import Mount, SandboxSpec
     from darkfactory.spec import load_spec
-    from darkfactory.trace import Trace
+    from darkfactory.workspace.context import RunContext
     from tools import build_tool
 
     with crew_clock() as crew_s:
@@ -349,18 +347,7 @@ def run_stock(workdir: Path, backend: str) -> Side:
             ctx = RunContext(workspace=workspace, sandbox=sandbox)
             llm = metered_llm(config)
             # The inputs Dark Factory's first phase renders its task with.
-            trace = Trace(workdir / "trace.jsonl")
-            inputs = RunEnv(
-                run_id="stock",
-                run_dir=workdir,
-                config=config,
-                spec=spec,
-                models=ModelPlan(config),
-                sandbox=sandbox,
-                trace=trace,
-                ctx=ctx,
-            ).prompt_inputs()
-            trace.close()
+            inputs = prompt_inputs(spec, config, workdir)
             workers: list[BaseAgent] = [
                 Agent(
                     role=a["role"],

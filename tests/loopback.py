@@ -21,7 +21,7 @@ from netguard import LOOPBACK, outside_network_refused  # noqa: F401  (re-export
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
 from darkfactory.config import load_config
-from darkfactory.llms.testserver import PlaybookServer
+from darkfactory.models.testserver import PlaybookServer
 
 REPO = Path(__file__).resolve().parent.parent
 #: The model string a run uses to reach the server (through CrewAI's OpenAI provider).

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
+from darkfactory.reporting.trace import read_trace
 from darkfactory.sandbox import bwrap_problem
-from darkfactory.trace import read_trace
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from runhelp import NEEDS_BWRAP
 
-from darkfactory.bench import BenchError, discover, model_for
+from darkfactory.bench.run import BenchError, discover, model_for
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = REPO / "benchmarks" / "suite"

@@ -13,7 +13,7 @@ import pytest
 from runhelp import NEEDS_BWRAP, example_playbook, only_run, report_of, run_spec, write_playbook
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, main
-from darkfactory.trace import read_trace
+from darkfactory.reporting.trace import read_trace
 
 pytestmark = [
     pytest.mark.e2e,

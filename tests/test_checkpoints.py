@@ -22,9 +22,9 @@ from runhelp import (
     run_spec,
 )
 
-from darkfactory.checkpoints import APPROVED, REJECTED, TerminalProvider
 from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
-from darkfactory.runs import stored_state
+from darkfactory.engine.checkpoints import APPROVED, REJECTED, TerminalProvider
+from darkfactory.workspace.rundir import stored_state
 
 pytestmark = [
     pytest.mark.e2e,

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from darkfactory.classify import diagnose
+from darkfactory.engine.classify import diagnose
 from darkfactory.sandbox import open_sandbox
 from darkfactory.sandbox.base import Limits, Mount, SandboxSpec
-from darkfactory.testrun import run_pytest
+from darkfactory.sandbox.testrun import run_pytest
 
 ACCEPT = """
 from mod import f
@@ -132,7 +132,7 @@ def test_no_acceptance_tests(tmp_path: Path) -> None:
     [("0x7f3a2b", "0xdead"), ("12.5s", "3.1s"), ("/tmp/pytest-of-root/x", "/tmp/y")],
 )
 def test_signature_ignores_addresses_numbers_and_tmp_paths(noise: str, other: str) -> None:
-    from darkfactory.classify import Diagnosis, Failure
+    from darkfactory.engine.classify import Diagnosis, Failure
 
     a = Diagnosis([Failure("assertion", "acceptance", "t.py::test", f"E assert x at {noise}")])
     b = Diagnosis([Failure("assertion", "acceptance", "t.py::test", f"E assert x at {other}")])
@@ -143,7 +143,7 @@ def test_signature_ignores_addresses_numbers_and_tmp_paths(noise: str, other: st
 
 def _run(outcomes: list[str], *, killed: str | None = None) -> Any:
     from darkfactory.sandbox.base import ExecResult
-    from darkfactory.testrun import TestOutcome, TestRun
+    from darkfactory.sandbox.testrun import TestOutcome, TestRun
 
     return TestRun(
         outcomes=[
@@ -155,7 +155,7 @@ def _run(outcomes: list[str], *, killed: str | None = None) -> Any:
 
 
 def test_verify_never_passes_a_killed_suite_or_an_all_skipped_acceptance_suite() -> None:
-    from darkfactory.runner import VerifyResult
+    from darkfactory.engine.verify import VerifyResult
 
     ok = _run(["passed", "passed"])
     assert VerifyResult(0, ok, _run(["passed"]), {}).passed

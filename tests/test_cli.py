@@ -13,7 +13,7 @@ import yaml
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC
 from darkfactory.errors import PlaybookError
-from darkfactory.llms.playbook import load_playbook
+from darkfactory.models.playbook import load_playbook
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -168,7 +168,7 @@ def test_model_whose_provider_package_is_missing_is_bad_input(tmp_path: Path) ->
 
 def test_local_openai_compatible_server_needs_no_key() -> None:
     from darkfactory.config import load_config
-    from darkfactory.llms import LOCAL_KEY_PLACEHOLDER, ModelPlan
+    from darkfactory.models import LOCAL_KEY_PLACEHOLDER, ModelPlan
 
     saved = dict(os.environ)
     os.environ["BASE_URL"] = "http://127.0.0.1:9/v1"

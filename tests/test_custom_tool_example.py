@@ -18,8 +18,8 @@ import yaml
 
 import tools
 from darkfactory.config import load_config
-from darkfactory.context import RunContext
 from darkfactory.errors import ConfigError
+from darkfactory.workspace.context import RunContext
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_TOOLS = REPO / "examples" / "tools"

@@ -16,7 +16,7 @@ import pytest
 from dockerd import IMAGE, docker_engine  # noqa: F401  (a fixture)
 from pypi_local import SDIST_ONLY, LocalIndex
 
-from darkfactory import deps
+from darkfactory.engine import deps
 from darkfactory.sandbox import bwrap_problem, open_sandbox
 from darkfactory.sandbox.base import Limits, Sandbox, SandboxSpec
 

@@ -150,7 +150,7 @@ def trace_event_kinds() -> set[str]:
 
 def test_report_page_documents_every_trace_event_kind(site: Path) -> None:
     """The trace table is generated from EVENT_FIELDS; every kind the code writes is in it."""
-    from darkfactory.trace import EVENT_FIELDS
+    from darkfactory.reporting.trace import EVENT_FIELDS
 
     kinds = trace_event_kinds() | set(EVENT_FIELDS)
     assert {"run_start", "llm_call", "tool_call", "test_outcome", "run_end"} <= kinds

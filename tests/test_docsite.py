@@ -1,4 +1,4 @@
-"""``darkfactory.docsite``: finding the examples in Markdown, running them and building the
+"""``darkfactory.engine.docs_check``: finding the examples in Markdown, running them and building the
 site in a real bwrap sandbox, and reading mkdocs' log; plus the two tech writer tools."""
 
 from __future__ import annotations
@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from runhelp import NEEDS_BWRAP
 
-from darkfactory.context import RunContext
-from darkfactory.docsite import (
+from darkfactory.engine.docs_check import (
     DocsCheck,
     Example,
     build_site,
@@ -23,6 +22,7 @@ from darkfactory.docsite import (
 )
 from darkfactory.sandbox import open_sandbox
 from darkfactory.sandbox.base import Limits, Sandbox, SandboxSpec
+from darkfactory.workspace.context import RunContext
 from tools import build_tool
 
 needs_bwrap = NEEDS_BWRAP
@@ -420,7 +420,7 @@ def test_check_docs_combines_build_and_examples_into_the_writer_text(workspace: 
 
 
 def test_failures_text_stays_within_its_budget() -> None:
-    from darkfactory.docsite import BuildResult, ExampleResult
+    from darkfactory.engine.docs_check import BuildResult, ExampleResult
     from darkfactory.sandbox.base import ExecResult
 
     failing = ExecResult(1, "", "Traceback\n" + "x" * 5000, 0.1)
@@ -483,7 +483,7 @@ def test_run_doc_examples_tool_runs_all_or_the_files_named(workspace: Path) -> N
 def test_a_sandbox_python_without_mkdocs_is_an_error_not_a_docs_problem(
     workspace: Path,
 ) -> None:
-    from darkfactory.docsite import DocsToolingMissing
+    from darkfactory.engine.docs_check import DocsToolingMissing
     from darkfactory.sandbox.bwrap import BwrapSandbox
 
     bare = Path("/usr/bin/python3")

@@ -10,7 +10,7 @@ from loopback import no_outside_network, server_for  # noqa: F401  (a fixture)
 from runhelp import NEEDS_BWRAP
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, main
-from darkfactory.doctor import run_checks
+from darkfactory.cli.doctor import run_checks
 
 pytestmark = [
     pytest.mark.usefixtures("no_outside_network"),
@@ -104,7 +104,7 @@ def test_no_model_configured() -> None:
 def test_env_example_names_a_model_and_holds_no_key() -> None:
     from dotenv import dotenv_values
 
-    from darkfactory.llms import PROVIDER_KEYS
+    from darkfactory.models import PROVIDER_KEYS
 
     example = Path(__file__).resolve().parent.parent / ".env.example"
     values = dotenv_values(example)

@@ -27,7 +27,7 @@ from runhelp import (
 )
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC, main
-from darkfactory.trace import read_trace
+from darkfactory.reporting.trace import read_trace
 
 pytestmark = [
     pytest.mark.e2e,

@@ -21,7 +21,7 @@ import yaml
 from runhelp import NEEDS_BWRAP, example_playbook, only_run, report_of, run_spec
 
 from darkfactory.cli import main
-from darkfactory.trace import check_record, read_trace
+from darkfactory.reporting.trace import check_record, read_trace
 
 pytestmark = [
     pytest.mark.e2e,

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from runhelp import NEEDS_BWRAP, only_run, report_of, run_spec
 
-from darkfactory.runs import stored_state
-from darkfactory.trace import read_trace
+from darkfactory.reporting.trace import read_trace
+from darkfactory.workspace.rundir import stored_state
 
 pytestmark = [
     pytest.mark.e2e,

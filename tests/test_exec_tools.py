@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from darkfactory.context import RunContext
 from darkfactory.sandbox import ACCEPTANCE_TARGET, open_sandbox
 from darkfactory.sandbox.base import Limits, Mount, SandboxSpec
+from darkfactory.workspace.context import RunContext
 from tools import build_tool
 from tools.run_command import RunCommandTool
 from tools.run_tests import RunTestsTool

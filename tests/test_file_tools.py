@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from darkfactory.context import RunContext
-from darkfactory.workspace import PathRefused, iter_files, resolve
+from darkfactory.workspace.context import RunContext
+from darkfactory.workspace.paths import PathRefused, iter_files, resolve
 from tools import build_tool
 from tools.delete_file import DeleteFileTool
 from tools.edit_file import EditFileTool

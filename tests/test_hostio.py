@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from darkfactory import hostio
+from darkfactory.workspace import hostio
 
 
 @pytest.fixture

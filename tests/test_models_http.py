@@ -1,6 +1,6 @@
 """The factory through CrewAI's real OpenAI provider and a real HTTP connection, offline.
 
-A loopback server (``darkfactory.llms.testserver``) plays examples/playbooks/wordcount.yaml
+A loopback server (``darkfactory.models.testserver``) plays examples/playbooks/wordcount.yaml
 as an OpenAI-compatible API, answering with native tool calls; the run reaches it with
 ``--model openai/playbook`` and ``BASE_URL``. Faults are injected per request to show the
 retries (traced, budgeted, bounded) and the clear end when the provider stays down. Keys
@@ -27,8 +27,8 @@ from loopback import (  # noqa: F401  (no_outside_network is a fixture)
 from runhelp import NEEDS_BWRAP, example_playbook, write_playbook
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, main
-from darkfactory.llms.playbook import load_playbook
-from darkfactory.trace import check_record, read_trace
+from darkfactory.models.playbook import load_playbook
+from darkfactory.reporting.trace import check_record, read_trace
 
 pytestmark = [
     pytest.mark.e2e,
@@ -184,7 +184,7 @@ def test_a_stream_cut_off_mid_answer_is_retried() -> None:
     """Streaming (``stream: true``, server-sent events): a stream that drops is retried."""
     from crewai import LLM
 
-    from darkfactory.llms.guarded import GuardedLLM, RetryEvent, RetryPolicy
+    from darkfactory.models.guarded import GuardedLLM, RetryEvent, RetryPolicy
 
     retries: list[RetryEvent] = []
     with server_for() as server:
@@ -210,7 +210,7 @@ def test_a_client_without_a_timeout_of_its_own_is_timed_out_by_the_watchdog() ->
     """CrewAI's Gemini and Bedrock clients take no timeout: the guard's watchdog gives one."""
     from crewai import LLM
 
-    from darkfactory.llms.guarded import GuardedLLM, RetryEvent, RetryPolicy
+    from darkfactory.models.guarded import GuardedLLM, RetryEvent, RetryPolicy
 
     retries: list[RetryEvent] = []
     with server_for() as server:

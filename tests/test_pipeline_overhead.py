@@ -21,7 +21,7 @@ import pytest
 import yaml
 from runhelp import NEEDS_BWRAP
 
-from darkfactory.llms.scripted import estimate_tokens, messages_text
+from darkfactory.models.scripted import estimate_tokens, messages_text
 
 pytestmark = [
     pytest.mark.e2e,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from darkfactory.progress import Progress
+from darkfactory.reporting.progress import Progress
 
 
 def test_progress_tracks_phase_role_tests_tokens_and_cost() -> None:

@@ -28,8 +28,8 @@ from loopback import (  # noqa: F401  (no_outside_network is a fixture)
 from runhelp import NEEDS_BWRAP
 
 from darkfactory.cli import EXAMPLE_PLAYBOOK, main
-from darkfactory.llms.cassette import Cassette, CassetteError, Normaliser, request_of, short_diff
-from darkfactory.trace import read_trace
+from darkfactory.models.cassette import Cassette, CassetteError, Normaliser, request_of, short_diff
+from darkfactory.reporting.trace import read_trace
 
 needs_bwrap = NEEDS_BWRAP
 SECRET = "sk-test-cassette-0123456789SECRET"

@@ -13,9 +13,9 @@ from runhelp import example_playbook, good_code, only_run, run_spec
 from test_e2e import fix_loop_playbook
 
 from darkfactory.cli import main
-from darkfactory.prices import cost, price
+from darkfactory.models.prices import cost, price
+from darkfactory.reporting.trace import EVENT_FIELDS, check_record, read_trace
 from darkfactory.sandbox import bwrap_problem
-from darkfactory.trace import EVENT_FIELDS, check_record, read_trace
 
 SECRET = "sk-dfTEST-0123456789abcdef"
 

@@ -27,12 +27,12 @@ from pathlib import Path
 import pytest
 from dockerd import IMAGE, docker_engine  # noqa: F401  (a fixture)
 
+from darkfactory.cli.sandbox import add_parser
 from darkfactory.errors import SandboxUnavailable
 from darkfactory.sandbox import _cgroup, check_backends, open_sandbox
 from darkfactory.sandbox._cgroup import Cgroup, Hierarchy
 from darkfactory.sandbox.base import ExecResult, Limits, Mount, Sandbox, SandboxSpec
 from darkfactory.sandbox.bwrap import OVERHEAD_PIDS, BwrapSandbox
-from darkfactory.sandbox.cli import add_parser
 from darkfactory.sandbox.local import LocalSandbox
 
 HAVE_BWRAP = shutil.which("bwrap") is not None or os.access("/usr/bin/bwrap", os.X_OK)

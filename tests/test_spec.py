@@ -592,7 +592,7 @@ def test_requirement_matrix_semantics() -> None:
     spec.requirements[3].untested_reason = why
     row = requirement_matrix(spec, {})[3]
     assert row["passed"] is None and row["untested_reason"] == why
-    from darkfactory.report import render_markdown
+    from darkfactory.reporting.report import render_markdown
 
     assert f"| R4 | req 4 | - | no test: {why} |" in render_markdown(_report_with([row]))
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from darkfactory import runner
+from darkfactory.engine import verify as runner
 from darkfactory.errors import SpecError
 from darkfactory.spec import detect_format, load_spec, requirement_links, requirement_matrix
 

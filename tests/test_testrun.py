@@ -10,7 +10,7 @@ import pytest
 
 from darkfactory.sandbox import open_sandbox
 from darkfactory.sandbox.base import Limits, Mount, Sandbox, SandboxSpec
-from darkfactory.testrun import TestRun, run_pytest
+from darkfactory.sandbox.testrun import TestRun, run_pytest
 
 HAVE_BWRAP = shutil.which("bwrap") is not None or os.access("/usr/bin/bwrap", os.X_OK)
 BACKENDS = [

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from crewai.tools import BaseTool
 
-    from darkfactory.context import RunContext
+    from darkfactory.workspace.context import RunContext
 
 
 def available_tool_names() -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 from crewai.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from darkfactory.context import RunContext
+from darkfactory.workspace.context import RunContext
 
 
 def _drop_titles(schema: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from darkfactory.docsite import DocsToolingMissing, build_site
+from darkfactory.engine.docs_check import DocsToolingMissing, build_site
 from tools._base import ToolArgs, WorkspaceTool
 
 MAX_SUMMARY_CHARS = 6000

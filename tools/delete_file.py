@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from darkfactory.workspace import PathRefused, quote, relative, resolve
+from darkfactory.workspace.paths import PathRefused, quote, relative, resolve
 from tools._base import ToolArgs, WorkspaceTool
 
 

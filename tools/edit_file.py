@@ -7,7 +7,7 @@ import re
 
 from pydantic import BaseModel, Field
 
-from darkfactory.workspace import (
+from darkfactory.workspace.paths import (
     PathRefused,
     numbered,
     quote,

@@ -6,7 +6,7 @@ from itertools import islice
 
 from pydantic import BaseModel, Field
 
-from darkfactory.workspace import PathRefused, iter_files, quote
+from darkfactory.workspace.paths import PathRefused, iter_files, quote
 from tools._base import ToolArgs, WorkspaceTool
 
 MAX_ENTRIES = 500

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from darkfactory.workspace import (
+from darkfactory.workspace.paths import (
     PathRefused,
     numbered,
     quote,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from darkfactory.sandbox import ACCEPTANCE_TARGET, Sandbox
-from darkfactory.testrun import run_pytest
-from darkfactory.workspace import PathRefused, quote, resolve
+from darkfactory.sandbox.testrun import run_pytest
+from darkfactory.workspace.paths import PathRefused, quote, resolve
 from tools._base import ToolArgs, WorkspaceTool
 
 MAX_SUMMARY_CHARS = 6000

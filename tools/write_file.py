@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from darkfactory.workspace import PathRefused, quote, relative, resolve, split_lines, write_text
+from darkfactory.workspace.paths import (
+    PathRefused,
+    quote,
+    relative,
+    resolve,
+    split_lines,
+    write_text,
+)
 from tools._base import ToolArgs, WorkspaceTool
 
 

@@ -37,7 +37,7 @@ SUITE = Path(__file__).resolve().parent
 REPO = SUITE.parent.parent
 sys.path.insert(0, str(REPO))
 
-from darkfactory.bench import PLAYBOOK_FILE, SPEC_STEM  # noqa: E402
+from darkfactory.bench.run import PLAYBOOK_FILE, SPEC_STEM  # noqa: E402
 from darkfactory.spec import load_spec  # noqa: E402
 
 SOLUTION_DIR = "solution"

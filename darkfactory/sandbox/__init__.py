@@ -15,7 +15,7 @@ device nodes, FIFOs and sockets removed, listed on ``ExecResult.scrubbed`` (``_s
 The read-only acceptance suite, if any, is mounted at ``ACCEPTANCE_TARGET``; test outcomes
 leave the sandbox on the runner's own output (``testrun``), never through a file. ``SandboxSpec.pythonpath`` names mount targets every command gets
 on ``PYTHONPATH`` after the workspace (the generated project's installed dependencies,
-``darkfactory.deps``).
+``darkfactory.engine.deps``).
 """
 
 from __future__ import annotations

@@ -80,7 +80,13 @@ from darkfactory.errors import InputError, SandboxUnavailable
 from darkfactory.sandbox._proc import classify, minimal_env
 from darkfactory.sandbox._scrub import Guard, Place
 from darkfactory.sandbox.base import ExecResult, Killed, Mount, SandboxSpec, mounted_path
-from darkfactory.sandbox.image import DEFAULT_IMAGE, SANDBOX_UID, image_problem
+from darkfactory.sandbox.image import (
+    DEFAULT_IMAGE,
+    SANDBOX_UID,
+    _short,
+    docker_client,
+    image_problem,
+)
 
 WORKDIR = "/workspace"
 PYTHON = "python3"
@@ -94,10 +100,6 @@ OWNER_LABEL = "darkfactory.owner"
 OWN_PIDS = 4
 #: How long to keep reading after a kill, for the last bytes.
 DRAIN_GRACE_S = 2.0
-ENGINE_HINT = (
-    "start the engine (dockerd, or systemctl start docker) or install it "
-    "(apt-get install docker.io); or use the bwrap backend"
-)
 _CHUNK = 65536
 _MARKER = re.compile(r"(?:^|\n)darkfactory-sandbox: memory limit [^\n]*\n?\Z")
 
@@ -171,28 +173,6 @@ def _close_all() -> None:
     for sandbox in list(_live):
         with contextlib.suppress(Exception):  # at exit: never mask the real exit status
             sandbox.close()
-
-
-def docker_client() -> Any:
-    """A client of the engine ``DOCKER_HOST`` (or the local socket) names, if it answers.
-
-    Raises ``SandboxUnavailable`` saying how to get an engine.
-    """
-    try:
-        import docker
-    except ImportError as exc:  # a declared dependency; only a broken install lacks it
-        raise SandboxUnavailable(
-            "the docker Python package is not installed", hint="pip install docker"
-        ) from exc
-    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    try:
-        client = docker.from_env(timeout=120)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise SandboxUnavailable(
-            f"no Docker engine answers at {where} ({_short(exc)})", hint=ENGINE_HINT
-        ) from exc
-    return client
 
 
 def docker_problem(image: str | None = None) -> str | None:
@@ -371,7 +351,7 @@ class DockerSandbox:
                 labels={
                     LABEL: "1",
                     OWNER_LABEL: json.dumps(_owner()),
-                    "darkfactory.workspace": str(self.workspace),
+                    "darkfactory.workspace.paths": str(self.workspace),
                 },
                 stdin_open=True,
                 detach=False,  # only what makes StdinOnce true: nothing is attached but stdin
@@ -722,8 +702,3 @@ def _remove(client: Any, cid: str) -> None:
     except docker.errors.APIError as exc:
         if exc.status_code != 409:  # 409: its removal is already in progress
             raise
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1][:300] if text else type(exc).__name__

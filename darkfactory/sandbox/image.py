@@ -32,6 +32,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from darkfactory.errors import InputError, SandboxUnavailable
 
@@ -127,8 +128,6 @@ def build_image(
     progress: Callable[[str], None] = lambda msg: None,
 ) -> str:
     """Build image ``name`` offline (see the module doc); returns its id."""
-    from darkfactory.sandbox.docker import docker_client
-
     if os.geteuid() != 0:
         raise InputError("building the image needs root (debootstrap creates device files)")
     debootstrap = shutil.which("debootstrap") or shutil.which("debootstrap", path="/usr/sbin")
@@ -298,3 +297,36 @@ def image_problem(client: object, name: str) -> str | None:
     except docker.errors.APIError as exc:
         raise SandboxUnavailable(f"docker: cannot inspect image {name}: {exc}") from exc
     return None
+
+
+ENGINE_HINT = (
+    "start the engine (dockerd, or systemctl start docker) or install it "
+    "(apt-get install docker.io); or use the bwrap backend"
+)
+
+
+def docker_client() -> Any:
+    """A client of the engine ``DOCKER_HOST`` (or the local socket) names, if it answers.
+
+    Raises ``SandboxUnavailable`` saying how to get an engine.
+    """
+    try:
+        import docker
+    except ImportError as exc:  # a declared dependency; only a broken install lacks it
+        raise SandboxUnavailable(
+            "the docker Python package is not installed", hint="pip install docker"
+        ) from exc
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise SandboxUnavailable(
+            f"no Docker engine answers at {where} ({_short(exc)})", hint=ENGINE_HINT
+        ) from exc
+    return client
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1][:300] if text else type(exc).__name__

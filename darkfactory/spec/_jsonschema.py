@@ -46,11 +46,10 @@ from darkfactory.spec._document import (
     check_local_refs,
     check_numbers,
     check_ref_cycles,
-    checker_limits,
     fail,
     resolve_pointer,
 )
-from darkfactory.spec.model import Requirement, SourceRef, Spec
+from darkfactory.spec.model import Requirement
 from darkfactory.yamlio import KeyPath, Locations
 
 MODEL_FILE = "model.py"
@@ -122,59 +121,6 @@ class Schema:
 
     def fail(self, message: str, path: KeyPath, hint: str | None = None) -> SpecError:
         return fail(message, file=self.file, locs=self.locs, path=path, hint=hint)
-
-
-def parse_json_schema(data: Any, locs: Locations, *, file: Path) -> Spec:
-    """A ``jsonschema`` Spec from a parsed JSON Schema (see the module docstring)."""
-    from referencing.exceptions import Unresolvable
-
-    from darkfactory.spec._jsonschema_cases import derive_cases
-    from darkfactory.spec._jsonschema_tests import render_model_files
-
-    schema = check_schema(data, locs, file=file)
-    schema.constraints = list(walk(schema, data, (), (), (data,)))
-    try:
-        with checker_limits(file):
-            cases = derive_cases(schema)
-    except Unresolvable as exc:  # e.g. a $ref taken relative to a nested $id
-        raise SpecError(
-            f"invalid JSON Schema: jsonschema cannot resolve a $ref ({exc})",
-            file=file,
-            hint="keep every $ref a path inside this file ('#/$defs/name') and leave out "
-            "nested $id keywords, which change what a $ref is relative to",
-        ) from None
-    requirements: list[Requirement] = []
-
-    def add(text: str, path: KeyPath, reason: str | None = None) -> Requirement:
-        req = Requirement(
-            id=f"R{len(requirements) + 1}",
-            text=text + (f" [untested: {_short_reason(reason)}]" if reason else ""),
-            source=SourceRef(file=str(file), line=locs.line_of(path)),
-            untested_reason=reason,
-        )
-        requirements.append(req)
-        return req
-
-    cases.valid_requirement = add(cases.valid_text, cases.valid_path, cases.valid_reason)
-    for c in schema.constraints:
-        c.requirement = add(c.text, c.schema_path, c.untested_reason)
-    if cases.invalid:
-        cases.invalid_requirement = add(
-            f"validate rejects the schema's {len(cases.invalid)} documented invalid "
-            f"example(s) ({INVALID_EXAMPLES_KEY})",
-            (INVALID_EXAMPLES_KEY,),
-        )
-    title = str(data.get("title") or _title_from_name(file))
-    return Spec(
-        format="jsonschema",
-        title=title,
-        summary=_summary(data, title),
-        requirements=requirements,
-        acceptance_tests=render_model_files(schema, cases),
-        contracts=[{"kind": "jsonschema", "title": title, "schema": data}],
-        source=str(file),
-        files_to_create=[MODEL_FILE],
-    )
 
 
 def check_schema(data: Any, locs: Locations, *, file: Path) -> Schema:

@@ -69,11 +69,11 @@ def load_spec(path: str | Path, *, format: str | None = None) -> Spec:
     if fmt is None:
         fmt = detect_format(p, text)
     if fmt == "contract":
-        from darkfactory.spec._openapi import parse_openapi
+        from darkfactory.spec.openapi import parse_openapi
 
         return parse_openapi(*parse_document(text, file=p), file=p)
     if fmt == "jsonschema":
-        from darkfactory.spec._jsonschema import parse_json_schema
+        from darkfactory.spec.jsonschema import parse_json_schema
 
         return parse_json_schema(*parse_document(text, file=p), file=p)
     front = None if p.suffix.lower() in YAML_SUFFIXES else split_front_matter(text)

@@ -1,7 +1,7 @@
 """mkdocs hook: reference tables generated from the code, so they cannot drift.
 
 A page may contain these markers (each alone on a line); the hook replaces each with
-Markdown built from ``darkfactory.config``, ``darkfactory.trace`` and ``darkfactory.prices``
+Markdown built from ``darkfactory.config``, ``darkfactory.reporting.trace`` and ``darkfactory.models.prices``
 (none of which imports CrewAI):
 
 ``<!-- config-reference:factory -->``
@@ -15,14 +15,14 @@ Markdown built from ``darkfactory.config``, ``darkfactory.trace`` and ``darkfact
     role text and tools.
 ``<!-- config-reference:tasks -->``
     The tasks the pipeline requires and the phase that runs each (read from
-    ``darkfactory/pipeline.py``).
+    ``darkfactory/engine/flow.py``).
 ``<!-- config-reference:placeholders -->``
     The placeholders allowed in ``tasks.yaml`` (``PLACEHOLDERS``) and what each holds.
 ``<!-- reference:trace -->``
     Every event kind of ``trace.jsonl`` with the fields it always has
-    (``darkfactory.trace.EVENT_FIELDS``).
+    (``darkfactory.reporting.trace.EVENT_FIELDS``).
 ``<!-- reference:prices -->``
-    The models whose price Dark Factory knows (``darkfactory/prices.yaml``).
+    The models whose price Dark Factory knows (``darkfactory/models/prices.yaml``).
 
 An unknown marker, or a placeholder without an explanation here, fails the build.
 """
@@ -51,8 +51,8 @@ from darkfactory import config as cfg  # noqa: E402
 
 MARKER = re.compile(r"^<!--\s*(?:config-)?reference:([a-z_]+)\s*-->[ \t]*$", re.MULTILINE)
 
-#: What the pipeline puts in each placeholder (``darkfactory.runner.RunEnv.prompt_inputs``
-#: and ``darkfactory.pipeline``). Must name exactly ``darkfactory.config.PLACEHOLDERS``.
+#: What the pipeline puts in each placeholder (``darkfactory.engine.environment.RunEnv.prompt_inputs``
+#: and ``darkfactory.engine.flow``). Must name exactly ``darkfactory.config.PLACEHOLDERS``.
 PLACEHOLDER_TEXT = {
     "title": "The spec's title.",
     "summary": "The spec's summary (a ticket's description); the title if it has none.",
@@ -261,7 +261,7 @@ EVENT_WHEN = {
 
 
 def trace_table() -> str:
-    from darkfactory.trace import EVENT_FIELDS
+    from darkfactory.reporting.trace import EVENT_FIELDS
 
     rows = []
     for kind, fields in EVENT_FIELDS.items():
@@ -273,7 +273,7 @@ def trace_table() -> str:
 def prices_table() -> str:
     import yaml
 
-    from darkfactory.prices import PRICES_FILE
+    from darkfactory.models.prices import PRICES_FILE
 
     table = yaml.safe_load(PRICES_FILE.read_text(encoding="utf-8"))
     rows = [

@@ -11,7 +11,7 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
-from darkfactory.workspace import PathRefused, quote, read_text, relative, resolve
+from darkfactory.workspace.paths import PathRefused, quote, read_text, relative, resolve
 from tools._base import ToolArgs, WorkspaceTool
 
 #: A word: letters (any script), optionally joined by apostrophes ("don't"). No digits.

@@ -5,7 +5,7 @@
 ``python3 -m twine`` if the command ran in the workspace. It runs instead in a temporary
 export of the delivered commit, with ``PYTHONSAFEPATH=1`` and an environment of ``PATH``,
 ``HOME``, ``LANG``, ``LC_*`` and ``deploy.env``; ``--yes`` never approves it. The unit tests
-drive ``darkfactory.deploy`` on a repository in a temporary directory, the end-to-end ones
+drive ``darkfactory.engine.deploy`` on a repository in a temporary directory, the end-to-end ones
 ``darkfactory run`` with the scripted model (a test tool, not AI).
 """
 
@@ -28,11 +28,12 @@ from runhelp import (
     run_spec,
 )
 
-from darkfactory import deploy, gitrepo
 from darkfactory.cli import EXAMPLE_PLAYBOOK, main
 from darkfactory.config import load_config
+from darkfactory.engine import deploy
 from darkfactory.errors import ConfigError
-from darkfactory.runs import stored_state
+from darkfactory.workspace import git as gitrepo
+from darkfactory.workspace.rundir import stored_state
 
 if TYPE_CHECKING:
     from conftest import Planted  # tests/security/conftest.py
@@ -97,7 +98,7 @@ def repo(tmp_path: Path, planted: Planted) -> Path:
     return ws
 
 
-# -- darkfactory.deploy on a repository --------------------------------------------------
+# -- darkfactory.engine.deploy on a repository --------------------------------------------------
 def test_the_command_runs_in_a_fresh_export_with_only_the_listed_variables(
     repo: Path, planted: Planted, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,8 +20,9 @@ import pytest
 from dockerd import docker_engine  # noqa: F401  (a fixture)
 from runhelp import NEEDS_BWRAP, events, example_playbook, only_run, report_of, run_spec
 
-from darkfactory import gitrepo, workspace
-from darkfactory.workspace import PathRefused
+from darkfactory.workspace import git as gitrepo
+from darkfactory.workspace import paths as workspace
+from darkfactory.workspace.paths import PathRefused
 
 if TYPE_CHECKING:
     from conftest import Planted  # tests/security/conftest.py

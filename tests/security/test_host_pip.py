@@ -19,7 +19,7 @@ import pytest
 from pypi_local import LocalIndex, sdist
 from runhelp import NEEDS_BWRAP, events, example_playbook, good_code, only_run, report_of, run_spec
 
-from darkfactory import deps
+from darkfactory.engine import deps
 from darkfactory.sandbox import open_sandbox
 from darkfactory.sandbox.base import Limits, Sandbox, SandboxSpec
 

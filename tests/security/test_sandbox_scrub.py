@@ -20,12 +20,12 @@ from pathlib import Path
 from dockerd import docker_engine  # noqa: F401  (a fixture, which hostile asks for)
 from test_hostile import ALL, Target, backends, hostile, py  # noqa: F401  (hostile: a fixture)
 
-from darkfactory.classify import diagnose
-from darkfactory.context import RunContext
+from darkfactory.engine.classify import diagnose
+from darkfactory.reporting.trace import check_record
 from darkfactory.sandbox import open_sandbox
 from darkfactory.sandbox.base import Limits, Mount, SandboxSpec
-from darkfactory.testrun import run_pytest
-from darkfactory.trace import check_record
+from darkfactory.sandbox.testrun import run_pytest
+from darkfactory.workspace.context import RunContext
 from tools.run_command import RunCommandTool
 
 _SPECIAL = (stat.S_ISFIFO, stat.S_ISSOCK, stat.S_ISCHR, stat.S_ISBLK)

@@ -19,10 +19,10 @@ import pytest
 from dockerd import docker_engine  # noqa: F401  (a fixture)
 from runhelp import NEEDS_BWRAP
 
-from darkfactory import hostio
 from darkfactory.sandbox import ACCEPTANCE_TARGET, open_sandbox
 from darkfactory.sandbox.base import Limits, Mount, Sandbox, SandboxSpec
-from darkfactory.testrun import TestRun, expected_tests, run_pytest
+from darkfactory.sandbox.testrun import TestRun, expected_tests, run_pytest
+from darkfactory.workspace import hostio
 
 ACCEPTANCE = "from app import double\n\n\ndef test_double():\n    assert double(2) == 4\n"
 STUB = "def double(x):\n    return 0\n"

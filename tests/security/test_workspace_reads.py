@@ -28,7 +28,7 @@ from runhelp import (
 )
 from test_verdict import FORCE_PASS_PLUGIN, FORGE
 
-from darkfactory import docsite
+from darkfactory.engine import docs_check as docsite
 
 pytestmark = [NEEDS_BWRAP, pytest.mark.e2e]
 

@@ -1,0 +1,524 @@
+"""``darkfactory bench SUITE_DIR``: run every spec of a suite, score each delivery with hidden tests.
+
+A suite is a directory with one sub-directory per entry (names starting with ``.`` or
+``_`` are skipped)::
+
+    SUITE_DIR/<entry>/spec.yaml | spec.md | spec.txt | spec.schema.json | spec/   the spec
+    SUITE_DIR/<entry>/hidden/test_*.py                                      hidden tests
+    SUITE_DIR/<entry>/playbook.yaml               the scripted model's script (--model scripted)
+
+The spec is the one entry named ``spec`` or ``spec.<ext>`` (a file, or a directory of tests:
+a test-suite spec), in any format ``darkfactory run`` reads.
+
+Each entry runs as its own ``darkfactory run`` process, with its own runs directory under
+``--out`` (so its own flow database, lock and sandbox), ``--jobs`` processes at a time.
+
+**Hidden tests score the delivery; they never feed the run.** An entry's ``hidden/`` tests
+are not in the spec, not in the run's workspace or acceptance suite, not in any prompt and
+not visible in the run's sandbox: the run only ever gets the spec's path. (``local`` is no
+isolation: there a command could read them from the host; bench a real model on bwrap or
+docker.) When the run has
+ended, bench copies the delivered workspace and the hidden tests to a scratch directory
+under ``--out`` and runs the hidden tests in a sandbox of the backend the run used, the
+tests mounted read-only at ``/hidden`` outside the workspace, the way the verify phase mounts
+the acceptance suite at ``/acceptance``. Their outcome goes to the bench table only: it
+cannot steer the fix loop, so it cannot leak into what the agents see, and a suite measures
+a real model honestly. ``discover`` also refuses a suite whose spec carries a hidden test.
+
+Exit code: 0 when every entry was delivered and passed all its hidden tests, 1 otherwise,
+2 for a bad suite (nothing is run then).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from darkfactory.bench.table import JSON_FILE, MARKDOWN_FILE, render_markdown, totals, write_summary
+from darkfactory.errors import ExitCode, InputError
+from darkfactory.workspace import hostio
+
+_SKIP = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".pytest_cache", "site")
+
+HIDDEN_DIR = "hidden"
+PLAYBOOK_FILE = "playbook.yaml"
+SPEC_STEM = "spec"
+HIDDEN_TARGET = "/hidden"
+#: ``--model scripted``: every entry plays its own playbook.
+SCRIPTED = "scripted"
+#: Longest a single run may take before bench kills it (its whole process group).
+RUN_TIMEOUT_S = 3600.0
+
+
+class BenchError(InputError):
+    """The suite or the bench command line is wrong (exit code 2, nothing is run)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One suite entry: its spec, its hidden tests and (for ``--model scripted``) its playbook."""
+
+    name: str
+    dir: Path
+    spec: Path
+    hidden: Path
+    playbook: Path | None
+    format: str = "?"
+
+
+@dataclass
+class Result:
+    """What one entry's run delivered and what its hidden tests said about it."""
+
+    entry: str
+    format: str
+    status: str
+    exit_code: int
+    reason: str = ""
+    acceptance_passed: int = 0
+    acceptance_total: int = 0
+    hidden_passed: int = 0
+    hidden_total: int = 0
+    hidden_ok: bool = False
+    hidden_problem: str | None = None
+    hidden_failures: list[str] = field(default_factory=list)
+    fix_rounds: int = 0
+    llm_calls: int = 0
+    tokens: int = 0
+    cost_usd: float | None = 0.0
+    wall_s: float = 0.0
+    #: Seconds from starting the process to the run's first trace record / first LLM call.
+    to_run_start_s: float | None = None
+    to_first_llm_s: float | None = None
+    run_dir: str | None = None
+    log: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "delivered" and self.hidden_ok
+
+
+# -- the suite --------------------------------------------------------------------------------
+def discover(suite_dir: Path, *, scripted: bool, only: list[str] | None = None) -> list[Entry]:
+    """Every entry of ``suite_dir``, checked; a ``BenchError`` names the entry and what is missing."""
+    from darkfactory.spec import load_spec
+
+    if not suite_dir.is_dir():
+        raise BenchError(
+            "suite directory not found" if not suite_dir.exists() else "not a directory",
+            file=suite_dir,
+            hint="a suite has one sub-directory per entry, each with a spec, hidden/ and "
+            "playbook.yaml (see docs/benchmarks.md)",
+        )
+    dirs = sorted(
+        d for d in suite_dir.iterdir() if d.is_dir() and not d.name.startswith((".", "_"))
+    )
+    if only:
+        unknown = sorted(set(only) - {d.name for d in dirs})
+        if unknown:
+            raise BenchError(
+                f"no entry named {', '.join(unknown)} in the suite",
+                file=suite_dir,
+                hint=f"entries: {', '.join(d.name for d in dirs) or '(none)'}",
+            )
+        dirs = [d for d in dirs if d.name in only]
+    if not dirs:
+        raise BenchError("the suite has no entry (no sub-directory)", file=suite_dir)
+    entries = []
+    for d in dirs:
+        entry = _entry(d, scripted=scripted)
+        spec = load_spec(entry.spec)
+        _check_no_leak(entry, [t.content for t in spec.acceptance_tests])
+        entries.append(Entry(**{**asdict(entry), "format": spec.format}))
+    return entries
+
+
+def _entry(d: Path, *, scripted: bool) -> Entry:
+    specs = sorted(p for p in d.iterdir() if p.name.split(".")[0] == SPEC_STEM)
+    if not specs:
+        raise BenchError(
+            f"entry {d.name!r} has no spec: missing spec.yaml, spec.md, spec.txt, "
+            "spec.schema.json or a spec/ directory of tests",
+            file=d,
+        )
+    if len(specs) > 1:
+        raise BenchError(
+            f"entry {d.name!r} has {len(specs)} specs ({', '.join(p.name for p in specs)}); "
+            "keep exactly one",
+            file=d,
+        )
+    hidden = d / HIDDEN_DIR
+    if not hidden.is_dir() or not any(hidden.rglob("test_*.py")):
+        raise BenchError(
+            f"entry {d.name!r} has no hidden tests: missing {HIDDEN_DIR}/test_*.py",
+            file=hidden,
+            hint="hidden tests score the delivered workspace; every entry needs some",
+        )
+    playbook = d / PLAYBOOK_FILE
+    if scripted and not playbook.is_file():
+        raise BenchError(
+            f"entry {d.name!r} has no playbook: missing {PLAYBOOK_FILE}, which --model "
+            "scripted plays",
+            file=playbook,
+        )
+    return Entry(d.name, d, specs[0], hidden, playbook if playbook.is_file() else None)
+
+
+def _check_no_leak(entry: Entry, acceptance: list[str]) -> None:
+    """Refuse an entry whose spec would show the agents a hidden test."""
+    spec = entry.spec.resolve()
+    hidden = entry.hidden.resolve()
+    if spec.is_dir() and (hidden == spec or spec in hidden.parents):
+        raise BenchError(
+            f"entry {entry.name!r}: hidden/ is inside the spec directory, so the agents would "
+            "see it",
+            file=entry.hidden,
+        )
+    shown = {text.strip() for text in acceptance}
+    for test in sorted(hidden.rglob("*.py")):
+        if test.read_text(encoding="utf-8").strip() in shown:
+            raise BenchError(
+                f"entry {entry.name!r}: the hidden test {test.name} is also an acceptance test "
+                "of the spec, so the agents would see it",
+                file=test,
+            )
+
+
+def model_for(entry: Entry, model: str | None) -> str | None:
+    """The ``--model`` of the entry's run: its own playbook for ``scripted``, else ``model``."""
+    if model == SCRIPTED:
+        assert entry.playbook is not None  # discover() checked it
+        return f"scripted:{entry.playbook.resolve()}"
+    return model
+
+
+# -- one entry --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Options:
+    """What every run of a bench shares."""
+
+    out: Path
+    model: str | None = None
+    sandbox: str | None = None
+    config: Path | None = None
+    run_timeout_s: float = RUN_TIMEOUT_S
+
+
+def run_entry(entry: Entry, opts: Options) -> Result:
+    """Run ``darkfactory run`` on the entry's spec in its own process, then score it."""
+    runs_dir = (opts.out / "runs" / entry.name).resolve()
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    log = (opts.out / "logs" / f"{entry.name}.log").resolve()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "darkfactory", "run", str(entry.spec.resolve())]
+    argv += ["--out", str(runs_dir), "--json", "--yes"]
+    model = model_for(entry, opts.model)
+    if model:
+        argv += ["--model", model]
+    if opts.sandbox:
+        argv += ["--sandbox", opts.sandbox]
+    if opts.config:
+        argv += ["--config", str(opts.config.resolve())]
+    # CrewAI keeps task outputs in a SQLite file named after the working directory (and
+    # shared by every run started there, behind a file lock): give each run its own.
+    env = {"CREWAI_STORAGE_DIR": str(runs_dir / ".crewai")}
+    started_wall = time.time()
+    started = time.perf_counter()
+    code, stdout, stderr = _run_process(argv, timeout=opts.run_timeout_s, env=env)
+    wall = time.perf_counter() - started
+    log.write_text(
+        f"$ {' '.join(argv)}\n# exit code {code}, {wall:.1f} s\n\n## stderr\n{stderr}\n"
+        f"## stdout\n{stdout}",
+        encoding="utf-8",
+    )
+    report = _report(stdout, runs_dir)
+    if report is None:
+        tail = (stderr.strip() or stdout.strip())[-600:] or f"exit code {code}"
+        return Result(
+            entry.name,
+            entry.format,
+            "error",
+            code,
+            reason=f"the run produced no report: {tail}",
+            wall_s=round(wall, 2),
+            log=str(log),
+        )
+    run_dir = Path(report["workspace"]).parent
+    llm = report.get("llm", {})
+    result = Result(
+        entry=entry.name,
+        format=entry.format,
+        status=str(report.get("status", "?")),
+        exit_code=code,
+        reason=str(report.get("reason", "")),
+        acceptance_passed=int(report["acceptance"]["passed"]),
+        acceptance_total=int(report["acceptance"]["total"]),
+        fix_rounds=int(report.get("fix_rounds", 0)),
+        llm_calls=int(llm.get("calls", 0)),
+        tokens=int(llm.get("prompt_tokens", 0)) + int(llm.get("completion_tokens", 0)),
+        cost_usd=llm.get("cost_usd"),
+        wall_s=round(wall, 2),
+        run_dir=str(run_dir),
+        log=str(log),
+    )
+    result.to_run_start_s, result.to_first_llm_s = _startup(run_dir, started_wall)
+    _score(result, entry, run_dir, backend=report.get("sandbox"), opts=opts)
+    return result
+
+
+def _run_process(argv: list[str], *, timeout: float, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run ``argv`` in its own session; on a timeout kill its whole process group.
+
+    ``env`` adds to the environment, without overriding what is set there.
+    """
+    env = {**env, **os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            stderr += f"\nbench: killed after {timeout:g} s"
+        return proc.returncode, stdout, stderr
+
+
+def _report(stdout: str, runs_dir: Path) -> dict[str, Any] | None:
+    """The run's report: what ``--json`` printed, else the ``report.json`` it left."""
+    try:
+        report = json.loads(stdout)
+        if isinstance(report, dict) and "workspace" in report:
+            return report
+    except json.JSONDecodeError:
+        pass
+    found = sorted(runs_dir.glob("*/report.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        return None
+    data: dict[str, Any] = json.loads(found[-1].read_text(encoding="utf-8"))
+    return data
+
+
+def _startup(run_dir: Path, started: float) -> tuple[float | None, float | None]:
+    """Seconds from the process start to the run's first trace record and first LLM call."""
+    from darkfactory.reporting.trace import read_trace
+
+    path = run_dir / "trace.jsonl"
+    if not path.is_file():
+        return None, None
+    records = read_trace(path)
+
+    def since(record: dict[str, Any] | None) -> float | None:
+        if record is None:
+            return None
+        return round(datetime.fromisoformat(record["ts"]).timestamp() - started, 3)
+
+    first = records[0] if records else None
+    llm = next((r for r in records if r.get("kind") == "llm_call"), None)
+    return since(first), since(llm)
+
+
+def _score(
+    result: Result, entry: Entry, run_dir: Path, *, backend: str | None, opts: Options
+) -> None:
+    """Run the hidden tests against a copy of the delivered workspace, in a sandbox."""
+    from darkfactory.config import load_config
+    from darkfactory.engine.deps import DEPS_TARGET
+    from darkfactory.sandbox import open_sandbox
+    from darkfactory.sandbox.base import Mount, SandboxSpec
+    from darkfactory.sandbox.testrun import expected_tests, run_pytest
+
+    if hostio.kind_of(run_dir, "workspace") != "dir":
+        result.hidden_problem = "the run left no workspace"
+        return
+    scratch = (opts.out / "score" / entry.name).resolve()
+    hostio.remove(scratch)
+    scratch.mkdir(parents=True)
+    # The delivered workspace and its deps are model-written: copied without following any
+    # link (links are kept as links for the sandbox), FIFOs and devices left out.
+    big = hostio.MAX_TREE_BYTES
+    try:
+        hostio.copy_tree(run_dir, "workspace", scratch / "workspace", keep_symlinks=True, limit=big)
+        deps = scratch / "deps"
+        if hostio.kind_of(run_dir, "deps") == "dir":
+            hostio.copy_tree(
+                run_dir, "deps", deps, keep_symlinks=True, limit=big, max_bytes=4 * big
+            )
+        else:
+            deps.mkdir()
+    except hostio.Refused as exc:
+        result.hidden_problem = f"the delivery cannot be scored: {exc}"
+        return
+    shutil.copytree(entry.hidden, scratch / "hidden", ignore=_SKIP)  # the suite's own
+    for d in (scratch / "hidden", deps):
+        d.chmod(0o755)
+    config = load_config(run_dir / "config")
+    sandbox = open_sandbox(
+        backend or opts.sandbox or config.factory.sandbox.backend,
+        SandboxSpec(
+            workspace=scratch / "workspace",
+            mounts=[
+                Mount(scratch / "hidden", HIDDEN_TARGET, read_only=True),
+                Mount(deps, DEPS_TARGET, read_only=True),
+            ],
+            limits=config.factory.limits(),
+            pythonpath=[DEPS_TARGET],
+            image=config.factory.sandbox.image,
+            hand_over=True,  # bench's own scratch copy
+        ),
+    )
+    try:
+        hidden = sandbox.path_of(HIDDEN_TARGET)
+        run = run_pytest(sandbox, [hidden], timeout=config.factory.tests.timeout_s, rootdir=hidden)
+    finally:
+        sandbox.close()
+    sources, _ = hostio.files(scratch, "hidden", suffix=".py")
+    run = run.expecting(expected_tests(sources))
+    result.hidden_passed, result.hidden_total = run.passed, run.total
+    result.hidden_ok = run.ok and run.passed == run.total - run.skipped
+    if run.killed is not None:
+        result.hidden_problem = f"killed ({run.killed})"
+    elif run.unreported:
+        result.hidden_problem = f"{len(run.unreported)} hidden test(s) have no result"
+    elif run.collection_error:
+        result.hidden_problem = run.collection_error.splitlines()[0][:300]
+    result.hidden_failures = [o.nodeid for o in run.outcomes if o.outcome in ("failed", "error")][
+        :20
+    ]
+
+
+# -- the suite, N at a time -------------------------------------------------------------------
+def run_suite(
+    entries: list[Entry],
+    opts: Options,
+    *,
+    jobs: int,
+    on_result: Callable[[Result, int], None] = lambda result, done: None,
+) -> list[Result]:
+    """Run every entry, ``jobs`` processes at a time; results in the suite's order."""
+    lock = threading.Lock()
+    done = 0
+
+    def one(entry: Entry) -> Result:
+        nonlocal done
+        result = run_entry(entry, opts)
+        with lock:
+            done += 1
+            on_result(result, done)
+        return result
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, entries))
+
+
+# -- the command ------------------------------------------------------------------------------
+def default_out() -> Path:
+    return Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def bench(
+    suite_dir: Path,
+    *,
+    model: str | None,
+    jobs: int = 1,
+    out: Path | None = None,
+    sandbox: str | None = None,
+    config: Path | None = None,
+    only: list[str] | None = None,
+    quiet: bool = False,
+) -> tuple[int, dict[str, Any]]:
+    """Run the suite; (exit code, the summary also written to ``out``)."""
+    if jobs < 1:
+        raise BenchError(f"--jobs must be at least 1, got {jobs}")
+    entries = discover(suite_dir, scripted=model == SCRIPTED, only=only)
+    out = out or default_out()
+    out.mkdir(parents=True, exist_ok=True)
+    opts = Options(out=out, model=model, sandbox=sandbox, config=config)
+
+    def report(result: Result, done: int) -> None:
+        if quiet:
+            return
+        print(
+            f"bench: [{done}/{len(entries)}] {result.entry}: {result.status}, hidden "
+            f"{result.hidden_passed}/{result.hidden_total}, {result.wall_s:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    if not quiet:
+        print(
+            f"bench: {len(entries)} entries from {suite_dir}, {jobs} at a time, into {out}",
+            file=sys.stderr,
+            flush=True,
+        )
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    load_before = _loadavg()
+    start = time.perf_counter()
+    results = run_suite(entries, opts, jobs=jobs, on_result=report)
+    elapsed = time.perf_counter() - start
+    rows = [{**asdict(r), "passed": r.passed} for r in results]
+    summary = {
+        "suite": str(suite_dir),
+        "out": str(out),
+        "model": model,
+        "jobs": jobs,
+        "sandbox": sandbox,
+        "started_at": started_at,
+        "machine": {**_machine(), "loadavg_start": load_before, "loadavg_end": _loadavg()},
+        "results": rows,
+        "totals": totals(rows, elapsed),
+    }
+    write_summary(out, summary)
+    code = ExitCode.DELIVERED if all(r.passed for r in results) else ExitCode.FAILED
+    return int(code), summary
+
+
+def _loadavg() -> list[str] | None:
+    """The 1, 5 and 15 minute load averages (None where /proc has none)."""
+    with contextlib.suppress(OSError):
+        return Path("/proc/loadavg").read_text(encoding="utf-8").split()[:3]
+    return None
+
+
+def _machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+
+
+def cmd_bench(args: Any) -> int:
+    """``darkfactory bench`` (the parser is in ``darkfactory.cli``)."""
+    code, summary = bench(
+        args.suite,
+        model=args.model,
+        jobs=args.jobs,
+        out=args.out,
+        sandbox=args.sandbox,
+        config=args.config,
+        only=args.entry,
+        quiet=args.json,
+    )
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(render_markdown(summary), end="")
+        out = Path(summary["out"])
+        print(f"\nwritten: {out / JSON_FILE} and {out / MARKDOWN_FILE}")
+    return code

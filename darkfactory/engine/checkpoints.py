@@ -1,0 +1,261 @@
+"""Checkpoints: where a person approves a run, built on CrewAI's human-feedback protocol.
+
+Three checkpoints, each ``auto`` or ``ask`` in ``factory.yaml`` ``checkpoints:``:
+``spec_approval`` (after intake), ``output_review`` (before delivery) and
+``deploy_approval`` (before ``deploy.command``, when one is configured).
+
+An ``ask`` goes to a CrewAI ``HumanFeedbackProvider``. With a terminal,
+``TerminalProvider`` asks there and returns the answer. Without one it raises CrewAI's
+``HumanFeedbackPending``: the flow stops at the checkpoint, CrewAI saves the pending
+request with the flow's state (``runs/flows.db``), and the run ends ``awaiting_approval``
+(exit code 3). ``darkfactory approve RUN_ID [--reject] [--reason TEXT]`` records the
+decision in the saved state and continues the run (``session.approve``); the checkpoint step, never journaled
+while it waited, runs again and finds the decision. ``run --yes`` (``YesProvider``)
+answers every ``ask`` but the deploy approval.
+
+Why not CrewAI's ``@human_feedback`` decorator as it stands: it routes a rejection by
+asking a model to classify the reviewer's words (``emit=`` outcomes), and resumes through
+``Flow.from_pending(...).resume()``, which skips our journal replay (scripted-model
+positions, budget totals, stashing a killed step's partial work). An approval is a
+person's explicit yes or no here, and every way back into a run goes through one path,
+``session.execute``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from darkfactory.engine.environment import RunEnv
+from darkfactory.engine.state import RunState
+
+CHECKPOINTS = ("spec_approval", "output_review", "deploy_approval")
+APPROVED = "approved"
+REJECTED = "rejected"
+
+
+@dataclass
+class Decision:
+    checkpoint: str
+    decision: str  # APPROVED or REJECTED
+    by: str
+    reason: str = ""
+    mode: str = "ask"
+    at: float = 0.0
+
+    @property
+    def rejected(self) -> bool:
+        return self.decision == REJECTED
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint,
+            "decision": self.decision,
+            "by": self.by,
+            "reason": self.reason,
+            "mode": self.mode,
+            "at": self.at or time.time(),
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> Decision:
+        return cls(
+            checkpoint=data["checkpoint"],
+            decision=data["decision"],
+            by=data.get("by", "?"),
+            reason=data.get("reason", ""),
+            mode=data.get("mode", "ask"),
+            at=float(data.get("at") or 0.0),
+        )
+
+
+def approve_commands(run_id: str, runs_dir: str | None = None) -> tuple[str, str]:
+    out = f" --out {runs_dir}" if runs_dir else ""
+    return (
+        f"darkfactory approve {run_id}{out}",
+        f'darkfactory approve {run_id}{out} --reject --reason "what to change"',
+    )
+
+
+class TerminalProvider:
+    """A ``crewai.flow.HumanFeedbackProvider``: asks on a terminal, else pauses the flow.
+
+    ``request_feedback`` returns the decision as JSON (``{"decision", "reason"}``).
+    """
+
+    def __init__(
+        self,
+        *,
+        interactive: bool | None = None,
+        ask: Callable[[str], str] = input,
+        out: TextIO | None = None,
+        before_asking: Callable[[], None] = lambda: None,
+        after_asking: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.interactive = sys.stdin.isatty() if interactive is None else interactive
+        self.ask = ask
+        self.out = out
+        self.before_asking = before_asking
+        self.after_asking = after_asking
+
+    def request_feedback(self, context: Any, flow: Any) -> str:
+        from crewai.flow import HumanFeedbackPending
+
+        if not self.interactive:
+            raise HumanFeedbackPending(context=context, callback_info=context.metadata)
+        out = self.out or sys.__stderr__ or sys.stderr
+        self.before_asking()
+        try:
+            return self._ask(context, out)
+        except EOFError:  # the terminal closed its input (Ctrl-D): pause, as without one
+            raise HumanFeedbackPending(context=context, callback_info=context.metadata) from None
+        finally:
+            self.after_asking()
+
+    def _ask(self, context: Any, out: TextIO) -> str:
+        """Show what is to be approved; ask until y or n (and why, for n)."""
+        print(f"\n== {context.message} ==\n{context.method_output}\n", file=out, flush=True)
+        while True:
+            answer = self.ask("Approve? [y]es / [n]o (reject): ").strip().lower()
+            if answer in ("y", "yes", "n", "no"):
+                break
+            print("please answer y or n", file=out, flush=True)
+        if answer.startswith("y"):
+            notes = self.ask("Notes for the crew (Enter for none): ").strip()
+            return json.dumps({"decision": APPROVED, "reason": notes})
+        reason = ""
+        while not reason:
+            reason = self.ask("Why? (sent back to the crew as feedback): ").strip()
+        return json.dumps({"decision": REJECTED, "reason": reason})
+
+
+def request(
+    *,
+    run_id: str,
+    checkpoint: str,
+    message: str,
+    summary: str,
+    provider: Any,
+    flow: Any,
+    commands: tuple[str, str],
+) -> Decision:
+    """Ask ``provider`` (CrewAI's protocol) for a decision; raises ``HumanFeedbackPending``."""
+    from crewai.flow.async_feedback.types import PendingFeedbackContext
+
+    context = PendingFeedbackContext(
+        flow_id=run_id,
+        flow_class=f"{type(flow).__module__}.{type(flow).__qualname__}",
+        method_name=checkpoint,
+        method_output=summary,
+        message=message,
+        metadata={"approve": commands[0], "reject": commands[1]},
+    )
+    answer = json.loads(provider.request_feedback(context, flow))
+    return Decision(
+        checkpoint=checkpoint,
+        decision=answer["decision"],
+        by=answer.get("by") or f"{getpass.getuser()} (terminal)",
+        reason=answer.get("reason", ""),
+        mode="ask",
+        at=time.time(),
+    )
+
+
+#: Checkpoints ``--yes`` never answers: only ``auto`` in factory.yaml (or a person) may.
+NOT_BY_YES = frozenset({"deploy_approval"})
+
+
+class YesProvider:
+    """``darkfactory run --yes``: approves every ``ask`` checkpoint but ``NOT_BY_YES``.
+
+    Those go to ``then`` (the terminal, or a pause without one): ``--yes`` is typed for a
+    run of the crew, and a deploy runs the user's command on the host with what the models
+    wrote, so it waits for a person unless factory.yaml says ``deploy_approval: auto``.
+    """
+
+    def __init__(self, then: Any) -> None:
+        self.then = then
+
+    def request_feedback(self, context: Any, flow: Any) -> str:
+        if context.method_name in NOT_BY_YES:
+            answer: str = self.then.request_feedback(context, flow)
+            return answer
+        return json.dumps({"decision": APPROVED, "reason": "", "by": "--yes"})
+
+
+def decide(
+    flow: Any, env: RunEnv, state: RunState, name: str, message: str, summary: str
+) -> Decision:
+    """The decision at checkpoint ``name`` of ``flow``: auto, recorded by ``approve``, or asked."""
+    from crewai.flow import HumanFeedbackPending
+
+    mode = getattr(env.config.factory.checkpoints, name)
+    pending = state.pending_checkpoint
+    if pending and pending.get("checkpoint") == name and pending.get("decision"):
+        decision = Decision.from_state(pending)  # darkfactory approve wrote it
+    elif mode == "auto":
+        decision = Decision(name, APPROVED, by="auto", mode="auto", at=time.time())
+    else:
+        runs_dir = env.run_dir.parent
+        default = (Path.cwd() / env.config.factory.runs_dir).resolve()
+        commands = approve_commands(state.id, None if runs_dir == default else str(runs_dir))
+        state.pending_checkpoint = {
+            "checkpoint": name,
+            "message": message,
+            "requested_at": time.time(),
+            "approve": commands[0],
+            "reject": commands[1],
+        }
+        try:
+            decision = request(
+                run_id=state.id,
+                checkpoint=name,
+                message=message,
+                summary=summary,
+                provider=env.provider,
+                flow=flow,
+                commands=commands,
+            )
+        except HumanFeedbackPending:
+            env.trace.write(
+                "awaiting_approval", checkpoint=name, approve=commands[0], reject=commands[1]
+            )
+            raise
+    state.pending_checkpoint = None
+    state.checkpoints.append(decision.to_state())
+    if decision.reason:
+        state.feedback = decision.reason
+    env.trace.write(
+        "checkpoint",
+        checkpoint=name,
+        mode=mode,
+        decision=decision.decision,
+        by=decision.by,
+        reason=decision.reason,
+    )
+    env.progress(
+        f"{name}: {decision.decision} by {decision.by}"
+        + (f": {decision.reason}" if decision.reason else "")
+    )
+    return decision
+
+
+def review_summary(state: RunState, env: RunEnv) -> str:
+    last = state.verify_rounds[-1] if state.verify_rounds else {}
+    acc, unit = last.get("acceptance", {}), last.get("unit", {})
+    docs = state.docs_checks[-1] if state.docs_checks else {}
+    files = env.workspace_files()
+    return (
+        f"Workspace: {env.workspace}\n"
+        f"Acceptance tests: {acc.get('passed', 0)}/{acc.get('total', 0)} passed; "
+        f"unit tests: {unit.get('passed', 0)}/{unit.get('total', 0)} passed; "
+        f"docs: {docs.get('pages', 0)} page(s) built strictly, "
+        f"{docs.get('examples_passed', 0)}/{docs.get('examples_run', 0)} example(s) pass\n"
+        f"Files:\n{files}"
+    )

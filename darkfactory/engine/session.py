@@ -1,0 +1,508 @@
+"""A run from start to end: start one, continue it, approve it; the one way into a run.
+
+``prepare_run`` makes ``runs/<id>/`` and ``open_run`` the live parts around it (sandbox,
+trace, models, crew); ``execute`` drives the flow to its end or its pause, under the
+run's lock, and writes the report; ``approve`` records a person's decision. Everything a
+user can get wrong is checked before the run directory exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from darkfactory.config import Config
+from darkfactory.engine import deps
+from darkfactory.engine.checkpoints import APPROVED, REJECTED, TerminalProvider
+from darkfactory.engine.crew import CrewPhases
+from darkfactory.engine.docs_check import SandboxDocsChecker
+from darkfactory.engine.environment import RunEnv
+from darkfactory.engine.state import SpecAmbiguity
+from darkfactory.engine.verify import SandboxVerifier
+from darkfactory.errors import DarkFactoryError, ExitCode, InputError
+from darkfactory.models import ModelPlan
+from darkfactory.models.budget import BudgetExhausted, BudgetMeter
+from darkfactory.models.secrets import RedactingStream, redact_secrets, redacted_logs
+from darkfactory.reporting.progress import Progress
+from darkfactory.reporting.report import write_report
+from darkfactory.reporting.trace import Trace
+from darkfactory.sandbox import ACCEPTANCE_TARGET, open_sandbox
+from darkfactory.sandbox.base import Mount, SandboxSpec
+from darkfactory.spec import Spec
+from darkfactory.workspace import git as gitrepo
+from darkfactory.workspace import rundir
+from darkfactory.workspace.context import RunContext
+from darkfactory.workspace.rundir import ACCEPTANCE_DIR, FLOWS_DB, run_lock
+
+STATUS_EXIT = {
+    "delivered": ExitCode.DELIVERED,
+    "failed": ExitCode.FAILED,
+    "escalated": ExitCode.FAILED,
+    "rejected": ExitCode.FAILED,
+    "awaiting_approval": ExitCode.AWAITING_APPROVAL,
+    "budget_exhausted": ExitCode.BUDGET_EXHAUSTED,
+}
+WORKSPACE_GITIGNORE = "__pycache__/\n*.pyc\n.pytest_cache/\nsite/\n"
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    run_dir: Path
+    status: str
+    reason: str
+    report: dict[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        return int(STATUS_EXIT.get(self.status, ExitCode.FAILED))
+
+
+#: Switches CrewAI reads at import: no telemetry, tracking or version check from a run.
+OFFLINE_ENV = {
+    "CREWAI_DISABLE_TELEMETRY": "true",
+    "CREWAI_DISABLE_TRACKING": "true",
+    "OTEL_SDK_DISABLED": "true",
+    "CREWAI_DISABLE_VERSION_CHECK": "true",
+    "CREWAI_TRACING_ENABLED": "false",
+}
+#: The steps that end a run: a run whose journal ends with one has nothing to resume.
+FINAL_STEPS = ("deliver", "give_up", "escalate", "reject")
+
+
+def checked_models(
+    config: Config, *, cli_model: str | None, record: Path | None = None
+) -> ModelPlan:
+    """Every role's model built (so validated) before any work; CrewAI kept offline."""
+    models = ModelPlan(config, cli_model=cli_model, record=record)
+    models.check()
+    for role in config.agents:
+        models.llm_for(role)
+    os.environ.update({k: v for k, v in OFFLINE_ENV.items() if k not in os.environ})
+    return models
+
+
+def has_ended(state: dict[str, Any]) -> bool:
+    """Whether the saved ``state`` is of a run that ended (delivered, failed, escalated, rejected)."""
+    journal = [e["step"] for e in state.get("journal", [])]
+    return bool(journal) and journal[-1] in FINAL_STEPS
+
+
+def continue_run(
+    run_dir: Path,
+    state: dict[str, Any],
+    *,
+    progress: Callable[[str], None],
+    budget_overrides: dict[str, Any],
+) -> RunOutcome:
+    """Resume the run in ``run_dir`` from its saved ``state`` (``resume`` and ``approve``)."""
+    from darkfactory.config import load_config
+
+    config = load_config(run_dir / "config")
+    spec = Spec.model_validate_json(rundir.spec_json(run_dir).read_text(encoding="utf-8"))
+    models = checked_models(config, cli_model=state.get("cli_model"))
+    caps = dict(state.get("budget_limits") or config.factory.budget.model_dump())
+    caps.update(budget_overrides)
+    env = open_run(
+        run_dir,
+        config,
+        spec,
+        models,
+        backend=state.get("backend") or "auto",
+        progress=progress,
+        budget_limits=caps,
+        budget_used=state.get("budget_used"),
+    )
+    return execute(env, resume=True)
+
+
+def new_run_id(title: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:32] or "run"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
+
+
+def prepare_run(
+    spec: Spec,
+    config: Config,
+    models: ModelPlan,
+    *,
+    runs_dir: Path,
+    backend: str,
+    progress: Callable[[str], None] = lambda msg: None,
+    budget_limits: dict[str, Any] | None = None,
+) -> RunEnv:
+    """Create ``runs/<id>/`` with spec/, workspace/ (a git repo), acceptance/ and the sandbox."""
+    run_id = new_run_id(spec.title)
+    run_dir = (runs_dir / run_id).resolve()
+    workspace = run_dir / "workspace"
+    run_dir.mkdir(parents=True)
+    run_dir.chmod(0o700)  # the workspace is model-written: no other local user reaches it
+    for d in ("spec", "acceptance"):
+        (run_dir / d).mkdir()
+    source = Path(spec.source)
+    if source.is_dir():  # a test-suite spec
+        shutil.copytree(
+            source,
+            run_dir / "spec" / (source.resolve().name or "suite"),
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    else:
+        shutil.copy2(source, run_dir / "spec" / source.name)
+    # What resume needs to rebuild the run exactly: the parsed spec and the config used.
+    rundir.spec_json(run_dir).write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+    shutil.copytree(config.dir, run_dir / "config")
+    gitrepo.init(workspace)
+    (workspace / ".gitignore").write_text(WORKSPACE_GITIGNORE, encoding="utf-8")
+    for test in spec.acceptance_tests:
+        target = workspace / "acceptance" / test.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(test.content, encoding="utf-8")
+
+    try:
+        return open_run(
+            run_dir,
+            config,
+            spec,
+            models,
+            backend=backend,
+            progress=progress,
+            budget_limits=budget_limits,
+        )
+    except BaseException:
+        # The sandbox could not be opened (or worse): leave no half-made run behind.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def open_run(
+    run_dir: Path,
+    config: Config,
+    spec: Spec,
+    models: ModelPlan,
+    *,
+    backend: str,
+    progress: Callable[[str], None] = lambda msg: None,
+    budget_limits: dict[str, Any] | None = None,
+    budget_used: dict[str, Any] | None = None,
+) -> RunEnv:
+    """The live parts of the run in ``run_dir`` (new or resumed): sandbox, trace, context."""
+    run_id = run_dir.name
+    caps = budget_limits or config.factory.budget.model_dump()
+    if caps.get("max_cost_usd") is not None:
+        models.check_prices()  # a cost limit needs every model's price, before any work
+    workspace = run_dir / "workspace"
+    limits = config.factory.limits()
+    sandbox = open_sandbox(
+        backend,
+        SandboxSpec(
+            workspace=workspace,
+            mounts=[
+                Mount(run_dir / "acceptance", ACCEPTANCE_TARGET, read_only=True),
+                *deps.mounts(run_dir),
+            ],
+            limits=limits,
+            pythonpath=[deps.DEPS_TARGET],
+            image=config.factory.sandbox.image,
+            hand_over=True,  # the run's own directories (docker as root: see docker.py)
+        ),
+    )
+    trace = Trace(run_dir / "trace.jsonl")
+    if isinstance(progress, Progress):
+        trace.observers.append(progress.observe)
+    ctx = RunContext(
+        workspace=workspace,
+        sandbox=sandbox,
+        test_timeout_s=config.factory.tests.timeout_s,
+        on_event=trace.sink,
+    )
+    used = budget_used or {}
+    budget = BudgetMeter(
+        max_llm_calls=caps.get("max_llm_calls"),
+        max_tokens=caps.get("max_tokens"),
+        max_wall_s=caps.get("max_wall_s"),
+        max_cost_usd=caps.get("max_cost_usd"),
+        calls_before=int(used.get("llm_calls", 0)),
+        tokens_before=int(used.get("tokens", 0)),
+        seconds_before=float(used.get("wall_s", 0.0)),
+        cost_before=used.get("cost_usd", 0.0),
+        token_source=models.tokens_used,
+        cost_source=models.cost_used,
+    )
+    live = progress if isinstance(progress, Progress) else None
+    return RunEnv(
+        run_id=run_id,
+        run_dir=run_dir,
+        config=config,
+        spec=spec,
+        trace=trace,
+        ctx=ctx,
+        crew=CrewPhases(config=config, ctx=ctx, models=models, budget=budget),
+        verifier=SandboxVerifier(
+            run_dir=run_dir,
+            spec=spec,
+            config=config,
+            sandbox=sandbox,
+            trace=trace,
+            progress=progress,
+        ),
+        docs=SandboxDocsChecker(
+            sandbox=sandbox, workspace=workspace, trace=trace, progress=progress
+        ),
+        provider=TerminalProvider(
+            before_asking=live.stop if live else (lambda: None),
+            after_asking=live.start if live else (lambda: None),
+        ),
+        budget=budget,
+        progress=progress,
+        models=models,
+        sandbox=sandbox,
+    )
+
+
+def persistence_for(run_dir: Path) -> Any:
+    from crewai.flow.persistence import SQLiteFlowPersistence  # CrewAI: only when a run goes
+
+    return SQLiteFlowPersistence(str(run_dir.parent / FLOWS_DB))
+
+
+def execute(
+    env: RunEnv, *, cli_model: str | None = None, backend: str = "auto", resume: bool = False
+) -> RunOutcome:
+    """Drive the flow to its end (or its failure), then write the report."""
+    # CrewAI (the flow, the provider guard) is imported when a run starts, not at start-up.
+    from crewai.flow import HumanFeedbackPending
+
+    from darkfactory.engine.flow import FactoryFlow
+    from darkfactory.models.guarded import ProviderError
+    from darkfactory.reporting.trace import CrewEventBridge
+
+    with run_lock(env.run_dir):
+        flow = FactoryFlow(env, persistence=persistence_for(env.run_dir), suppress_flow_events=True)
+        inputs: dict[str, Any] = {"id": env.run_id}
+        if resume:
+            stored = flow.persistence.load_state(env.run_id) if flow.persistence else None
+            if not stored:
+                raise InputError(
+                    "no saved state for this run (it stopped before its first step finished)",
+                    file=env.run_dir,
+                    hint="start it again with darkfactory run",
+                )
+            done = [e["step"] for e in stored.get("journal", [])]
+            stashed = gitrepo.stash_uncommitted(
+                env.workspace, f"interrupted after {done[-1] if done else 'start'}"
+            )
+            prices = env.models.prices() if env.models is not None else {}
+            env.trace.write("run_resumed", after=done, stashed=stashed, prices=prices)
+            if stored.get("acceptance_frozen"):
+                env.ctx.protected.add(ACCEPTANCE_DIR)
+            elif stored.get("journal"):
+                env.ctx.protected.discard(ACCEPTANCE_DIR)
+            scripted = env.models.scripted if env.models is not None else None
+            if scripted is not None:
+                scripted.restore(stored.get("model_cursor") or {})
+            env.progress(
+                f"resuming after: {', '.join(e['step'] for e in stored.get('journal', []))}"
+            )
+            # Running again: a stop, pause or budget stop before is history (in the trace).
+            inputs.update({"status": "running", "reason": ""})
+        else:
+            flow._skip_persistence_restore = True  # a new run: nothing to restore under its id
+            inputs.update(
+                {
+                    "run_dir": str(env.run_dir),
+                    "cli_model": cli_model,
+                    "backend": backend,
+                    "budget_limits": env.budget.state()["limits"],
+                }
+            )
+            env.trace.write(
+                "run_start",
+                run_id=env.run_id,
+                spec={
+                    "format": env.spec.format,
+                    "title": env.spec.title,
+                    "source": env.spec.source,
+                },
+                sandbox=env.sandbox.backend if env.sandbox is not None else None,
+                models={role: _model_name(env, role) for role in env.config.agents},
+                prices=env.models.prices() if env.models is not None else {},
+            )
+        if env.models is not None:  # retries traced and budgeted, the recording started
+            env.models.bind_run(
+                run_dir=env.run_dir, run_id=env.run_id, trace=env.trace, budget=env.budget
+            )
+        live = env.progress if isinstance(env.progress, Progress) else None
+        if live is not None:
+            live.start()
+        try:
+            # CrewAI prints progress to stdout; ours is for results (--json must stay JSON).
+            # No key reaches the console or a log line (CrewAI prints provider errors).
+            # (The bridge is innermost: it flushes CrewAI's event handlers, which print
+            # from their own threads, while stdout is still redirected.)
+            with (
+                redacted_logs() as secrets,
+                contextlib.redirect_stdout(RedactingStream(sys.stderr, secrets)),
+                CrewEventBridge(env.trace),
+            ):
+                result = flow.kickoff(inputs=inputs)
+            if isinstance(result, HumanFeedbackPending):  # an `ask` checkpoint, no terminal
+                pending = flow.state.pending_checkpoint or {}
+                flow.state.status = "awaiting_approval"
+                flow.state.reason = (
+                    f"waiting for a person at {pending.get('checkpoint')}: "
+                    f"{pending.get('approve')}  (or: {pending.get('reject')})"
+                )
+                env.trace.write("run_end", status=flow.state.status, reason=flow.state.reason)
+        except BudgetExhausted as exc:
+            flow.state.status = "budget_exhausted"
+            flow.state.reason = (
+                f"{exc} in phase {flow.state.phase}; raise the budget and continue with: "
+                f"darkfactory resume {env.run_id}"
+            )
+            env.trace.write("budget", exhausted=exc.which, **env.budget.state())
+            env.trace.write("run_end", status=flow.state.status, reason=flow.state.reason)
+        except SpecAmbiguity as exc:
+            flow.state.status = "escalated"
+            flow.state.reason = str(exc)
+            env.trace.write("escalation", reason=flow.state.reason, questions=exc.questions)
+            env.trace.write("run_end", status=flow.state.status, reason=flow.state.reason)
+        except ProviderError as exc:  # the provider stayed down or refused (llms.guarded)
+            flow.state.status = "failed"
+            flow.state.reason = redact_secrets(
+                f"{exc} (role {exc.role}, phase {flow.state.phase}); {exc.when}, "
+                f"continue with: darkfactory resume {env.run_id}"
+            )
+            env.trace.write("run_end", status="failed", reason=flow.state.reason)
+        except DarkFactoryError as exc:
+            flow.state.status = "failed"
+            flow.state.reason = redact_secrets(f"{type(exc).__name__}: {exc}")
+            env.trace.write("run_end", status="failed", reason=flow.state.reason)
+        except BaseException as exc:  # a bug or an interrupt: record it, then re-raise
+            flow.state.status = "failed"
+            flow.state.reason = redact_secrets(
+                f"stopped in phase {flow.state.phase} by {type(exc).__name__}: {exc}; "
+                f"continue with: darkfactory resume {env.run_id}"
+            )
+            env.trace.write("run_end", status="failed", reason=flow.state.reason)
+            _report(env, flow)
+            raise
+        finally:
+            if live is not None:
+                live.stop()
+            if env.sandbox is not None:
+                env.sandbox.close()
+            if env.models is not None:
+                env.models.close()
+        report = _report(env, flow)
+        env.trace.close()
+    return RunOutcome(env.run_id, env.run_dir, flow.state.status, flow.state.reason, report)
+
+
+def _model_name(env: RunEnv, role: str) -> str | None:
+    return env.models.model_name(role) if env.models is not None else None
+
+
+def _report(env: RunEnv, flow: Any) -> dict[str, Any]:
+    if not flow.state.finished_at:
+        flow.state.finished_at = time.time()
+    flow.state.budget_used = env.budget.state()
+    if flow.persistence is not None:  # the end state too, not only the last finished step
+        flow.persistence.save_state(
+            flow_uuid=env.run_id, method_name="_run_end", state_data=flow.state
+        )
+    return write_report(env.run_dir, flow.state.model_dump())
+
+
+def approve(run_dir: Path, *, reject: bool, reason: str) -> dict[str, Any]:
+    """Record a person's decision on the checkpoint the run in ``run_dir`` waits at.
+
+    Returns the saved state (with the decision in ``pending_checkpoint``), ready for
+    ``execute(..., resume=True)``: the checkpoint step finds it there.
+    """
+    if rundir.run_busy(run_dir):
+        raise InputError(
+            "the run is in use by another process", file=run_dir, hint="wait for it to pause"
+        )
+    state = rundir.stored_state(run_dir)
+    pending = (state or {}).get("pending_checkpoint")
+    if state is None or state.get("status") != "awaiting_approval" or not pending:
+        status = (state or {}).get("status", "not started")
+        raise InputError(
+            f"run {run_dir.name} is not waiting for approval (status: {status})",
+            file=run_dir,
+            hint="darkfactory runs lists each run's status; darkfactory resume continues "
+            "a stopped run",
+        )
+    pending.update(
+        decision=REJECTED if reject else APPROVED,
+        reason=reason,
+        by=f"{getpass.getuser()} (darkfactory approve)",
+        mode="ask",
+        at=time.time(),
+    )
+    store = persistence_for(run_dir)
+    store.save_state(flow_uuid=run_dir.name, method_name="approve", state_data=state)
+    store.clear_pending_feedback(run_dir.name)  # CrewAI's record of the paused request
+    return state
+
+
+def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
+    """Every run in ``runs_dir``, oldest first: id, spec, status, duration, cost."""
+
+    rows: list[dict[str, Any]] = []
+    if not runs_dir.is_dir():
+        return rows
+    for run_dir in sorted(p for p in runs_dir.iterdir() if rundir.spec_json(p).is_file()):
+        report_file = run_dir / "report.json"
+        if report_file.is_file():
+            report = json.loads(report_file.read_text(encoding="utf-8"))
+            rows.append(
+                {
+                    "run_id": run_dir.name,
+                    "spec": report["spec"]["title"],
+                    "status": report["status"],
+                    "age_s": _age(report.get("started_at")),
+                    "duration_s": report.get("duration_s"),
+                    "cost_usd": report["llm"].get("cost_usd"),
+                }
+            )
+            continue
+        state = rundir.stored_state(run_dir) or {}
+        spec = json.loads(rundir.spec_json(run_dir).read_text(encoding="utf-8"))
+        busy = rundir.run_busy(run_dir)
+        rows.append(
+            {
+                "run_id": run_dir.name,
+                "spec": spec.get("title", "?"),
+                "status": "running" if busy else f"stopped ({state.get('phase', 'before start')})",
+                "age_s": _age(state.get("started_at")),
+                "duration_s": None,
+                "cost_usd": None,
+            }
+        )
+    return rows
+
+
+def _age(started_at: float | None) -> float | None:
+    return round(time.time() - started_at, 1) if started_at else None
+
+
+def format_age(seconds: float | None) -> str:
+    """``42s``, ``7m``, ``3h``, ``2d``: how long ago a run started."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"

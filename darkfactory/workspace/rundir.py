@@ -1,0 +1,130 @@
+"""What a run directory holds, and who works in it: the one place that knows its layout.
+
+``runs/<id>/``: ``spec/`` (the spec as given, ``spec.json`` as parsed), ``config/``,
+``acceptance/`` (the frozen tests), ``workspace/`` (the project, a git repository),
+``trace.jsonl``, ``report.*``, ``.lock``; ``runs/flows.db`` holds every run's flow state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from darkfactory.errors import InputError
+from darkfactory.spec import AcceptanceTest, Spec
+from darkfactory.workspace import hostio
+
+SPEC_DIR = "spec"
+SPEC_JSON = "spec.json"
+ACCEPTANCE_DIR = "acceptance"
+WORKSPACE_DIR = "workspace"
+TRACE_FILE = "trace.jsonl"
+LOCK_FILE = ".lock"
+#: CrewAI's flow persistence (SQLite), shared by the runs of one runs directory.
+FLOWS_DB = "flows.db"
+
+
+def spec_json(run_dir: Path) -> Path:
+    return run_dir / SPEC_DIR / SPEC_JSON
+
+
+def load_spec(run_dir: Path) -> Spec:
+    """The spec as the run parsed it, with the acceptance tests it froze (if any)."""
+    spec = Spec.model_validate_json(spec_json(run_dir).read_text(encoding="utf-8"))
+    return with_frozen_tests(spec, run_dir)
+
+
+def with_frozen_tests(spec: Spec, run_dir: Path) -> Spec:
+    """``spec`` with the acceptance tests frozen in ``run_dir/acceptance`` (if there are any)."""
+    found, _ = hostio.files(run_dir, ACCEPTANCE_DIR, suffix=".py")
+    if not found:
+        return spec
+    tests = [
+        AcceptanceTest(name=name, content=data.decode("utf-8", "replace"))
+        for name, data in found.items()
+    ]
+    return spec.model_copy(update={"acceptance_tests": tests})
+
+
+class RunBusy(InputError):
+    """Another process is working in this run directory."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run's lock (``fcntl.flock``): two processes never drive the same run."""
+    path = run_dir / LOCK_FILE
+    with path.open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            owner = fh.read().strip() or "another process"
+            raise RunBusy(
+                f"the run is in use by {owner}",
+                file=run_dir,
+                hint="wait for it to finish, or stop that process first",
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def run_busy(run_dir: Path) -> bool:
+    """Whether a process holds the run's lock (is working on it right now)."""
+    path = run_dir / LOCK_FILE
+    if not path.exists():
+        return False
+    with path.open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+def stored_state(run_dir: Path) -> dict[str, Any] | None:
+    """The run's last saved flow state, read as CrewAI's ``SQLiteFlowPersistence.load_state``
+    reads it, but without importing CrewAI (2-3 s), which ``darkfactory report`` never needs."""
+    db = run_dir.parent / FLOWS_DB
+    if not db.is_file():
+        return None
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+        try:
+            row = conn.execute(
+                "SELECT state_json FROM flow_states WHERE flow_uuid = ? ORDER BY id DESC LIMIT 1",
+                (run_dir.name,),
+            ).fetchone()
+        except sqlite3.OperationalError:  # no table yet: nothing was saved
+            return None
+    state = json.loads(row[0]) if row else None
+    return state if isinstance(state, dict) else None
+
+
+def find_run(runs_dir: Path, run_id: str) -> Path:
+    """The directory of run ``run_id`` under ``runs_dir``, or an ``InputError`` naming the runs."""
+    run_dir = runs_dir / run_id
+    if not (run_dir / WORKSPACE_DIR).is_dir() or not spec_json(run_dir).is_file():
+        known = (
+            sorted(p.name for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+        )
+        raise InputError(
+            f"no run {run_id!r} here",
+            file=runs_dir,
+            hint=("runs here: " + ", ".join(known[-5:]))
+            if known
+            else "pass the runs directory with --out",
+        )
+    return run_dir.resolve()
