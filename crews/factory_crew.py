@@ -29,6 +29,10 @@ from tools import build_tool
 LLMResolver = Callable[[str], "BaseLLM | str | None"]
 
 
+#: What a worker who reads files also gets on an existing repository (tools/).
+REPO_TOOLS = ("repo_map", "search_code")
+
+
 @CrewBase
 class FactoryCrew:
     """Builds the manager, the workers and one phase's task from validated config."""
@@ -48,11 +52,17 @@ class FactoryCrew:
         self.agents_config = {
             key: {
                 **a.model_dump(exclude_none=True, exclude={"tools", "llm"}),
-                "tools": [build_tool(name, self.ctx) for name in a.tools],
+                "tools": [build_tool(name, self.ctx) for name in self._tools(key, a.tools)],
             }
             for key, a in self.config.agents.items()
         }
         self.tasks_config = {key: t.model_dump() for key, t in self.config.tasks.items()}
+
+    def _tools(self, key: str, names: list[str]) -> list[str]:
+        """A role's tools; on an existing repository, the workers also get the code readers."""
+        if not self.ctx.repo or key == "manager" or "read_file" not in names:
+            return list(names)
+        return [*names, *(t for t in REPO_TOOLS if t not in names)]
 
     # -- agents -------------------------------------------------------------------------
     def _agent(self, key: str) -> Agent:

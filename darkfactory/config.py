@@ -18,6 +18,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -27,6 +28,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 import tools as tool_registry
@@ -45,23 +47,51 @@ REQUIRED_ROLES = ("manager", "architect", "developer", "qa_engineer", "tech_writ
 MANAGER = "manager"
 #: Tasks the pipeline runs; tasks.yaml may define more.
 REQUIRED_TASKS = ("design", "implement", "verify", "fix", "document", "document_fix")
-#: Placeholders the pipeline fills in task descriptions and expected outputs.
-PLACEHOLDERS = (
-    "title",
-    "summary",
-    "requirements",
-    "acceptance_tests",
-    "workspace_files",
-    "design",
-    "failures",
-    "failure_class",
-    "route",
-    "feedback",
-    "fix_round",
-    "max_fix_rounds",
-    "docs_failures",
-    "docs_round",
-)
+#: The placeholders the pipeline fills in task descriptions and expected outputs, and what
+#: each holds (``engine.environment.prompt_inputs`` and the flow's phases fill them).
+PLACEHOLDERS: dict[str, str] = {
+    "title": "The spec's title.",
+    "summary": "The spec's summary (a ticket's description); the title if it has none.",
+    "requirements": "The requirements, one per line: `- R1: text`.",
+    "acceptance_tests": (
+        "The acceptance test files in `acceptance/` with their code (only their names when "
+        "together they are longer than 8000 characters), or a note that there are none yet."
+    ),
+    "workspace_files": "Every file of the workspace with its size, one per line.",
+    "design": "The text of `DESIGN.md` (its first 8000 characters), or `(no DESIGN.md yet)`.",
+    "failures": (
+        "In the fix task: the failing acceptance and unit tests with their messages, as "
+        "the verify phase measured them (at most 6000 characters). Empty elsewhere."
+    ),
+    "failure_class": (
+        "Fix task only: the classes of the failures the verify round found, comma-separated "
+        "(e.g. `assertion` or `syntax_import, assertion`; see How it works)."
+    ),
+    "route": (
+        "Fix task only: the role text of the coworker the pipeline routes the fix to, e.g. "
+        "`Software Developer`."
+    ),
+    "feedback": (
+        "What a person said at the last checkpoint: the reason for a rejection, or the notes "
+        "with an approval. Empty when nobody said anything."
+    ),
+    "fix_round": "In the fix task: the current fix round, from 1. `0` elsewhere.",
+    "max_fix_rounds": "`max_fix_rounds` from `factory.yaml`.",
+    "docs_failures": (
+        "Docs fix task only: what the last docs check found, verbatim: the warnings and "
+        "errors of `mkdocs build --strict` and each failing example with its output (at most "
+        "6000 characters). Empty elsewhere."
+    ),
+    "docs_round": "In the docs fix task: the current docs fix round, from 1. `0` elsewhere.",
+    "baseline": (
+        "For a ticket on a repository: its tests' results at the base commit (counts, and "
+        "the tests that already failed there). Empty for a new project."
+    ),
+    "reproduction": (
+        "For a bug on a repository: the reproduction tests (their paths and names) and how "
+        "they failed at the base commit. Empty otherwise."
+    ),
+}
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
@@ -123,10 +153,9 @@ class TaskConfig(_Strict):
 
     description: Text = Field(
         description=(
-            "What to do. May use the placeholders `{title}`, `{summary}`, `{requirements}`, "
-            "`{acceptance_tests}`, `{workspace_files}`, `{design}`, `{failures}`, "
-            "`{failure_class}`, `{route}`, `{feedback}`, `{fix_round}`, `{max_fix_rounds}`, "
-            "`{docs_failures}` and `{docs_round}`; write `{{` and `}}` for literal braces."
+            "What to do. May use the placeholders "
+            + ", ".join(f"`{{{name}}}`" for name in PLACEHOLDERS)
+            + "; write `{{` and `}}` for literal braces."
         )
     )
     expected_output: Text = Field(
@@ -396,6 +425,172 @@ class LLMConfig(_Strict):
     )
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+DEFAULT_API_URL = {"github": "https://api.github.com", "gitlab": "https://gitlab.com/api/v4"}
+#: The user name that goes with a token in git's Basic auth, by forge.
+TOKEN_USER = {"github": "x-access-token", "gitlab": "oauth2"}
+
+
+def _api_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError(f"{url!r}: give the API's address only, no credentials or query")
+        return url.rstrip("/")
+    raise ValueError(f"{url!r} is not an https:// URL (the token must not travel in clear)")
+
+
+ApiUrl = Annotated[str, AfterValidator(_api_url)]
+
+
+class PullRequestConfig(_Strict):
+    """The draft pull request (GitHub) or merge request (GitLab) a delivered run opens."""
+
+    forge: Literal["github", "gitlab"] = Field(
+        description="Where the repository is hosted: `github` (or GitHub Enterprise) or `gitlab`."
+    )
+    repo: str = Field(
+        min_length=1,
+        description=(
+            "The repository on the forge: `owner/name` on GitHub; on GitLab the project's "
+            "numeric id or its path, e.g. `group/subgroup/name`."
+        ),
+    )
+    token_env: VariableName = Field(
+        description=(
+            "Name of the environment variable that holds the API token (the name, never the "
+            "token), e.g. `GITHUB_TOKEN`. GitHub: a fine-grained token with `Pull requests: "
+            "write` (and `Contents: write` to push), or a classic token with `repo`. GitLab: "
+            "a token with the `api` scope and at least the Developer role."
+        )
+    )
+    api_url: ApiUrl | None = Field(
+        default=None,
+        description=(
+            "The REST API's root, for GitHub Enterprise (`https://HOST/api/v3`) or a "
+            "self-managed GitLab (`https://HOST/api/v4`). Unset: `https://api.github.com` or "
+            "`https://gitlab.com/api/v4`. Must be https."
+        ),
+    )
+    draft: bool = Field(
+        default=True,
+        description=(
+            "Open it as a draft (GitLab: the title starts with `Draft: `). A person marks it "
+            "ready after reading it."
+        ),
+    )
+    target_branch: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "The branch it asks to merge into. Unset: the ticket's base branch (a base given "
+            "as a commit id needs this set)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _repo_fits_the_forge(self) -> PullRequestConfig:
+        if self.forge == "github" and not re.fullmatch(r"[\w.-]+/[\w.-]+", self.repo):
+            raise ValueError(f"repo {self.repo!r}: on GitHub give `owner/name`")
+        if self.forge == "gitlab" and not re.fullmatch(r"\d+|[\w.-]+(/[\w.-]+)+", self.repo):
+            raise ValueError(
+                f"repo {self.repo!r}: on GitLab give the project's id or its path `group/name`"
+            )
+        return self
+
+    def api_root(self) -> str:
+        return self.api_url or DEFAULT_API_URL[self.forge]
+
+
+class DeliverConfig(_Strict):
+    """Where a run on an existing repository delivers its branch, beside its run directory."""
+
+    push: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Push the run's branch `darkfactory/<run-id>` here: an `https://` URL, a "
+            "`file://` URL or an absolute path to a repository, or the name of a remote of "
+            "the run's clone. Never forced, never to the base branch or the remote's default "
+            "branch. Unset: nothing is pushed; the branch stays in `runs/<id>/workspace` and "
+            "the change in `runs/<id>/change.patch`."
+        ),
+    )
+    push_failed: bool = Field(
+        default=False,
+        description=(
+            "Also push a run that did not deliver (failed, escalated, rejected, out of "
+            "budget), to `darkfactory/<run-id>-failed`, for a person to look at. No pull "
+            "request is opened for it."
+        ),
+    )
+    push_token_env: VariableName | None = Field(
+        default=None,
+        description=(
+            "Name of the environment variable holding the token for an `https://` push "
+            "(sent as an HTTP header, never in a URL or on a command line). Unset: "
+            "`pull_request.token_env` when a pull request is configured, else no token."
+        ),
+    )
+    pull_request: PullRequestConfig | None = Field(
+        default=None,
+        description=(
+            "Open a draft pull request for a delivered run, with `pull_request.md` as its "
+            "text; an open one for the same branch is reused, never duplicated. Needs `push`."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _pull_request_needs_push(self) -> DeliverConfig:
+        if self.pull_request is not None and self.push is None:
+            raise ValueError(
+                "pull_request needs push: the branch must be on the forge before a pull "
+                "request can ask to merge it (set deliver.push to the repository's https URL)"
+            )
+        return self
+
+    def push_token(self) -> tuple[str | None, str]:
+        """The environment variable naming the push token (or None) and its Basic-auth user."""
+        forge = self.pull_request.forge if self.pull_request else "github"
+        env = self.push_token_env or (self.pull_request.token_env if self.pull_request else None)
+        return env, TOKEN_USER[forge]
+
+
+class RepoConfig(_Strict):
+    """Tickets on an existing repository: how big it may be, where its environments are kept."""
+
+    max_files: int = Field(
+        default=20000,
+        gt=0,
+        description=(
+            "Most files a repository may track at its base commit (`git ls-tree -r`); a "
+            "larger one is refused (exit code 2) before any work."
+        ),
+    )
+    max_mb: int = Field(
+        default=200,
+        gt=0,
+        description=(
+            "Most megabytes the files a repository tracks at its base commit may hold "
+            "together; a larger one is refused (exit code 2) before any work."
+        ),
+    )
+    cache_dir: str = Field(
+        default="~/.cache/darkfactory/envs",
+        min_length=1,
+        description=(
+            "Where a repository's environment (its dependencies, installed from wheels) is "
+            "kept, one entry per repository, dependency set and sandbox Python, so the next "
+            "ticket on the same repository reuses it. `~` is your home directory; a relative "
+            "path is taken from the current directory."
+        ),
+    )
+
+    def cache_path(self) -> Path:
+        """``cache_dir`` with ``~`` expanded, absolute."""
+        return Path(self.cache_dir).expanduser().absolute()
+
+
 class FactoryConfig(_Strict):
     """Pipeline settings (``factory.yaml``). Every key is optional."""
 
@@ -458,6 +653,21 @@ class FactoryConfig(_Strict):
             "Prices of models that `prices.yaml` does not know (or that you pay differently "
             "for), USD per million tokens, by model name as CrewAI names it; a key may be a "
             "shell-style pattern such as `openai/*`. They take precedence over `prices.yaml`."
+        ),
+    )
+
+    repo: RepoConfig = Field(
+        default_factory=RepoConfig,
+        description=(
+            "Tickets on an existing repository (`--repo`): its size limits and where its "
+            "environments are cached."
+        ),
+    )
+    deliver: DeliverConfig = Field(
+        default_factory=DeliverConfig,
+        description=(
+            "Where a run on an existing repository delivers its branch: the push and the "
+            "draft pull request."
         ),
     )
 

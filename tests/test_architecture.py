@@ -14,12 +14,24 @@ PACKAGES = ("darkfactory", "crews", "tools")
 
 #: Each layer, and the layers it may import (besides itself and the foundation).
 LAYERS: dict[str, set[str]] = {
-    "darkfactory.cli": {"engine", "bench", "spec", "sandbox", "workspace", "models", "reporting"},
-    "darkfactory.bench": {"engine", "spec", "sandbox", "workspace", "models", "reporting"},
-    "darkfactory.engine": {"spec", "sandbox", "workspace", "models", "reporting", "crews"},
+    "darkfactory.cli": {
+        "engine",
+        "bench",
+        "repo",
+        "spec",
+        "sandbox",
+        "workspace",
+        "models",
+        "reporting",
+    },
+    "darkfactory.bench": {"engine", "repo", "spec", "sandbox", "workspace", "models", "reporting"},
+    "darkfactory.engine": {"repo", "spec", "sandbox", "workspace", "models", "reporting", "crews"},
+    # Existing repositories, below the engine: the host pip download is engine/deps.py's.
+    "darkfactory.repo": {"workspace", "sandbox", "spec", "models", "engine.deps"},
     "crews": {"models", "workspace", "tools"},
     "tools": {"sandbox", "workspace", "engine.docs_check"},
-    "darkfactory.reporting": {"spec", "models.prices", "workspace"},
+    # The report reads a run's saved state: engine/state.py is data only (pydantic models).
+    "darkfactory.reporting": {"spec", "models.prices", "workspace", "engine.state"},
     "darkfactory.models": {"reporting.trace"},
     "darkfactory.workspace": {"sandbox.base", "spec"},
     "darkfactory.sandbox": {"workspace.hostio"},

@@ -26,6 +26,7 @@ def verify(
     *,
     unit: dict[str, str] | None = None,
     timeout: float = 60,
+    memory_mb: int = 1024,
 ):
     ws = tmp_path / "ws"
     acc = tmp_path / "acc"
@@ -43,7 +44,7 @@ def verify(
         SandboxSpec(
             workspace=ws,
             mounts=[Mount(acc, "/acceptance")],
-            limits=Limits(timeout_s=timeout),
+            limits=Limits(timeout_s=timeout, memory_mb=memory_mb),
         ),
     )
     a = run_pytest(
@@ -114,6 +115,19 @@ def test_timeout(tmp_path: Path) -> None:
 def test_memory_limit_met_inside_a_test(tmp_path: Path) -> None:
     d = verify(tmp_path, {"mod.py": "def f(x):\n    return len(bytearray(1 << 40))\n"})
     assert d.primary == "resource" and d.route == "developer"
+
+
+def test_memory_limit_met_while_importing(tmp_path: Path) -> None:
+    d = verify(tmp_path, {"mod.py": "_ = bytearray(1 << 40)\n\ndef f(x):\n    return x * 2\n"})
+    assert d.primary == "resource"
+
+
+def test_pytest_killed_after_using_most_memory(tmp_path: Path) -> None:
+    # What the kernel's OOM killer does to pytest, without a cgroup: the runner must end as
+    # pytest ended, or the kill reads as "pytest exit code 137" (an import error).
+    code = "import os\n\ndef f(x):\n    held = bytearray(160 << 20)\n    os.kill(os.getpid(), 9)\n"
+    d = verify(tmp_path, {"mod.py": code}, memory_mb=256)
+    assert d.primary == "resource"
 
 
 def test_no_acceptance_tests(tmp_path: Path) -> None:

@@ -199,3 +199,36 @@ def test_output_into_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+
+
+def test_every_command_is_one_module_in_the_registry() -> None:
+    """One style: each module of ``darkfactory.cli`` is a command in ``COMMANDS``, named like
+    its module, with ``add_parser`` and ``run``; ``--help`` lists them in that order."""
+    import argparse
+    import pkgutil
+
+    import darkfactory.cli as cli
+
+    modules = [m.name for m in pkgutil.iter_modules(cli.__path__) if not m.name.startswith("_")]
+    registered = [c.__name__.rpartition(".")[2] for c in cli.COMMANDS]  # type: ignore[attr-defined]
+    assert sorted(registered) == sorted(modules)
+    subparsers = next(
+        a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    assert list(subparsers.choices) == registered
+    for command in cli.COMMANDS:
+        assert callable(command.add_parser) and callable(command.run)
+
+
+def test_help_imports_neither_crewai_nor_the_engine(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "darkfactory", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    imported = {line.rpartition("|")[2].strip() for line in out.stderr.splitlines()}
+    heavy = {m for m in imported if m.split(".")[0] in ("crewai", "litellm", "openai", "pydantic")}
+    assert not heavy | {m for m in imported if m.startswith("darkfactory.engine")}

@@ -413,7 +413,7 @@ def test_check_docs_combines_build_and_examples_into_the_writer_text(workspace: 
         "found among documentation files.",
         "README.md:9: doctest example failed",
     ]
-    state = check.to_state(0)
+    state = check.to_state(0).model_dump()
     assert state["examples_run"] == 2 and state["examples_passed"] == 1
     assert state["failed_examples"] == [{"file": "README.md", "line": 9, "kind": "doctest"}]
     assert len(check.failures_text(600)) <= 600

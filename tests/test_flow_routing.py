@@ -288,7 +288,8 @@ def test_spec_approval_pauses_then_approve_delivers(tmp_path: Path) -> None:
     out = h.start(h.env(crew, Verifier([True]), Docs([True])))
     assert out.status == "awaiting_approval" and out.exit_code == 3 and crew.calls == []
     state = session.approve(h.run_dir, reject=False, reason="go ahead")
-    assert state["pending_checkpoint"]["decision"] == "approved"
+    assert state.pending_checkpoint is not None
+    assert state.pending_checkpoint.decision == "approved"
     out = h.resume(h.env(crew, Verifier([True]), Docs([True])))
     assert out.status == "delivered"
     assert crew.calls[0][1]["feedback"] == "go ahead"  # the notes reach the design task
@@ -300,7 +301,8 @@ def test_a_rejected_spec_stays_rejected_when_resumed(tmp_path: Path) -> None:
     session.approve(h.run_dir, reject=True, reason="wrong spec")
     out = h.resume(h.env(Crew(h.ws), Verifier([]), Docs([])))
     assert out.status == "rejected" and "wrong spec" in out.reason
-    assert session.has_ended(h.state())  # the CLI says "already ended", never runs it again
+    saved = session.saved_state(h.run_dir)
+    assert saved is not None and session.has_ended(saved)  # the CLI: "already ended"
 
 
 def test_a_rejected_output_review_goes_back_to_the_crew(tmp_path: Path) -> None:

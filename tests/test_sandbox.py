@@ -10,7 +10,6 @@ how to get them, only if missing).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import glob
 import json
@@ -27,13 +26,14 @@ from pathlib import Path
 import pytest
 from dockerd import IMAGE, docker_engine  # noqa: F401  (a fixture)
 
-from darkfactory.cli.sandbox import add_parser
+from darkfactory.cli import main
 from darkfactory.errors import SandboxUnavailable
 from darkfactory.sandbox import _cgroup, check_backends, open_sandbox
 from darkfactory.sandbox._cgroup import Cgroup, Hierarchy
 from darkfactory.sandbox.base import ExecResult, Limits, Mount, Sandbox, SandboxSpec
 from darkfactory.sandbox.bwrap import OVERHEAD_PIDS, BwrapSandbox
 from darkfactory.sandbox.local import LocalSandbox
+from darkfactory.sandbox.testrun import run_pytest
 
 HAVE_BWRAP = shutil.which("bwrap") is not None or os.access("/usr/bin/bwrap", os.X_OK)
 needs_bwrap = pytest.mark.skipif(
@@ -303,6 +303,24 @@ def test_memory_of_all_processes_together_is_bounded(bw: Sandbox) -> None:
 
 
 @needs_bwrap
+def test_a_pytest_the_oom_killer_ends_is_a_memory_kill(bw: Sandbox) -> None:
+    cgroups_of(bw)
+    # pytest holds 150 MB, then its test's child asks for 150 MB: each is under RLIMIT_AS,
+    # together they are over the cgroup, and the OOM killer ends the biggest, pytest. Its
+    # parent, the runner, still reports; that must read as the memory limit, never as
+    # "pytest exit code 137" (which the classification took for an import error).
+    tests = ws_of(bw) / "tests"
+    tests.mkdir()
+    (tests / "test_oom.py").write_text(
+        "import subprocess, sys\n\ndef test_memory():\n    held = bytearray(150 << 20)\n"
+        "    subprocess.run([sys.executable, '-c', 'bytearray(150 << 20)'])\n"
+        "    assert held\n"
+    )
+    run = run_pytest(bw, ["tests"], timeout=60)
+    assert (run.exec.exit_code, run.killed) == (128 + 9, "memory"), run.exec
+
+
+@needs_bwrap
 def test_each_command_gets_a_cgroup_that_is_removed_after_it(bw: Sandbox) -> None:
     where = cgroups_of(bw)
     assert our_cgroups(where) == []
@@ -461,10 +479,7 @@ def test_unknown_backends_are_refused(tmp_path: Path) -> None:
 
 # -- the command line ---------------------------------------------------------------------
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return main(argv)
 
 
 def test_cli_exec_json_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

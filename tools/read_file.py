@@ -17,6 +17,9 @@ from tools._base import ToolArgs, WorkspaceTool
 
 MAX_LINES = 2000
 MAX_CHARS = 60_000
+#: Without a range only the head of a file is shown, so a large file never fills a prompt.
+HEAD_LINES = 500
+HEAD_CHARS = 20_000
 
 
 class ReadFileArgs(ToolArgs):
@@ -34,7 +37,8 @@ class ReadFileTool(WorkspaceTool):
     description: str = (
         "Read a UTF-8 text file, each line shown as its number, a tab, then the text (leave "
         "the number and tab out of edit_file's old_text). Output is cut at "
-        f"{MAX_LINES} lines or {MAX_CHARS} characters, with the start_line that reads on. "
+        f"{HEAD_LINES} lines or {HEAD_CHARS} characters without a range ({MAX_LINES} or "
+        f"{MAX_CHARS} with one), with the start_line that reads on. "
         "Paths are relative to the workspace root; refuses paths outside it (symlinks "
         "included), directories and binary files. Acceptance tests can be read, never changed."
     )
@@ -69,10 +73,13 @@ class ReadFileTool(WorkspaceTool):
             ctx.emit("file_op", tool=self.name, path=rel, ok=False, bytes=0)
             return f"ERROR: {error}"
 
+        ranged = start_line is not None or end_line is not None
+        max_lines = MAX_LINES if ranged else min(HEAD_LINES, MAX_LINES)
+        max_chars = MAX_CHARS if ranged else min(HEAD_CHARS, MAX_CHARS)
         shown_lines: list[str] = []
         chars = 0
         for line in lines[first - 1 : last]:
-            if len(shown_lines) >= MAX_LINES or (shown_lines and chars + len(line) > MAX_CHARS):
+            if len(shown_lines) >= max_lines or (shown_lines and chars + len(line) > max_chars):
                 break
             shown_lines.append(line)
             chars += len(line) + 1
@@ -84,7 +91,8 @@ class ReadFileTool(WorkspaceTool):
         if shown_last < last:
             out += (
                 f"\n[cut after line {shown_last} to keep the output small: call read_file with "
-                f"start_line={shown_last + 1} to read on]"
+                f"start_line={shown_last + 1} to read on"
+                + ("]" if ranged else ", or with start_line and end_line for the lines you need]")
             )
         ctx.emit("file_op", tool=self.name, path=rel, ok=True, bytes=size)
         return out

@@ -1,15 +1,6 @@
 """``darkfactory doctor``: is this machine ready to run the factory, and if not, what to fix.
 
-Checks, in order: the config directory; each configured model (its key is set, it is
-reachable, it answers and it calls tools: one tiny call with one tool, no retries; a
-scripted or replay model is skipped, as nothing is reached); the sandbox backends
-(``darkfactory.sandbox.check_backends``) against ``sandbox.backend``; the docs toolchain
-(mkdocs, its material theme and mkdocstrings, which the docs check of every run needs).
-Each check prints ``ok``, ``warn``, ``skip`` or ``FAIL`` and, when something is wrong, how
-to fix it. Exit 0 when nothing failed (warnings allowed), else 2.
-
-The module imports CrewAI only when a model is really called.
-"""
+The checks, in order: the config, each configured model, the sandbox backends, the docs toolchain."""
 
 from __future__ import annotations
 
@@ -22,9 +13,15 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from darkfactory.errors import ExitCode, InputError
+from darkfactory.cli._common import Subparsers, load_dotenv
+from darkfactory.errors import ExitCode, InputError, NoModelConfigured
+from darkfactory.sandbox import check_backends
+
+if TYPE_CHECKING:
+    from darkfactory.config import Config
+    from darkfactory.models import ModelPlan
 
 PING_TOOL = {
     "type": "function",
@@ -57,8 +54,7 @@ class Check:
     fix: str = ""
 
 
-def add_parser(subparsers: Any) -> None:
-    """Add ``doctor`` to the ``darkfactory`` command line."""
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "doctor",
         help="check the model, the sandbox and the docs toolchain; say what to fix",
@@ -76,12 +72,12 @@ def add_parser(subparsers: Any) -> None:
         help="seconds the model check may take (default: llm.timeout_s, at most 60)",
     )
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
-    p.set_defaults(func=cmd_doctor)
+    return p
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    from darkfactory.cli._common import load_dotenv
-
+def run(args: argparse.Namespace) -> int:
+    """Print each check (``ok``, ``warn``, ``skip`` or ``FAIL``, and how to fix it); exit 0 when
+    nothing failed (warnings allowed), else 2."""
     load_dotenv()
     checks = run_checks(config_dir=args.config, model=args.model, timeout_s=args.timeout)
     failed = any(c.status == "FAIL" for c in checks)
@@ -100,7 +96,7 @@ def run_checks(
     *, config_dir: Path | None = None, model: str | None = None, timeout_s: float | None = None
 ) -> list[Check]:
     """Every check, in order (nothing printed)."""
-    from darkfactory.config import load_config
+    from darkfactory.config import load_config  # pydantic: not for --help
 
     try:
         config = load_config(config_dir)
@@ -118,10 +114,9 @@ def run_checks(
 
 
 # -- models ------------------------------------------------------------------------------
-def check_models(config: Any, cli_model: str | None, timeout_s: float | None) -> list[Check]:
+def check_models(config: Config, cli_model: str | None, timeout_s: float | None) -> list[Check]:
     """One check per distinct model of the config's roles."""
-    from darkfactory.errors import NoModelConfigured
-    from darkfactory.models import ModelPlan
+    from darkfactory.models import ModelPlan  # the model layer: not for --help
 
     plan = ModelPlan(config, cli_model=cli_model)
     by_model: dict[str, list[str]] = {}
@@ -134,9 +129,10 @@ def check_models(config: Any, cli_model: str | None, timeout_s: float | None) ->
     return [check_model(plan, name, roles, timeout_s=limit) for name, roles in by_model.items()]
 
 
-def check_model(plan: Any, name: str, roles: list[str], *, timeout_s: float) -> Check:
-    """Whether model ``name`` answers, and calls tools: one tiny call, no retries."""
-    from darkfactory.models import check_model_usable, is_provider_model
+def check_model(plan: ModelPlan, name: str, roles: list[str], *, timeout_s: float) -> Check:
+    """Whether model ``name`` answers, and calls tools: one tiny call, no retries (a scripted
+    or replay model is skipped: nothing is reached)."""
+    from darkfactory.models import check_model_usable, is_provider_model  # not for --help
     from darkfactory.models.secrets import redact_secrets
 
     label = f"model {name} ({', '.join(roles) if len(roles) < len(plan.config.agents) else 'every role'})"
@@ -186,15 +182,15 @@ def check_model(plan: Any, name: str, roles: list[str], *, timeout_s: float) -> 
     )
 
 
-def _provider_llm(plan: Any, name: str, timeout_s: float) -> Any:
-    from darkfactory.models.guarded import GuardedLLM, RetryPolicy
+def _provider_llm(plan: ModelPlan, name: str, timeout_s: float) -> Any:
+    from darkfactory.models.guarded import GuardedLLM, RetryPolicy  # not for --help
 
     inner = plan._provider_llm(name, timeout_s=timeout_s)
     return GuardedLLM(inner, model=name, policy=RetryPolicy(max_retries=0))
 
 
 def _ping(llm: Any) -> Any:
-    from crewai.events import crewai_event_bus
+    from crewai.events import crewai_event_bus  # CrewAI (seconds): only when a model is called
 
     from darkfactory.models.secrets import redacted_logs
 
@@ -210,8 +206,9 @@ def _ping(llm: Any) -> Any:
 
 
 def _failed(label: str, name: str, exc: Exception, timeout_s: float) -> Check:
-    from darkfactory.models import BASE_URL_ENV_VARS, PROVIDER_KEYS
-    from darkfactory.models.guarded import ProviderError, classify
+    from darkfactory.models import BASE_URL_ENV_VARS, PROVIDER_KEYS  # not for --help
+    from darkfactory.models.faults import classify
+    from darkfactory.models.guarded import ProviderError
     from darkfactory.models.secrets import redact_secrets
 
     reason = exc.reason if isinstance(exc, ProviderError) else None
@@ -239,10 +236,8 @@ def _failed(label: str, name: str, exc: Exception, timeout_s: float) -> Check:
 
 
 # -- sandbox and docs --------------------------------------------------------------------
-def check_sandbox(config: Any | None) -> list[Check]:
+def check_sandbox(config: Config | None) -> list[Check]:
     """The configured backend works (auto: docker or bwrap); the others, for information."""
-    from darkfactory.sandbox import check_backends
-
     image = config.factory.sandbox.image if config is not None else None
     wanted = config.factory.sandbox.backend if config is not None else "auto"
     problems = check_backends(image)

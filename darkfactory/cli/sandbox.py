@@ -1,35 +1,29 @@
-"""``darkfactory sandbox exec|check|build-image``.
-
-``exec`` runs one command in a sandbox and exits with its exit code (128 + N if a signal
-ended it), or 2 with a message for a bad workspace or an unavailable backend. ``check``
-says which backends work here and why the others do not; it exits 0 if an isolating
-backend (docker or bwrap) works, else 2. ``build-image`` builds the docker backend's image
-offline (``image.build_image``); 0 when built, 2 with a message when not.
-
-The image defaults to ``sandbox.image`` of the default config's ``factory.yaml``.
-"""
+"""``darkfactory sandbox exec|check|build-image``: run one command in a sandbox, say which
+backends work here, build the docker backend's image offline."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
+from darkfactory.cli._common import Subparsers, UsageError
 from darkfactory.errors import ExitCode, InputError
 from darkfactory.sandbox import BACKENDS, check_backends, open_sandbox
 from darkfactory.sandbox.base import Limits, SandboxSpec
-from darkfactory.sandbox.image import DEFAULT_IMAGE, SUITE
+from darkfactory.sandbox.image import DEFAULT_IMAGE, SUITE, build_image
+
+_IMAGE_HELP = f"docker image (default: sandbox.image of factory.yaml, else {DEFAULT_IMAGE})"
 
 
-def add_parser(subparsers: Any) -> None:
-    """Add ``sandbox`` and its ``exec``, ``check`` and ``build-image`` to ``subparsers``."""
+def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "sandbox", help="run a command in a sandbox, check the backends, build the docker image"
     )
-    p.set_defaults(func=handler, sandbox_command=None, _sandbox_parser=p)
+    p.set_defaults(sandbox_command=None, sandbox_parser=p)
     sub = p.add_subparsers(dest="sandbox_command")
 
     e = sub.add_parser(
@@ -79,39 +73,41 @@ def add_parser(subparsers: Any) -> None:
         help="Debian mirror (default: the one this machine's apt sources name)",
     )
     b.add_argument("--suite", default=SUITE, help=f"Debian release (default: {SUITE})")
+    return p
 
 
-_IMAGE_HELP = f"docker image (default: sandbox.image of factory.yaml, else {DEFAULT_IMAGE})"
-
-
-def handler(args: argparse.Namespace) -> int:
-    if args.sandbox_command == "exec":
-        return _exec(args)
-    if args.sandbox_command == "check":
-        return _check(args)
-    if args.sandbox_command == "build-image":
-        return _build_image(args)
-    args._sandbox_parser.print_help(sys.stderr)
-    return int(ExitCode.BAD_INPUT)
+def run(args: argparse.Namespace) -> int:
+    """The sub-command's exit code; without one, the usage on stderr and 2."""
+    sub_commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "exec": _exec,
+        "check": _check,
+        "build-image": _build_image,
+    }
+    if args.sandbox_command is None:
+        args.sandbox_parser.print_help(sys.stderr)
+        return int(ExitCode.BAD_INPUT)
+    return sub_commands[args.sandbox_command](args)
 
 
 def _exec(args: argparse.Namespace) -> int:
+    """CMD's exit code (128 + N if signal N ended it); a ``UsageError`` for a bad workspace,
+    limit or backend."""
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
     if not cmd:
-        return _fail("sandbox exec: no command given (write it after --, e.g. -- python -V)")
+        raise UsageError("sandbox exec: no command given (write it after --, e.g. -- python -V)")
     workspace = Path(args.workspace)
     if not workspace.is_dir():
-        return _fail(f"sandbox exec: workspace is not a directory: {workspace}")
+        raise UsageError(f"sandbox exec: workspace is not a directory: {workspace}")
     limits = Limits()
     if args.timeout is not None:
         if args.timeout <= 0:
-            return _fail("sandbox exec: --timeout must be positive")
+            raise UsageError("sandbox exec: --timeout must be positive")
         limits = replace(limits, timeout_s=args.timeout)
     if args.memory is not None:
         if args.memory <= 0:
-            return _fail("sandbox exec: --memory must be positive")
+            raise UsageError("sandbox exec: --memory must be positive")
         limits = replace(limits, memory_mb=args.memory)
     try:
         spec = SandboxSpec(
@@ -119,7 +115,7 @@ def _exec(args: argparse.Namespace) -> int:
         )
         sandbox = open_sandbox(args.backend, spec)
     except InputError as exc:
-        return _fail(f"sandbox exec: {exc}")
+        raise UsageError(f"sandbox exec: {exc}") from exc
     try:
         result = sandbox.run(cmd)
     finally:
@@ -135,10 +131,11 @@ def _exec(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    """0 if an isolating backend (docker or bwrap) works here, else 2."""
     try:
         image = args.image or _configured_image()
     except InputError as exc:
-        return _fail(f"sandbox check: {exc}")
+        raise UsageError(f"sandbox check: {exc}") from exc
     status = check_backends(image)
     for name, why in status.items():
         print(f"{name}: {'ok' if why is None else 'unavailable: ' + why}")
@@ -151,7 +148,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _build_image(args: argparse.Namespace) -> int:
-    from darkfactory.sandbox.image import build_image
+    """0 and the image's name when built; a ``UsageError`` when not."""
 
     def progress(message: str) -> None:
         print(f"darkfactory: build-image: {message}", file=sys.stderr, flush=True)
@@ -160,19 +157,14 @@ def _build_image(args: argparse.Namespace) -> int:
         name = args.name or _configured_image()
         build_image(name, mirror=args.mirror, suite=args.suite, progress=progress)
     except InputError as exc:
-        return _fail(f"sandbox build-image: {exc}")
+        raise UsageError(f"sandbox build-image: {exc}") from exc
     print(name)
     return int(ExitCode.DELIVERED)
 
 
 def _configured_image() -> str:
     """``sandbox.image`` of the default config's factory.yaml (a ``ConfigError`` if invalid)."""
-    from darkfactory.config import FACTORY_FILE, default_config_dir, load_factory
+    from darkfactory.config import FACTORY_FILE, default_config_dir, load_factory  # pydantic
 
     path = default_config_dir() / FACTORY_FILE
     return load_factory(path).sandbox.image if path.is_file() else DEFAULT_IMAGE
-
-
-def _fail(message: str) -> int:
-    print(f"darkfactory: error: {message}", file=sys.stderr)
-    return int(ExitCode.BAD_INPUT)

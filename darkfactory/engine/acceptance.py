@@ -63,3 +63,10 @@ def freeze(state: RunState, env: RunEnv) -> None:
     state.acceptance_frozen = True
     env.ctx.protected.add(ACCEPTANCE_DIR)
     env.trace.write("acceptance_frozen", files=sorted(state.acceptance_hashes))
+
+
+def hash_frozen(state: RunState, env: RunEnv) -> None:
+    """A repository run's ticket tests, written to the run's ``acceptance/`` at start: hashed."""
+    state.acceptance_hashes = hostio.hash_tree(env.acceptance_dir)
+    state.acceptance_frozen = bool(state.acceptance_hashes)
+    env.trace.write("acceptance_frozen", files=sorted(state.acceptance_hashes))

@@ -28,51 +28,24 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from darkfactory.engine.environment import RunEnv
-from darkfactory.engine.state import RunState
+from darkfactory.engine.state import (
+    Decision,
+    DocsRound,
+    PendingCheckpoint,
+    RunState,
+    VerifyRound,
+)
+from darkfactory.workspace import git as gitrepo
 
 CHECKPOINTS = ("spec_approval", "output_review", "deploy_approval")
+#: Most characters of a repository run's diff an output review shows.
+MAX_REVIEW_DIFF = 20_000
 APPROVED = "approved"
 REJECTED = "rejected"
-
-
-@dataclass
-class Decision:
-    checkpoint: str
-    decision: str  # APPROVED or REJECTED
-    by: str
-    reason: str = ""
-    mode: str = "ask"
-    at: float = 0.0
-
-    @property
-    def rejected(self) -> bool:
-        return self.decision == REJECTED
-
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "checkpoint": self.checkpoint,
-            "decision": self.decision,
-            "by": self.by,
-            "reason": self.reason,
-            "mode": self.mode,
-            "at": self.at or time.time(),
-        }
-
-    @classmethod
-    def from_state(cls, data: dict[str, Any]) -> Decision:
-        return cls(
-            checkpoint=data["checkpoint"],
-            decision=data["decision"],
-            by=data.get("by", "?"),
-            reason=data.get("reason", ""),
-            mode=data.get("mode", "ask"),
-            at=float(data.get("at") or 0.0),
-        )
 
 
 def approve_commands(run_id: str, runs_dir: str | None = None) -> tuple[str, str]:
@@ -197,21 +170,30 @@ def decide(
 
     mode = getattr(env.config.factory.checkpoints, name)
     pending = state.pending_checkpoint
-    if pending and pending.get("checkpoint") == name and pending.get("decision"):
-        decision = Decision.from_state(pending)  # darkfactory approve wrote it
+    if pending and pending.checkpoint == name and pending.decision:
+        decision = Decision(  # darkfactory approve wrote it
+            checkpoint=name,
+            decision=pending.decision,
+            by=pending.by or "?",
+            reason=pending.reason,
+            mode=pending.mode or "ask",
+            at=pending.at or time.time(),
+        )
     elif mode == "auto":
-        decision = Decision(name, APPROVED, by="auto", mode="auto", at=time.time())
+        decision = Decision(
+            checkpoint=name, decision=APPROVED, by="auto", mode="auto", at=time.time()
+        )
     else:
         runs_dir = env.run_dir.parent
         default = (Path.cwd() / env.config.factory.runs_dir).resolve()
         commands = approve_commands(state.id, None if runs_dir == default else str(runs_dir))
-        state.pending_checkpoint = {
-            "checkpoint": name,
-            "message": message,
-            "requested_at": time.time(),
-            "approve": commands[0],
-            "reject": commands[1],
-        }
+        state.pending_checkpoint = PendingCheckpoint(
+            checkpoint=name,
+            message=message,
+            requested_at=time.time(),
+            approve=commands[0],
+            reject=commands[1],
+        )
         try:
             decision = request(
                 run_id=state.id,
@@ -228,7 +210,7 @@ def decide(
             )
             raise
     state.pending_checkpoint = None
-    state.checkpoints.append(decision.to_state())
+    state.checkpoints.append(decision)
     if decision.reason:
         state.feedback = decision.reason
     env.trace.write(
@@ -247,15 +229,28 @@ def decide(
 
 
 def review_summary(state: RunState, env: RunEnv) -> str:
-    last = state.verify_rounds[-1] if state.verify_rounds else {}
-    acc, unit = last.get("acceptance", {}), last.get("unit", {})
-    docs = state.docs_checks[-1] if state.docs_checks else {}
-    files = env.workspace_files()
+    last = state.verify_rounds[-1] if state.verify_rounds else VerifyRound()
+    acc, unit = last.acceptance, last.unit
+    docs = state.docs_checks[-1] if state.docs_checks else DocsRound()
     return (
         f"Workspace: {env.workspace}\n"
-        f"Acceptance tests: {acc.get('passed', 0)}/{acc.get('total', 0)} passed; "
-        f"unit tests: {unit.get('passed', 0)}/{unit.get('total', 0)} passed; "
-        f"docs: {docs.get('pages', 0)} page(s) built strictly, "
-        f"{docs.get('examples_passed', 0)}/{docs.get('examples_run', 0)} example(s) pass\n"
-        f"Files:\n{files}"
+        f"Acceptance tests: {acc.passed}/{acc.total} passed; "
+        f"unit tests: {unit.passed}/{unit.total} passed; "
+        f"docs: {len(docs.pages)} page(s) built strictly, "
+        f"{docs.examples_passed}/{docs.examples_run} example(s) pass\n"
+        + (_diff(env) if env.repo is not None else f"Files:\n{env.workspace_files()}")
     )
+
+
+def _diff(env: RunEnv) -> str:
+    """A repository run's change against its base: what a reviewer approves."""
+    assert env.repo is not None
+    base = env.repo.record.base_sha
+    stat = gitrepo.run(env.workspace, "diff", "--no-ext-diff", "--no-textconv", "--stat", base)
+    diff = gitrepo.run(env.workspace, "diff", "--no-ext-diff", "--no-textconv", base)
+    cut = (
+        diff
+        if len(diff) <= MAX_REVIEW_DIFF
+        else diff[:MAX_REVIEW_DIFF] + "\n[... see change.patch]"
+    )
+    return f"Change against {env.repo.record.base} ({base[:12]}):\n{stat}\n\n{cut}"

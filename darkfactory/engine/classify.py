@@ -4,8 +4,8 @@ Classes (``FailureClass``), most urgent first:
 
 - ``timeout``: pytest was killed by the time limit (a test hangs or loops).
 - ``resource``: killed by the memory, CPU, output, file-size or disk limit (``disk``: the
-  workspace went over ``sandbox.disk_mb``), or a test that met the memory limit
-  (``MemoryError``).
+  workspace went over ``sandbox.disk_mb``), or a test, or the import of a test module,
+  that met the memory limit (``MemoryError``).
 - ``missing_dependency``: ``No module named X`` where X is not a file of the workspace.
 - ``syntax_import``: the code or a test cannot be imported (SyntaxError, ImportError, a
   missing workspace module).
@@ -195,7 +195,10 @@ def diagnose(acceptance: TestRun, unit: TestRun | None, workspace: Path) -> Diag
                 diagnosis.failures.append(Failure("no_tests", suite, "(none)", "no test collected"))
             continue
         if run.collection_error:
-            cls = _import_class(run.collection_error, workspace) or "syntax_import"
+            text = run.collection_error  # a MemoryError at import is the limit, not the code
+            cls = _import_class(text, workspace) or (
+                "resource" if _OUT_OF_MEMORY.search(text) else "syntax_import"
+            )
             diagnosis.failures.append(Failure(cls, suite, "(collection)", run.collection_error))
             continue
         for o in run.outcomes:

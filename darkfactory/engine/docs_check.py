@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from darkfactory.engine.state import DocsRound, FailedExample
 from darkfactory.errors import DarkFactoryError
 from darkfactory.reporting.trace import Trace
 from darkfactory.sandbox.base import ExecResult, Sandbox
@@ -343,24 +344,24 @@ class DocsCheck:
         ]
         return lines
 
-    def to_state(self, round_no: int) -> dict[str, Any]:
-        return {
-            "round": round_no,
-            "passed": self.passed,
-            "built": self.build.built,
-            "pages": list(self.build.pages),
-            "warnings": list(self.build.warnings),
-            "errors": list(self.build.errors),
-            "examples_run": len(self.examples),
-            "examples_passed": self.examples_passed,
-            "examples_skipped": list(self.skipped),
-            "failed_examples": [
-                {"file": r.example.file, "line": r.example.line, "kind": r.example.kind}
+    def to_state(self, round_no: int) -> DocsRound:
+        return DocsRound(
+            round=round_no,
+            passed=self.passed,
+            built=self.build.built,
+            pages=list(self.build.pages),
+            warnings=list(self.build.warnings),
+            errors=list(self.build.errors),
+            examples_run=len(self.examples),
+            examples_passed=self.examples_passed,
+            examples_skipped=list(self.skipped),
+            failed_examples=[
+                FailedExample(file=r.example.file, line=r.example.line, kind=r.example.kind)
                 for r in self.examples
                 if not r.passed
             ],
-            "problems": self.problems(),
-        }
+            problems=self.problems(),
+        )
 
 
 def examples_summary(

@@ -6,6 +6,7 @@ Protocol of ``ports``, so a test can build a run of stand-ins. ``session`` build
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 from darkfactory.config import Config
 from darkfactory.engine.ports import CrewRunner, DocsChecker, FeedbackProvider, Verifier
+from darkfactory.engine.repo_run import RepoRun, baseline_text
 from darkfactory.engine.state import MAX_DESIGN_CHARS, MAX_INLINE_ACCEPTANCE_CHARS
 from darkfactory.models import ModelPlan
 from darkfactory.models.budget import BudgetMeter
@@ -23,6 +25,9 @@ from darkfactory.workspace import hostio, rundir
 from darkfactory.workspace.context import RunContext
 from darkfactory.workspace.paths import iter_files
 from darkfactory.workspace.rundir import ACCEPTANCE_DIR
+
+#: Most files a prompt lists (an existing repository can have thousands).
+MAX_LISTED_FILES = 400
 
 
 @dataclass
@@ -44,6 +49,8 @@ class RunEnv:
     progress: Callable[[str], None] = field(default=lambda msg: None)
     models: ModelPlan | None = None
     sandbox: Sandbox | None = None
+    #: A ticket on an existing repository (``engine.repo_run``); None: a new project.
+    repo: RepoRun | None = None
 
     @property
     def workspace(self) -> Path:
@@ -59,7 +66,11 @@ class RunEnv:
         return scripted.positions() if scripted is not None else {}
 
     def prompt_inputs(self) -> dict[str, Any]:
-        return prompt_inputs(self.spec, self.config, self.run_dir)
+        inputs = prompt_inputs(self.spec, self.config, self.run_dir)
+        if self.repo is not None:
+            inputs["baseline"] = repo_text(self.repo)
+            inputs["reproduction"] = reproduction_text(self.run_dir)
+        return inputs
 
     def workspace_files(self) -> str:
         return workspace_files(self.workspace)
@@ -83,6 +94,8 @@ def prompt_inputs(spec: Spec, config: Config, run_dir: Path) -> dict[str, Any]:
         "max_fix_rounds": config.factory.max_fix_rounds,
         "docs_failures": "",
         "docs_round": 0,
+        "baseline": "",
+        "reproduction": "",
     }
 
 
@@ -104,10 +117,14 @@ def _acceptance_text(run_dir: Path) -> str:
     return text
 
 
-def workspace_files(workspace: Path) -> str:
-    """The workspace's files, one path a line (what the crew's tasks list)."""
-    entries = list(iter_files(workspace))
-    return "\n".join(e.path for e in entries) or "(empty)"
+def workspace_files(workspace: Path, limit: int = MAX_LISTED_FILES) -> str:
+    """The workspace's files, one path a line (what the crew's tasks list), at most ``limit``."""
+    paths: list[str] = []
+    for entry in iter_files(workspace):
+        if len(paths) == limit:
+            return "\n".join(paths) + "\n[... more files: list_files or repo_map shows them]"
+        paths.append(entry.path)
+    return "\n".join(paths) or "(empty)"
 
 
 def _design_text(workspace: Path) -> str:
@@ -122,3 +139,17 @@ def _design_text(workspace: Path) -> str:
         if len(text) <= MAX_DESIGN_CHARS
         else text[:MAX_DESIGN_CHARS] + "\n[... read DESIGN.md for the rest]"
     )
+
+
+def repo_text(repo: RepoRun) -> str:
+    return baseline_text(repo.baseline)
+
+
+def reproduction_text(run_dir: Path) -> str:
+    """``{reproduction}``: the tests that must pass, and how they failed at base."""
+    path = run_dir / "reproduction.json"
+    if not path.is_file():
+        return ""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    tests = ", ".join(str(t) for t in data["tests"])
+    return f"Tests: {tests}\nAt the base commit:\n{data['failure']}"

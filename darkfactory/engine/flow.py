@@ -28,12 +28,15 @@ from crewai.flow.flow import Flow, listen, or_, router, start
 from crewai.flow.persistence import persist
 from pydantic import PrivateAttr
 
-from darkfactory.engine import acceptance, checkpoints
+from darkfactory.engine import acceptance, checkpoints, repo_run
 from darkfactory.engine import deploy as deploying
 from darkfactory.engine.environment import RunEnv
 from darkfactory.engine.state import (
     MAX_DOCS_FAILURE_CHARS,
     MAX_FAILURE_CHARS,
+    DeployRecord,
+    Escalate,
+    JournalEntry,
     JournalMismatch,
     RunState,
     journaled,
@@ -67,21 +70,21 @@ class FactoryFlow(Flow[RunState]):
         assert self._run is not None, "FactoryFlow is built with its RunEnv"
         return self._run
 
-    def _replay(self, name: str) -> dict[str, Any] | None:
-        journal = self.state.journal
+    def _replay(self, name: str) -> JournalEntry | None:
+        journal: list[JournalEntry] = self.state.journal
         if self._replayed >= len(journal):
             return None
         entry = journal[self._replayed]
-        if entry["step"] != name:
+        if entry.step != name:
             raise JournalMismatch(
-                f"resume replay reached step {name!r} but the journal has {entry['step']!r} "
+                f"resume replay reached step {name!r} but the journal has {entry.step!r} "
                 f"at position {self._replayed}"
             )
         self._replayed += 1
         return entry
 
     def _record(self, name: str, route: Any) -> None:
-        self.state.journal.append({"step": name, "route": route})
+        self.state.journal.append(JournalEntry(step=name, route=route))
         self._replayed = len(self.state.journal)
         self.state.model_cursor = self.env.model_cursor()
         self.state.budget_used = self.env.budget.state()
@@ -103,6 +106,41 @@ class FactoryFlow(Flow[RunState]):
         self.env.trace.write("phase_end", commit=sha)
         return sha
 
+    def _reproduce(self) -> None:
+        """A bug: its reproduction must fail at the base commit before anyone fixes it."""
+        env, repo = self.env, self.env.repo
+        assert repo is not None and env.spec.target is not None
+        named = env.spec.target.failing_tests
+        if repo.target_kind != "bug":
+            repo_run.save_must_pass(env.run_dir, [])
+            return
+        self._phase("reproduce")
+        if named:
+            found = repo_run.check_named_tests(repo, named)
+        else:
+            self._crew_phase("reproduce")
+            changed = gitrepo.uncommitted(env.workspace)
+            assert env.sandbox is not None
+            found = repo_run.check_reproduction(
+                env.sandbox, repo, changed, timeout=env.config.factory.tests.timeout_s
+            )
+        env.trace.write(
+            "reproduction",
+            ok=found.ok,
+            tests=list(found.tests),
+            why=found.why,
+            files=list(found.files),
+        )
+        if not found.ok:
+            raise Escalate(
+                f"the reproduction does not hold: {found.why}; a person should look.\n"
+                f"{found.failure[:2000]}"
+            )
+        repo_run.save_reproduction(env.run_dir, found)
+        for path in found.files:  # read-only from now on, like acceptance tests
+            env.ctx.protected.add(path)
+        self._commit("design", f"reproduce: {', '.join(found.tests)[:200]}")
+
     def _crew_phase(self, phase: str, **extra: Any) -> str:
         return self.env.crew.run(phase, {**self.env.prompt_inputs(), **extra})
 
@@ -114,7 +152,10 @@ class FactoryFlow(Flow[RunState]):
         env = self.env
         self.state.started_at = self.state.started_at or time.time()
         self.state.max_fix_rounds = env.config.factory.max_fix_rounds
-        if env.spec.acceptance_tests:
+        if env.repo is not None:
+            # A repository run: the ticket's tests were frozen outside the clone at start.
+            acceptance.hash_frozen(self.state, self.env)
+        elif env.spec.acceptance_tests:
             acceptance.freeze(self.state, self.env)
         else:
             # No acceptance tests in the spec: the architect writes them in the design phase,
@@ -146,6 +187,9 @@ class FactoryFlow(Flow[RunState]):
     @listen("spec_approved")
     @journaled("design")
     def design(self) -> None:
+        if self.env.repo is not None:  # a repository run: reproduce a bug first, no design
+            self._reproduce()
+            return
         self._phase("design")
         self._crew_phase("design", feedback=self.state.feedback)
         if not self.state.acceptance_frozen:
@@ -156,6 +200,10 @@ class FactoryFlow(Flow[RunState]):
     @journaled("implement")
     def implement(self) -> None:
         self._phase("implement")
+        if self.env.repo is not None:
+            self._crew_phase("change", feedback=self.state.feedback)
+            self._commit("implement", f"{self.env.repo.target_kind}: {self.env.spec.title}")
+            return
         self._crew_phase("implement")
         self._commit("implement", "implement: code")
 
@@ -163,6 +211,9 @@ class FactoryFlow(Flow[RunState]):
     @journaled("qa")
     def qa(self) -> None:
         self._phase("qa")
+        if self.env.repo is not None:  # the repository's own suite is the unit tests
+            self._commit("qa", "qa: tests")
+            return
         self._crew_phase("verify")
         self._commit("qa", "qa: unit tests")
 
@@ -217,16 +268,15 @@ class FactoryFlow(Flow[RunState]):
     def fix(self) -> str:
         # Derived, not incremented: a run stopped inside a fix round (its end state saved)
         # and resumed must not count that round twice (only finished rounds are journaled).
-        self.state.fix_round = 1 + sum(1 for e in self.state.journal if e["step"] == "fix")
+        self.state.fix_round = 1 + sum(1 for e in self.state.journal if e.step == "fix")
         self._phase("fix")
         last = self.state.verify_rounds[-1]
-        route_key = last.get("route", "developer")
-        route = self.env.config.agents[route_key].role
+        route = self.env.config.agents[last.route].role
         self.env.trace.write("fix_round", round=self.state.fix_round, route=route)
         self._crew_phase(
             "fix",
             failures=self.state.last_failures,
-            failure_class=", ".join(last.get("classes", [])) or "unknown",
+            failure_class=", ".join(last.classes) or "unknown",
             route=route,
             fix_round=self.state.fix_round,
             max_fix_rounds=self.state.max_fix_rounds,
@@ -245,6 +295,9 @@ class FactoryFlow(Flow[RunState]):
     @journaled("document")
     def document(self) -> None:
         self._phase("document")
+        if self.env.repo is not None:  # a repository run changes code, not a docs site
+            self.env.trace.write("phase_end", commit=None)
+            return
         self._crew_phase("document")
         self._commit("document", "docs: README and docs/")
 
@@ -252,6 +305,9 @@ class FactoryFlow(Flow[RunState]):
     @journaled("docs_check")
     def docs_check(self) -> str:
         self._phase("docs_check")
+        if self.env.repo is not None:
+            self.env.trace.write("phase_end", passed=True)
+            return "docs_ok"
         round_no = len(self.state.docs_checks)  # = docs fix rounds done before this check
         check = self.env.docs.check(round_no)
         self.state.docs_checks.append(check.to_state(round_no))
@@ -353,13 +409,13 @@ class FactoryFlow(Flow[RunState]):
             env_names=deploy.env,
             timeout_s=deploy.timeout_s,
         )
-        self.state.deploy = {
-            "argv": argv,
-            "commit": commit,
-            "exit_code": result.exit_code,
-            "duration_s": result.duration_s,
-            "killed": result.killed,
-        }
+        self.state.deploy = DeployRecord(
+            argv=argv,
+            commit=commit,
+            exit_code=result.exit_code,
+            duration_s=result.duration_s,
+            killed=result.killed,
+        )
         self.env.trace.write(
             "deploy",
             argv=argv,
@@ -382,8 +438,8 @@ class FactoryFlow(Flow[RunState]):
     def revise(self) -> str:
         """A person rejected the output: back to the crew with their reason, then re-check."""
         self._phase("revise")
-        n = 1 + sum(1 for e in self.state.journal if e["step"] == "revise")
-        checkpoint = self.state.checkpoints[-1]["checkpoint"]
+        n = 1 + sum(1 for e in self.state.journal if e.step == "revise")
+        checkpoint = self.state.checkpoints[-1].checkpoint
         self._crew_phase(
             "fix",
             failures=(
@@ -408,11 +464,17 @@ class FactoryFlow(Flow[RunState]):
     def deliver(self) -> None:
         self._phase("deliver")
         self.state.status = "delivered"
-        last = self.state.docs_checks[-1]
-        self.state.reason = (
-            "every acceptance and unit test passed; the docs build strictly and their "
-            f"{last['examples_run']} example(s) pass" + ("; deployed" if self.state.deploy else "")
-        )
+        if self.env.repo is not None:
+            self.state.reason = (
+                "the tests the ticket needs pass and every test that passed at the base "
+                f"commit still passes; branch {self.env.repo.record.branch}"
+            )
+        else:
+            last = self.state.docs_checks[-1]
+            self.state.reason = (
+                "every acceptance and unit test passed; the docs build strictly and their "
+                f"{last.examples_run} example(s) pass" + ("; deployed" if self.state.deploy else "")
+            )
         self._finish()
 
     @listen(or_("gave_up", "docs_gave_up", "deploy_failed", "tampered"))
@@ -435,5 +497,17 @@ class FactoryFlow(Flow[RunState]):
         self._finish()
 
     def _finish(self) -> None:
+        repo = self.env.repo
+        if repo is not None:  # the branch, change.patch and pull_request.md, whatever the end
+            out = repo_run.deliver(
+                self.env.run_dir,
+                self.env.spec,
+                self.env.config,
+                repo.record,
+                self.state.status,
+                self.env.trace,
+                user_repo=repo_run.user_repo(repo.record),
+            )
+            self.env.progress(f"delivered to {', '.join(out.values())}")
         self.state.finished_at = time.time()
         self.env.trace.write("run_end", status=self.state.status, reason=self.state.reason)

@@ -23,17 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from darkfactory.config import Config
-from darkfactory.engine import deps
+from darkfactory.engine import deps, repo_run
 from darkfactory.engine.checkpoints import APPROVED, REJECTED, TerminalProvider
 from darkfactory.engine.crew import CrewPhases
 from darkfactory.engine.docs_check import SandboxDocsChecker
 from darkfactory.engine.environment import RunEnv
-from darkfactory.engine.state import SpecAmbiguity
+from darkfactory.engine.state import Escalate, RunState, SpecAmbiguity
 from darkfactory.engine.verify import SandboxVerifier
 from darkfactory.errors import DarkFactoryError, ExitCode, InputError
 from darkfactory.models import ModelPlan
 from darkfactory.models.budget import BudgetExhausted, BudgetMeter
 from darkfactory.models.secrets import RedactingStream, redact_secrets, redacted_logs
+from darkfactory.repo.baseline import Baseline
 from darkfactory.reporting.progress import Progress
 from darkfactory.reporting.report import write_report
 from darkfactory.reporting.trace import Trace
@@ -93,15 +94,20 @@ def checked_models(
     return models
 
 
-def has_ended(state: dict[str, Any]) -> bool:
-    """Whether the saved ``state`` is of a run that ended (delivered, failed, escalated, rejected)."""
-    journal = [e["step"] for e in state.get("journal", [])]
-    return bool(journal) and journal[-1] in FINAL_STEPS
+def has_ended(state: RunState) -> bool:
+    """Whether ``state`` is of a run that ended (delivered, failed, escalated, rejected)."""
+    return bool(state.journal) and state.journal[-1].step in FINAL_STEPS
+
+
+def saved_state(run_dir: Path) -> RunState | None:
+    """The run's last saved state, typed (None: it stopped before its first step ended)."""
+    raw = rundir.stored_state(run_dir)
+    return RunState.model_validate(raw) if raw is not None else None
 
 
 def continue_run(
     run_dir: Path,
-    state: dict[str, Any],
+    state: RunState,
     *,
     progress: Callable[[str], None],
     budget_overrides: dict[str, Any],
@@ -111,18 +117,18 @@ def continue_run(
 
     config = load_config(run_dir / "config")
     spec = Spec.model_validate_json(rundir.spec_json(run_dir).read_text(encoding="utf-8"))
-    models = checked_models(config, cli_model=state.get("cli_model"))
-    caps = dict(state.get("budget_limits") or config.factory.budget.model_dump())
+    models = checked_models(config, cli_model=state.cli_model)
+    caps = dict(state.budget_limits or config.factory.budget.model_dump())
     caps.update(budget_overrides)
     env = open_run(
         run_dir,
         config,
         spec,
         models,
-        backend=state.get("backend") or "auto",
+        backend=state.backend or "auto",
         progress=progress,
         budget_limits=caps,
-        budget_used=state.get("budget_used"),
+        budget_used=state.budget_used,
     )
     return execute(env, resume=True)
 
@@ -142,7 +148,13 @@ def prepare_run(
     progress: Callable[[str], None] = lambda msg: None,
     budget_limits: dict[str, Any] | None = None,
 ) -> RunEnv:
-    """Create ``runs/<id>/`` with spec/, workspace/ (a git repo), acceptance/ and the sandbox."""
+    """Create ``runs/<id>/`` with spec/, workspace/ (a git repo), acceptance/ and the sandbox.
+
+    For a ticket on a repository the workspace is a clone of its base commit, and the
+    repository's suite runs there (its baseline) before any model is called.
+    """
+    # A repository that cannot be used is refused before a run directory exists.
+    source = repo_run.check(spec, config) if spec.target is not None else None
     run_id = new_run_id(spec.title)
     run_dir = (runs_dir / run_id).resolve()
     workspace = run_dir / "workspace"
@@ -150,27 +162,33 @@ def prepare_run(
     run_dir.chmod(0o700)  # the workspace is model-written: no other local user reaches it
     for d in ("spec", "acceptance"):
         (run_dir / d).mkdir()
-    source = Path(spec.source)
-    if source.is_dir():  # a test-suite spec
+    spec_path = Path(spec.source)
+    if spec_path.is_dir():  # a test-suite spec
         shutil.copytree(
-            source,
-            run_dir / "spec" / (source.resolve().name or "suite"),
+            spec_path,
+            run_dir / "spec" / (spec_path.resolve().name or "suite"),
             ignore=shutil.ignore_patterns("__pycache__"),
         )
     else:
-        shutil.copy2(source, run_dir / "spec" / source.name)
+        shutil.copy2(spec_path, run_dir / "spec" / spec_path.name)
     # What resume needs to rebuild the run exactly: the parsed spec and the config used.
     rundir.spec_json(run_dir).write_text(spec.model_dump_json(indent=2), encoding="utf-8")
     shutil.copytree(config.dir, run_dir / "config")
-    gitrepo.init(workspace)
-    (workspace / ".gitignore").write_text(WORKSPACE_GITIGNORE, encoding="utf-8")
-    for test in spec.acceptance_tests:
-        target = workspace / "acceptance" / test.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(test.content, encoding="utf-8")
-
     try:
-        return open_run(
+        if source is not None:
+            with source:
+                repo_run.setup(source, spec, config, run_dir, backend=backend)
+            # The ticket's tests are frozen straight away: never part of the change.
+            tests_root = run_dir / ACCEPTANCE_DIR
+        else:
+            gitrepo.init(workspace)
+            (workspace / ".gitignore").write_text(WORKSPACE_GITIGNORE, encoding="utf-8")
+            tests_root = workspace / ACCEPTANCE_DIR
+        for test in spec.acceptance_tests:
+            target = tests_root / test.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(test.content, encoding="utf-8")
+        env = open_run(
             run_dir,
             config,
             spec,
@@ -179,6 +197,10 @@ def prepare_run(
             progress=progress,
             budget_limits=budget_limits,
         )
+        if env.repo is not None and env.sandbox is not None:
+            progress(f"baseline: the repository's tests at {env.repo.record.base_sha[:12]}")
+            env.repo.baseline = repo_run.baseline(env.sandbox, env.repo, config, run_dir, env.trace)
+        return env
     except BaseException:
         # The sandbox could not be opened (or worse): leave no half-made run behind.
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -203,20 +225,26 @@ def open_run(
         models.check_prices()  # a cost limit needs every model's price, before any work
     workspace = run_dir / "workspace"
     limits = config.factory.limits()
+    record = repo_run.load_record(run_dir)
+    repo = None
+    if record is not None:  # the repository's own environment, from its cache
+        repo = repo_run.RepoRun(record, repo_run.environment(record, config, backend=backend))
+        if (run_dir / "baseline.json").is_file():
+            repo.baseline = Baseline.load(run_dir / "baseline.json")
+    extra = repo.environment.mounts() if repo is not None else deps.mounts(run_dir)
     sandbox = open_sandbox(
         backend,
         SandboxSpec(
             workspace=workspace,
-            mounts=[
-                Mount(run_dir / "acceptance", ACCEPTANCE_TARGET, read_only=True),
-                *deps.mounts(run_dir),
-            ],
+            mounts=[Mount(run_dir / "acceptance", ACCEPTANCE_TARGET, read_only=True), *extra],
             limits=limits,
-            pythonpath=[deps.DEPS_TARGET],
+            pythonpath=[] if repo is not None else [deps.DEPS_TARGET],
             image=config.factory.sandbox.image,
             hand_over=True,  # the run's own directories (docker as root: see docker.py)
         ),
     )
+    if record is not None:
+        sandbox = repo_run.importable(sandbox, record)
     trace = Trace(run_dir / "trace.jsonl")
     if isinstance(progress, Progress):
         trace.observers.append(progress.observe)
@@ -225,6 +253,7 @@ def open_run(
         sandbox=sandbox,
         test_timeout_s=config.factory.tests.timeout_s,
         on_event=trace.sink,
+        repo=repo is not None,
     )
     used = budget_used or {}
     budget = BudgetMeter(
@@ -248,7 +277,17 @@ def open_run(
         trace=trace,
         ctx=ctx,
         crew=CrewPhases(config=config, ctx=ctx, models=models, budget=budget),
-        verifier=SandboxVerifier(
+        verifier=repo_run.RepoVerifier(
+            run_dir=run_dir,
+            spec=spec,
+            config=config,
+            sandbox=sandbox,
+            repo=repo,
+            trace=trace,
+            progress=progress,
+        )
+        if repo is not None
+        else SandboxVerifier(
             run_dir=run_dir,
             spec=spec,
             config=config,
@@ -267,6 +306,7 @@ def open_run(
         progress=progress,
         models=models,
         sandbox=sandbox,
+        repo=repo,
     )
 
 
@@ -291,29 +331,28 @@ def execute(
         flow = FactoryFlow(env, persistence=persistence_for(env.run_dir), suppress_flow_events=True)
         inputs: dict[str, Any] = {"id": env.run_id}
         if resume:
-            stored = flow.persistence.load_state(env.run_id) if flow.persistence else None
-            if not stored:
+            raw = flow.persistence.load_state(env.run_id) if flow.persistence else None
+            if not raw:
                 raise InputError(
                     "no saved state for this run (it stopped before its first step finished)",
                     file=env.run_dir,
                     hint="start it again with darkfactory run",
                 )
-            done = [e["step"] for e in stored.get("journal", [])]
+            stored = RunState.model_validate(raw)
+            done = [e.step for e in stored.journal]
             stashed = gitrepo.stash_uncommitted(
                 env.workspace, f"interrupted after {done[-1] if done else 'start'}"
             )
             prices = env.models.prices() if env.models is not None else {}
             env.trace.write("run_resumed", after=done, stashed=stashed, prices=prices)
-            if stored.get("acceptance_frozen"):
+            if stored.acceptance_frozen:
                 env.ctx.protected.add(ACCEPTANCE_DIR)
-            elif stored.get("journal"):
+            elif stored.journal:
                 env.ctx.protected.discard(ACCEPTANCE_DIR)
             scripted = env.models.scripted if env.models is not None else None
             if scripted is not None:
-                scripted.restore(stored.get("model_cursor") or {})
-            env.progress(
-                f"resuming after: {', '.join(e['step'] for e in stored.get('journal', []))}"
-            )
+                scripted.restore(stored.model_cursor)
+            env.progress(f"resuming after: {', '.join(done)}")
             # Running again: a stop, pause or budget stop before is history (in the trace).
             inputs.update({"status": "running", "reason": ""})
         else:
@@ -357,11 +396,12 @@ def execute(
             ):
                 result = flow.kickoff(inputs=inputs)
             if isinstance(result, HumanFeedbackPending):  # an `ask` checkpoint, no terminal
-                pending = flow.state.pending_checkpoint or {}
+                pending = flow.state.pending_checkpoint
+                assert pending is not None, "a checkpoint pauses only with its request saved"
                 flow.state.status = "awaiting_approval"
                 flow.state.reason = (
-                    f"waiting for a person at {pending.get('checkpoint')}: "
-                    f"{pending.get('approve')}  (or: {pending.get('reject')})"
+                    f"waiting for a person at {pending.checkpoint}: "
+                    f"{pending.approve}  (or: {pending.reject})"
                 )
                 env.trace.write("run_end", status=flow.state.status, reason=flow.state.reason)
         except BudgetExhausted as exc:
@@ -371,6 +411,11 @@ def execute(
                 f"darkfactory resume {env.run_id}"
             )
             env.trace.write("budget", exhausted=exc.which, **env.budget.state())
+            env.trace.write("run_end", status=flow.state.status, reason=flow.state.reason)
+        except Escalate as exc:
+            flow.state.status = "escalated"
+            flow.state.reason = str(exc)
+            env.trace.write("escalation", reason=flow.state.reason)
             env.trace.write("run_end", status=flow.state.status, reason=flow.state.reason)
         except SpecAmbiguity as exc:
             flow.state.status = "escalated"
@@ -421,10 +466,10 @@ def _report(env: RunEnv, flow: Any) -> dict[str, Any]:
         flow.persistence.save_state(
             flow_uuid=env.run_id, method_name="_run_end", state_data=flow.state
         )
-    return write_report(env.run_dir, flow.state.model_dump())
+    return write_report(env.run_dir, flow.state)
 
 
-def approve(run_dir: Path, *, reject: bool, reason: str) -> dict[str, Any]:
+def approve(run_dir: Path, *, reject: bool, reason: str) -> RunState:
     """Record a person's decision on the checkpoint the run in ``run_dir`` waits at.
 
     Returns the saved state (with the decision in ``pending_checkpoint``), ready for
@@ -434,23 +479,21 @@ def approve(run_dir: Path, *, reject: bool, reason: str) -> dict[str, Any]:
         raise InputError(
             "the run is in use by another process", file=run_dir, hint="wait for it to pause"
         )
-    state = rundir.stored_state(run_dir)
-    pending = (state or {}).get("pending_checkpoint")
-    if state is None or state.get("status") != "awaiting_approval" or not pending:
-        status = (state or {}).get("status", "not started")
+    state = saved_state(run_dir)
+    pending = state.pending_checkpoint if state is not None else None
+    if state is None or state.status != "awaiting_approval" or pending is None:
+        status = state.status if state is not None else "not started"
         raise InputError(
             f"run {run_dir.name} is not waiting for approval (status: {status})",
             file=run_dir,
             hint="darkfactory runs lists each run's status; darkfactory resume continues "
             "a stopped run",
         )
-    pending.update(
-        decision=REJECTED if reject else APPROVED,
-        reason=reason,
-        by=f"{getpass.getuser()} (darkfactory approve)",
-        mode="ask",
-        at=time.time(),
-    )
+    pending.decision = REJECTED if reject else APPROVED
+    pending.reason = reason
+    pending.by = f"{getpass.getuser()} (darkfactory approve)"
+    pending.mode = "ask"
+    pending.at = time.time()
     store = persistence_for(run_dir)
     store.save_state(flow_uuid=run_dir.name, method_name="approve", state_data=state)
     store.clear_pending_feedback(run_dir.name)  # CrewAI's record of the paused request

@@ -19,6 +19,98 @@ MAX_DESIGN_CHARS = 8000
 MAX_DOCS_FAILURE_CHARS = 6000
 
 
+class JournalEntry(BaseModel):
+    """One finished step, and the route its router took (None for a listener)."""
+
+    step: str
+    route: str | None = None
+
+
+class SuiteResult(BaseModel):
+    """One suite's counts in a verify round, and each test's outcome by its key."""
+
+    total: int = 0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    collection_error: str | None = None
+    outcomes: dict[str, str] = Field(default_factory=dict)
+
+
+class VerifyRound(BaseModel):
+    """One verify round (``verify.VerifyResult.to_state``)."""
+
+    round: int = 0
+    passed: bool = False
+    classes: list[str] = Field(default_factory=list)
+    route: str = "developer"
+    acceptance: SuiteResult = Field(default_factory=SuiteResult)
+    unit: SuiteResult = Field(default_factory=SuiteResult)
+
+
+class FailedExample(BaseModel):
+    file: str
+    line: int
+    kind: str
+
+
+class DocsRound(BaseModel):
+    """One docs check (``docs_check.DocsCheck.to_state``)."""
+
+    round: int = 0
+    passed: bool = False
+    built: bool = False
+    pages: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+    examples_run: int = 0
+    examples_passed: int = 0
+    examples_skipped: list[str] = Field(default_factory=list)
+    failed_examples: list[FailedExample] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)
+
+
+class Decision(BaseModel):
+    """A checkpoint's decision: approved or rejected, by whom, why, and how it was asked."""
+
+    checkpoint: str
+    decision: str  # checkpoints.APPROVED or REJECTED
+    by: str = "?"
+    reason: str = ""
+    mode: str = "ask"
+    at: float = 0.0
+
+    @property
+    def rejected(self) -> bool:
+        return self.decision == "rejected"
+
+
+class PendingCheckpoint(BaseModel):
+    """The checkpoint a paused run waits at; ``darkfactory approve`` adds the decision."""
+
+    checkpoint: str
+    message: str = ""
+    requested_at: float = 0.0
+    approve: str = ""
+    reject: str = ""
+    decision: str | None = None
+    reason: str = ""
+    by: str | None = None
+    mode: str | None = None
+    at: float | None = None
+
+
+class DeployRecord(BaseModel):
+    """What the deploy command did (``deploy.DeployResult``), when one ran."""
+
+    argv: list[str] = Field(default_factory=list)
+    commit: str = ""
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    killed: str | None = None
+
+
 class RunState(BaseModel):
     """Everything the flow must remember to report or resume a run."""
 
@@ -31,13 +123,13 @@ class RunState(BaseModel):
     max_fix_rounds: int = 3
     acceptance_frozen: bool = False
     acceptance_hashes: dict[str, str] = Field(default_factory=dict)
-    verify_rounds: list[dict[str, Any]] = Field(default_factory=list)
+    verify_rounds: list[VerifyRound] = Field(default_factory=list)
     last_failures: str = ""
     commits: dict[str, str] = Field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
-    #: Finished steps in order: ``{"step": name, "route": router result or None}``.
-    journal: list[dict[str, Any]] = Field(default_factory=list)
+    #: Finished steps in order, with the route each router took.
+    journal: list[JournalEntry] = Field(default_factory=list)
     #: Scripted-model playbook position per role at the last finished step.
     model_cursor: dict[str, int] = Field(default_factory=dict)
     #: What the run was started with, so ``resume`` can rebuild it.
@@ -50,19 +142,19 @@ class RunState(BaseModel):
     verified_commit: str = ""
     #: Failure signature of each verify round (stuck detection).
     signatures: list[str] = Field(default_factory=list)
-    #: Docs fix rounds done, each docs check's result (``DocsCheck.to_state``), and the
+    #: Docs fix rounds done, each docs check's result , and the
     #: last failing check's problems as the tech writer gets them.
     docs_fix_round: int = 0
-    docs_checks: list[dict[str, Any]] = Field(default_factory=list)
+    docs_checks: list[DocsRound] = Field(default_factory=list)
     last_docs_failures: str = ""
-    #: Every checkpoint decision (``checkpoints.Decision.to_state``), in order; the one the
+    #: Every checkpoint decision , in order; the one the
     #: run waits at (``darkfactory approve`` adds the decision to it); the latest reviewer
     #: reason or notes, which the next crew task gets as ``{feedback}``.
-    checkpoints: list[dict[str, Any]] = Field(default_factory=list)
-    pending_checkpoint: dict[str, Any] | None = None
+    checkpoints: list[Decision] = Field(default_factory=list)
+    pending_checkpoint: PendingCheckpoint | None = None
     feedback: str = ""
-    #: The deploy command's result (``deploy.DeployResult``), when one ran.
-    deploy: dict[str, Any] = Field(default_factory=dict)
+    #: The deploy command's result, when one ran.
+    deploy: DeployRecord | None = None
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,7 +168,7 @@ def journaled(name: str) -> Callable[[F], F]:
         def wrapper(self: Any) -> Any:
             entry = self._replay(name)
             if entry is not None:
-                return entry["route"]
+                return entry.route
             route = fn(self)
             self._record(name, route)
             return route
@@ -88,6 +180,10 @@ def journaled(name: str) -> Callable[[F], F]:
 
 class JournalMismatch(RuntimeError):
     """The replayed flow took a path the journal does not have: a bug, never user error."""
+
+
+class Escalate(DarkFactoryError):
+    """The flow found what a person must look at (a reproduction that does not fail, ...)."""
 
 
 class SpecAmbiguity(DarkFactoryError):

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from darkfactory.config import Config
 from darkfactory.engine import deps
 from darkfactory.engine.classify import Diagnosis, diagnose
+from darkfactory.engine.state import SuiteResult, VerifyRound
 from darkfactory.reporting.trace import Trace
 from darkfactory.sandbox import ACCEPTANCE_TARGET
 from darkfactory.sandbox.base import Sandbox
@@ -80,37 +80,30 @@ class VerifyResult:
             parts.append("## Dependencies\n" + dependencies.summary())
         return "\n\n".join(parts)[:max_chars]
 
-    def to_state(self) -> dict[str, Any]:
-        def suite(run: TestRun | None) -> dict[str, Any]:
+    def to_state(self) -> VerifyRound:
+        def suite(run: TestRun | None) -> SuiteResult:
             if run is None:
-                return {
-                    "total": 0,
-                    "passed": 0,
-                    "failed": 0,
-                    "errors": 0,
-                    "skipped": 0,
-                    "outcomes": {},
-                }
-            return {
-                "total": run.total,
-                "passed": run.passed,
-                "failed": run.failed,
-                "errors": run.errors,
-                "skipped": run.skipped,
-                "collection_error": run.collection_error,
-                "outcomes": {
+                return SuiteResult()
+            return SuiteResult(
+                total=run.total,
+                passed=run.passed,
+                failed=run.failed,
+                errors=run.errors,
+                skipped=run.skipped,
+                collection_error=run.collection_error,
+                outcomes={
                     test_key(o, keep_dirs=run is self.acceptance): o.outcome for o in run.outcomes
                 },
-            }
+            )
 
-        return {
-            "classes": self.diagnosis.classes,
-            "route": self.diagnosis.route,
-            "round": self.round_no,
-            "passed": self.passed,
-            "acceptance": suite(self.acceptance),
-            "unit": suite(self.unit),
-        }
+        return VerifyRound(
+            round=self.round_no,
+            passed=self.passed,
+            classes=self.diagnosis.classes,
+            route=self.diagnosis.route,
+            acceptance=suite(self.acceptance),
+            unit=suite(self.unit),
+        )
 
 
 def test_key(outcome: TestOutcome, *, keep_dirs: bool = False) -> str:

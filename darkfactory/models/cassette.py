@@ -413,7 +413,3 @@ class Cassette:
             **ex.record,
             "response": norm.apply(ex.record["response"], norm.restore),
         }
-
-    def played(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._played)

@@ -195,9 +195,6 @@ class GuardedLLM(BaseLLM):
         """Call ``on_retry`` before every retry (it may raise to stop the run)."""
         self._on_retry = on_retry
 
-    def record_to(self, recorder: Recorder | None) -> None:
-        self._recorder = recorder
-
     @property
     def fatal(self) -> ProviderError | None:
         """The error that ended this model's use in the run, if any."""

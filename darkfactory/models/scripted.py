@@ -24,8 +24,8 @@ from pydantic import PrivateAttr
 
 from darkfactory.errors import DarkFactoryError
 from darkfactory.models.playbook import Playbook, Step
+from darkfactory.reporting.trace import DELEGATE_TOOL
 
-DELEGATE_TOOL = "delegate_work_to_coworker"
 ASK_TOOL = "ask_question_to_coworker"
 
 

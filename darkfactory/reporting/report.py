@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from darkfactory.engine.state import DocsRound, RunState, SuiteResult, VerifyRound
 from darkfactory.models.prices import cost
 from darkfactory.reporting.trace import read_trace
 from darkfactory.spec.trace import requirement_matrix
@@ -69,28 +70,68 @@ def _timeline(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return spans
 
 
-def _docs(state: dict[str, Any]) -> dict[str, Any]:
+def _docs(state: RunState) -> dict[str, Any]:
     """The last docs check (strict build and examples) and how many checks ran."""
-    checks = state.get("docs_checks") or []
-    last = checks[-1] if checks else {}
+    last = state.docs_checks[-1] if state.docs_checks else DocsRound()
     return {
-        "built": bool(last.get("built", False)),
-        "pages": len(last.get("pages", [])),
-        "examples_run": last.get("examples_run", 0),
-        "examples_passed": last.get("examples_passed", 0),
-        "warnings": list(last.get("warnings", [])),
-        "rounds": len(checks),
-        "passed": bool(last.get("passed", False)),
-        "problems": list(last.get("problems", [])),
+        "built": last.built,
+        "pages": len(last.pages),
+        "examples_run": last.examples_run,
+        "examples_passed": last.examples_passed,
+        "warnings": list(last.warnings),
+        "rounds": len(state.docs_checks),
+        "passed": last.passed,
+        "problems": list(last.problems),
     }
 
 
-def build_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
+def _repository(run_dir: Path) -> dict[str, Any] | None:
+    """A repository run's clone, baseline and final suite results (None: a new project)."""
+    path = run_dir / "repo.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+
+    def counts(name: str) -> dict[str, Any] | None:
+        found = run_dir / name
+        if not found.is_file():
+            return None
+        outcomes: dict[str, str] = json.loads(found.read_text(encoding="utf-8"))["outcomes"]
+        totals = {k: 0 for k in ("passed", "failed", "error", "skipped")}
+        for outcome in outcomes.values():
+            totals[outcome] = totals.get(outcome, 0) + 1
+        return {"counts": totals, "outcomes": outcomes}
+
+    base, final = counts("baseline.json"), counts("final_tests.json")
+    regressions = sorted(
+        t
+        for t, o in (base or {}).get("outcomes", {}).items()
+        if o == "passed" and (final or {}).get("outcomes", {}).get(t) != "passed"
+    )
+    return {
+        "location": record["location"],
+        "kind": record["kind"],
+        "base": record["base"],
+        "base_sha": record["base_sha"],
+        "branch": record["branch"],
+        "baseline": base["counts"] if base else None,
+        "final": final["counts"] if final else None,
+        "regressions": regressions if final else None,
+        "change_patch": (run_dir / "change.patch").is_file(),
+        "pull_request_md": (run_dir / "pull_request.md").is_file(),
+    }
+
+
+def _counts(suite: SuiteResult) -> dict[str, int]:
+    return {k: getattr(suite, k) for k in ("total", "passed", "failed", "errors")}
+
+
+def build_report(run_dir: Path, saved: dict[str, Any] | RunState) -> dict[str, Any]:
+    """report.json's content, from the run directory alone (its state, trace and spec)."""
+    state = saved if isinstance(saved, RunState) else RunState.model_validate(saved)
     records = read_trace(run_dir / "trace.jsonl") if (run_dir / "trace.jsonl").exists() else []
-    rounds = state.get("verify_rounds") or []
-    last = rounds[-1] if rounds else {}
-    acc = last.get("acceptance", {})
-    unit = last.get("unit", {})
+    last = state.verify_rounds[-1] if state.verify_rounds else VerifyRound()
+    acc, unit = last.acceptance, last.unit
     spec = rundir.load_spec(run_dir)
     run_start = next((r for r in records if r["kind"] == "run_start"), {})
     models: dict[str, str] = run_start.get("models") or {}
@@ -98,10 +139,10 @@ def build_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
     accounting = _accounting(records)
     workspace = run_dir / "workspace"
     has_git = (workspace / ".git").exists()
-    started, finished = state.get("started_at") or 0.0, state.get("finished_at") or 0.0
-    status, reason = state.get("status", "running"), state.get("reason", "")
+    started, finished = state.started_at, state.finished_at
+    status, reason = state.status, state.reason
     if status == "running" and not rundir.run_busy(run_dir):
-        done = [e["step"] for e in state.get("journal") or []]
+        done = [e.step for e in state.journal]
         status = "interrupted"
         reason = (
             f"stopped after step {done[-1] if done else '(none)'} and no process is working on "
@@ -112,39 +153,36 @@ def build_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
         "status": status,
         "reason": reason,
         "spec": {"format": spec.format, "title": spec.title, "source": spec.source},
-        "requirements": requirement_matrix(spec, acc.get("outcomes", {})),
+        "requirements": requirement_matrix(spec, acc.outcomes),
         "acceptance": {
-            "total": acc.get("total", 0),
-            "passed": acc.get("passed", 0),
-            "failed": acc.get("failed", 0) + acc.get("errors", 0),
+            "total": acc.total,
+            "passed": acc.passed,
+            "failed": acc.failed + acc.errors,
         },
         "unit_tests": {
-            "total": unit.get("total", 0),
-            "passed": unit.get("passed", 0),
-            "failed": unit.get("failed", 0) + unit.get("errors", 0),
+            "total": unit.total,
+            "passed": unit.passed,
+            "failed": unit.failed + unit.errors,
         },
-        "fix_rounds": state.get("fix_round", 0),
+        "fix_rounds": state.fix_round,
         "verify_rounds": [
             {
-                "round": r["round"],
-                "passed": r["passed"],
-                "acceptance": {
-                    k: r["acceptance"].get(k) for k in ("total", "passed", "failed", "errors")
-                },
-                "unit": {k: r["unit"].get(k) for k in ("total", "passed", "failed", "errors")},
-                **(
-                    {}
-                    if r["passed"]
-                    else {"classes": r.get("classes", []), "route": r.get("route")}
-                ),
+                "round": r.round,
+                "passed": r.passed,
+                "acceptance": _counts(r.acceptance),
+                "unit": _counts(r.unit),
+                **({} if r.passed else {"classes": r.classes, "route": r.route}),
             }
-            for r in rounds
+            for r in state.verify_rounds
         ],
         "docs": _docs(state),
-        "budget": state.get("budget_used") or {},
-        "checkpoints": state.get("checkpoints") or [],
-        "pending_checkpoint": state.get("pending_checkpoint"),
-        "deploy": state.get("deploy") or None,
+        "budget": state.budget_used,
+        "checkpoints": [d.model_dump() for d in state.checkpoints],
+        "pending_checkpoint": state.pending_checkpoint.model_dump()
+        if state.pending_checkpoint
+        else None,
+        "deploy": state.deploy.model_dump() if state.deploy else None,
+        "repository": _repository(run_dir),
         "delegations": [
             {
                 "coworker": r["coworker"],
@@ -285,7 +323,7 @@ def render_html(report: dict[str, Any]) -> str:
     )
 
 
-def write_report(run_dir: Path, state: dict[str, Any]) -> dict[str, Any]:
+def write_report(run_dir: Path, state: dict[str, Any] | RunState) -> dict[str, Any]:
     report = build_report(run_dir, state)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (run_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")

@@ -218,6 +218,19 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
         "what": "what hostile workspace content was found and undone, e.g. nested_git_removed",
         "paths": "the workspace-relative paths concerned",
     },
+    "baseline": {
+        "commit": "the base commit a repository's suite ran at",
+        "counts": "passed, failed, error, skipped",
+        "failing": "the tests that already failed there",
+        "environment": "whether the repository's environment came from the cache, and its setup seconds",
+    },
+    "reproduction": {
+        "ok": "whether the bug's reproduction failed at the base commit as it must",
+        "tests": "the reproduction's test ids",
+        "why": "why it does not hold (empty when it does)",
+        "files": "the test files written",
+    },
+    "deliver": {"what": "push or pull_request, with the branch or the URL"},
     "run_end": {"status": "final status", "reason": "why"},
 }
 

@@ -6,7 +6,9 @@ never imports workspace code: it forks, makes itself non-dumpable (the child may
 its ``/proc`` entries), and is the only process that holds the command's stdout. The child
 imports pytest and its plugins first, then puts the workspace on the path, runs the tests,
 and sends each report down a pipe; it ends with ``os._exit`` so no ``atexit`` hook of the
-code under test runs. The parent prints one JSON document: the outcomes and the output.
+code under test runs. The parent prints one JSON document: the outcomes and the output,
+then ends as pytest ended (``128 + N`` for signal N), so the sandbox sees a pytest that a
+limit killed (the OOM killer, RLIMIT_CPU) as it would see any other command.
 """
 
 import contextlib
@@ -46,6 +48,7 @@ def child(report_fd, output_fd):
         except Exception:
             pass
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # none found from workspace paths
+    sys.dont_write_bytecode = True  # -I ignores PYTHONDONTWRITEBYTECODE: no .pyc in the workspace
     sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     out = os.fdopen(report_fd, "w", buffering=1)
 
@@ -151,14 +154,17 @@ def parent():
     if status is None:
         _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
+    code = code if code >= 0 else 128 - code
     result = {
         "darkfactory_test_runner": 1,
-        "exit": code if code >= 0 else 128 - code,
+        "exit": code,
         "records": records,
         "output": output.decode("utf-8", "replace"),
     }
     os.write(1, (json.dumps(result) + "\n").encode())
-    os._exit(0)
+    # As pytest ended, never 0 for a failure: the sandbox reads a limit's kill (an OOM kill
+    # counts only for a command that failed) from how the command ended.
+    os._exit(code)
 
 
 parent()

@@ -23,7 +23,6 @@ Online, a Dockerfile does the same from ``python:3.11-slim``: see
 from __future__ import annotations
 
 import glob
-import importlib.metadata
 import os
 import re
 import shutil
@@ -195,6 +194,8 @@ def build_image(
 
 def tool_pins() -> list[str]:
     """``TOOLS`` at the versions this environment has (unpinned where one is missing)."""
+    import importlib.metadata  # 25-55 ms: only when an image is built, not for --help
+
     pins = []
     for tool in TOOLS:
         try:

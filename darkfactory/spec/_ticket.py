@@ -22,8 +22,14 @@ Keys (any other key is an error, to catch typos):
     error is reported at its line in the spec (or in the test file).
 ``examples``
     Accepted and not used yet (input/output examples are planned for a later release).
+``repo``, ``base``, ``kind``, ``failing_tests``, ``test_command``
+    A ticket on an existing repository (docs/repositories.md): ``repo`` a path or git URL,
+    ``base`` the ref to start from, ``kind`` one of bug, feature, tests, docs, migrate,
+    ``failing_tests`` test ids that fail at base and must pass, ``test_command`` an argv.
+    ``--repo``, ``--base`` and ``--kind`` on the command line override them.
 
-A ticket needs a ``title`` and at least one acceptance criterion or acceptance test.
+A ticket needs a ``title`` and at least one acceptance criterion or acceptance test (a
+ticket on a repository may instead name ``failing_tests``).
 """
 
 from __future__ import annotations
@@ -39,11 +45,29 @@ import yaml
 from darkfactory.errors import SpecError
 from darkfactory.spec._document import load_yaml_text
 from darkfactory.spec.limits import check_size
-from darkfactory.spec.model import AcceptanceTest, Requirement, SourceRef, Spec
+from darkfactory.spec.model import (
+    TICKET_KINDS,
+    AcceptanceTest,
+    RepoTarget,
+    Requirement,
+    SourceRef,
+    Spec,
+)
 from darkfactory.spec.trace import requirement_links
 from darkfactory.yamlio import KeyPath
 
-TICKET_KEYS = ("title", "description", "acceptance_criteria", "acceptance_tests", "examples")
+TICKET_KEYS = (
+    "title",
+    "description",
+    "acceptance_criteria",
+    "acceptance_tests",
+    "examples",
+    "repo",
+    "base",
+    "kind",
+    "failing_tests",
+    "test_command",
+)
 CRITERION_KEYS = ("id", "text", "given", "when", "then")
 INLINE_TEST_KEYS = ("name", "code")
 #: A default name for acceptance tests given as one string of code.
@@ -150,6 +174,16 @@ def parse_ticket(yaml_text: str, *, file: Path, body: str | None = None) -> Spec
 
     requirements = _criteria(t, data.get("acceptance_criteria"))
     tests = _acceptance_tests(t, data.get("acceptance_tests"))
+    target = _target(t, data)
+    if target is not None and target.failing_tests and not requirements:
+        requirements = [
+            Requirement(
+                id=f"R{i}",
+                text=f"the test {test} passes",
+                source=SourceRef(file=str(file), line=t.locs.line_of(("failing_tests", i - 1))),
+            )
+            for i, test in enumerate(target.failing_tests, 1)
+        ]
     if not requirements and not tests:
         raise SpecError(
             "the ticket has no acceptance_criteria and no acceptance_tests",
@@ -164,6 +198,7 @@ def parse_ticket(yaml_text: str, *, file: Path, body: str | None = None) -> Spec
         requirements=requirements,
         acceptance_tests=tests,
         source=str(file),
+        target=target,
     )
     if not requirements and not requirement_links(spec):
         raise t.fail(
@@ -173,6 +208,56 @@ def parse_ticket(yaml_text: str, *, file: Path, body: str | None = None) -> Spec
             hint=_needs(),
         )
     return spec
+
+
+def _target(t: _Ticket, data: dict[Any, Any]) -> RepoTarget | None:
+    """The repository part of a ticket (``repo:`` and its companions), checked."""
+    companions = [k for k in ("base", "kind", "failing_tests", "test_command") if k in data]
+    if data.get("repo") is None:
+        if companions:
+            raise t.fail(
+                f"{companions[0]} is given without repo",
+                (companions[0],),
+                hint="name the repository with repo: (a path or git URL), or pass --repo",
+            )
+        return None
+    repo = t.text(data["repo"], ("repo",), "repo")
+    base = t.text(data["base"], ("base",), "base") if data.get("base") is not None else None
+    kind = "feature"
+    if data.get("kind") is not None:
+        kind = t.text(data["kind"], ("kind",), "kind")
+        if kind not in TICKET_KINDS:
+            raise t.fail(
+                f"unknown kind {kind!r}",
+                ("kind",),
+                hint=f"a ticket's kind is one of: {', '.join(TICKET_KINDS)}",
+            )
+    failing = data.get("failing_tests") or []
+    if not isinstance(failing, list):
+        raise t.fail(
+            "failing_tests must be a list of test ids",
+            ("failing_tests",),
+            hint="e.g. [tests/test_parse.py::test_empty]",
+        )
+    failing = [t.text(x, ("failing_tests", i), "a failing test id") for i, x in enumerate(failing)]
+    command = data.get("test_command")
+    if command is not None:
+        if isinstance(command, str):
+            command = command.split()
+        if not isinstance(command, list) or not command:
+            raise t.fail(
+                "test_command must be an argv list",
+                ("test_command",),
+                hint="e.g. [python, -m, pytest, -q, tests]",
+            )
+        command = [t.text(x, ("test_command", i), "an argument") for i, x in enumerate(command)]
+    return RepoTarget(
+        repo=repo,
+        base=base,
+        kind=kind,  # type: ignore[arg-type]  # checked against TICKET_KINDS above
+        failing_tests=failing,
+        test_command=command,
+    )
 
 
 def _criteria(t: _Ticket, value: Any) -> list[Requirement]:

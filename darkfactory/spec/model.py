@@ -39,6 +39,25 @@ class AcceptanceTest(BaseModel):
     source: SourceRef | None = None
 
 
+TicketKind = Literal["bug", "feature", "tests", "docs", "migrate"]
+TICKET_KINDS: tuple[str, ...] = ("bug", "feature", "tests", "docs", "migrate")
+
+
+class RepoTarget(BaseModel):
+    """The existing repository a ticket is about (``repo:`` in a ticket, or ``--repo``)."""
+
+    repo: str = Field(description="a path to a git repository, or a git URL")
+    base: str | None = Field(default=None, description="the ref to start from (default: HEAD)")
+    kind: TicketKind = "feature"
+    failing_tests: list[str] = Field(
+        default_factory=list,
+        description="test ids that fail at base and must pass (a bug's reproduction)",
+    )
+    test_command: list[str] | None = Field(
+        default=None, description="how the repository runs its tests (argv); None: detected"
+    )
+
+
 class Spec(BaseModel):
     format: SpecFormat
     title: str
@@ -51,6 +70,9 @@ class Spec(BaseModel):
         default_factory=list,
         description="files the software must have for the acceptance tests to import it, "
         "relative to the project root (e.g. service.py)",
+    )
+    target: RepoTarget | None = Field(
+        default=None, description="the existing repository to change; None: a new project"
     )
     test_links: dict[str, list[str]] | None = Field(
         default=None,

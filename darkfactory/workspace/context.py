@@ -28,6 +28,8 @@ class RunContext:
     protected: set[str] = field(default_factory=lambda: set(DEFAULT_PROTECTED))
     test_timeout_s: float = 300.0
     on_event: EventSink | None = None
+    #: A ticket on an existing repository: the crew gets the tools for reading code.
+    repo: bool = False
     #: Questions agents raised with ``report_ambiguity``; the pipeline escalates on them.
     ambiguities: list[dict[str, str]] = field(default_factory=list)
 

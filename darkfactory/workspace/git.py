@@ -203,6 +203,14 @@ def changed_files(repo: Path, since: str | None = None) -> list[str]:
     return text.splitlines() if text else []
 
 
+def uncommitted(repo: Path) -> list[str]:
+    """Paths changed, added or removed since the last commit (untracked files included)."""
+    remove_nested_git(repo)
+    changed = run(repo, "diff", "--no-ext-diff", "--no-textconv", "--name-only", "-z", "HEAD")
+    new = run(repo, "ls-files", "--others", "--exclude-standard", "-z")
+    return sorted({p for p in (changed + "\0" + new).split("\0") if p})
+
+
 def stash_uncommitted(repo: Path, message: str) -> bool:
     """Set aside uncommitted work (kept in ``git stash list``); True if there was any."""
     remove_nested_git(repo)
@@ -228,3 +236,128 @@ def export(repo: Path, commit: str, dest: Path) -> None:
         dest.mkdir(mode=0o755)
         with tarfile.open(tar) as archive:
             archive.extractall(dest, filter="data")
+
+
+# -- a user's repository (darkfactory/repo): read it, clone it, never write it ------------
+
+#: Low-speed abort for an https clone: under 1 KB/s for 30 s is a dead connection.
+_HTTP_SLOW = {"GIT_HTTP_LOW_SPEED_LIMIT": "1000", "GIT_HTTP_LOW_SPEED_TIME": "30"}
+
+
+def _bounded(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> str:
+    """Run git ``argv`` within ``timeout`` seconds, its whole process group killed after.
+
+    Raises ``subprocess.CalledProcessError`` (git failed) or ``subprocess.TimeoutExpired``.
+    """
+    with subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # git's helpers (upload-pack, remote-https) die with it
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.communicate()
+            raise
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, argv, out, err)
+    return out.strip()
+
+
+def _git_argv(env: dict[str, str], *extra_config: str) -> list[str]:
+    git = shutil.which("git", path=env["PATH"]) or "git"
+    config = [arg for setting in (*_CONFIG, *extra_config) for arg in ("-c", setting)]
+    return [git, *config]
+
+
+def query(git_dir: Path, *args: str, work_tree: Path | None = None, timeout: float = 120.0) -> str:
+    """``git ARGS`` read from the repository whose git directory is ``git_dir``; its stdout.
+
+    For a repository Dark Factory did not make (a user's, or a bare one): hardened like
+    ``run``, and with ``--no-optional-locks``, so a read writes nothing under ``git_dir``
+    (no index refresh, no lock file). ``work_tree`` only for commands that look at one
+    (``status``). Raises ``CalledProcessError`` or ``TimeoutExpired``.
+    """
+    git_dir = Path(os.path.realpath(git_dir))
+    env = _env(work_tree or git_dir)
+    argv = [*_git_argv(env), "--no-optional-locks", f"--git-dir={git_dir}"]
+    if work_tree is not None:
+        argv.append(f"--work-tree={os.path.realpath(work_tree)}")
+    return _bounded([*argv, *args], cwd=Path(_empty_home()), env=env, timeout=timeout)
+
+
+def _transport(source: str) -> str:
+    """The one git transport a clone of ``source`` may use: https for a URL, else file."""
+    return "https" if source.startswith("https://") else "file"
+
+
+def ls_remote(url: str, *, timeout: float) -> str:
+    """The refs an ``https://`` repository advertises (``git ls-remote``), within ``timeout``."""
+    if _transport(url) != "https":
+        raise ValueError(f"not an https URL: {url!r}")
+    env = {**_env(Path(_empty_home())), **_HTTP_SLOW}
+    argv = [*_git_argv(env, "protocol.https.allow=always"), "ls-remote", "--", url]
+    return _bounded(argv, cwd=Path(_empty_home()), env=env, timeout=timeout)
+
+
+def clone(source: str, dest: Path, *, bare: bool = False, timeout: float = 600.0) -> None:
+    """Clone ``source`` (a local path, ``file://`` or ``https://`` URL) into the new ``dest``.
+
+    Objects are copied (``--no-local``: no hard links into the source, no alternates),
+    nothing is checked out, no hooks are installed (an empty ``--template``), no
+    submodule is touched, and only one transport is allowed: ``file`` for a local
+    source, ``https`` for a URL. The source repository is only read (``upload-pack``).
+    """
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or dest.is_symlink() or any(dest.iterdir())):
+        raise FileExistsError(f"clone destination is not a new, empty directory: {dest}")
+    transport = _transport(source)
+    env = {**_env(dest), **(_HTTP_SLOW if transport == "https" else {})}
+    argv = [*_git_argv(env, f"protocol.{transport}.allow=always"), "clone", "--quiet"]
+    argv += ["--no-local", "--template=", "--no-recurse-submodules"]
+    argv += ["--bare"] if bare else ["--no-checkout"]
+    _bounded([*argv, "--", source, str(dest)], cwd=Path(_empty_home()), env=env, timeout=timeout)
+
+
+# -- delivering a run's branch to a remote (darkfactory/repo/deliver.py) ------------------
+
+
+def remote_command(
+    repo: Path,
+    transport: str,
+    *args: str,
+    hidden_config: dict[str, str] | None = None,
+    timeout: float = 300.0,
+) -> str:
+    """``git ARGS`` on the run's repository ``repo`` that talks to a remote (``push``,
+    ``ls-remote``) over ``transport`` only (``file``, ``https``, or ``http``, which the
+    caller keeps to loopback); its stdout.
+
+    Hardened like ``run``, within ``timeout`` (its process group killed after), redirects
+    not followed. ``hidden_config`` (``http.extraHeader`` with a token) reaches git through
+    ``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_<n>``/``GIT_CONFIG_VALUE_<n>`` in its environment,
+    never its argv, so no process listing shows it; no ``GIT_TRACE*`` of yours is passed, so
+    no trace logs it. Raises ``UnsafeRepository``, ``CalledProcessError`` or ``TimeoutExpired``.
+    """
+    if transport not in ("file", "https", "http"):
+        raise ValueError(f"not a transport a run may push over: {transport!r}")
+    repo = Path(os.path.realpath(repo))
+    git_dir = repo / ".git"
+    if not stat.S_ISDIR(git_dir.lstat().st_mode):
+        raise UnsafeRepository(f"{git_dir} is not a directory (a link or a gitfile?)")
+    env = {**_env(repo), **(_HTTP_SLOW if transport != "file" else {})}
+    hidden = hidden_config or {}
+    if hidden:
+        env["GIT_CONFIG_COUNT"] = str(len(hidden))
+        for n, (key, value) in enumerate(hidden.items()):
+            env[f"GIT_CONFIG_KEY_{n}"] = key
+            env[f"GIT_CONFIG_VALUE_{n}"] = value
+    extra = (f"protocol.{transport}.allow=always", "http.followRedirects=false")
+    argv = [*_git_argv(env, *extra), f"--git-dir={git_dir}", f"--work-tree={repo}", *args]
+    return _bounded(argv, cwd=repo, env=env, timeout=timeout)

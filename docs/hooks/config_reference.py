@@ -51,41 +51,6 @@ from darkfactory import config as cfg  # noqa: E402
 
 MARKER = re.compile(r"^<!--\s*(?:config-)?reference:([a-z_]+)\s*-->[ \t]*$", re.MULTILINE)
 
-#: What the pipeline puts in each placeholder (``darkfactory.engine.environment.RunEnv.prompt_inputs``
-#: and ``darkfactory.engine.flow``). Must name exactly ``darkfactory.config.PLACEHOLDERS``.
-PLACEHOLDER_TEXT = {
-    "title": "The spec's title.",
-    "summary": "The spec's summary (a ticket's description); the title if it has none.",
-    "requirements": "The requirements, one per line: `- R1: text`.",
-    "acceptance_tests": (
-        "The acceptance test files in `acceptance/` with their code (only their names when "
-        "together they are longer than 8000 characters), or a note that there are none yet."
-    ),
-    "workspace_files": "Every file of the workspace with its size, one per line.",
-    "design": "The text of `DESIGN.md` (its first 8000 characters), or `(no DESIGN.md yet)`.",
-    "failures": (
-        "In the fix task: the failing acceptance and unit tests with their messages, as "
-        "the verify phase measured them (at most 6000 characters). Empty elsewhere."
-    ),
-    "failure_class": (
-        "Fix task only: the classes of the failures the verify round found, comma-separated "
-        "(e.g. `assertion` or `syntax_import, assertion`; see How it works)."
-    ),
-    "route": (
-        "Fix task only: the role text of the coworker the pipeline routes the fix to, e.g. "
-        "`Software Developer`."
-    ),
-    "feedback": "Reviewer feedback. Always empty in this release: checkpoints are not built yet.",
-    "fix_round": "In the fix task: the current fix round, from 1. `0` elsewhere.",
-    "max_fix_rounds": "`max_fix_rounds` from `factory.yaml`.",
-    "docs_failures": (
-        "Docs fix task only: what the last docs check found, verbatim: the warnings and "
-        "errors of `mkdocs build --strict` and each failing example with its output (at most "
-        "6000 characters). Empty elsewhere."
-    ),
-    "docs_round": "In the docs fix task: the current docs fix round, from 1. `0` elsewhere.",
-}
-
 
 # -- rendering a field ---------------------------------------------------------------------
 def _cell(text: str) -> str:
@@ -190,7 +155,7 @@ def roles_table() -> str:
 
 def task_phases() -> dict[str, list[str]]:
     """Task key -> the pipeline phases (FactoryFlow methods) that run it, from the source."""
-    source = (REPO / "darkfactory" / "pipeline.py").read_text(encoding="utf-8")
+    source = (REPO / "darkfactory" / "engine" / "flow.py").read_text(encoding="utf-8")
     phases: dict[str, list[str]] = {}
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.FunctionDef):
@@ -218,20 +183,17 @@ def tasks_table() -> str:
 
 
 def placeholders_table() -> str:
-    names = list(cfg.PLACEHOLDERS)
-    if set(names) != set(PLACEHOLDER_TEXT):
-        raise PluginError(
-            "config-reference: docs/hooks/config_reference.py explains placeholders "
-            f"{sorted(PLACEHOLDER_TEXT)}, but darkfactory.config.PLACEHOLDERS is {sorted(names)}"
-        )
     return _table(
         ("Placeholder", "What the pipeline puts there"),
-        [(f"`{{{name}}}`", PLACEHOLDER_TEXT[name]) for name in names],
+        [(f"`{{{name}}}`", text) for name, text in cfg.PLACEHOLDERS.items()],
     )
 
 
 #: When each trace event is written (optional: a kind missing here still gets its row).
 EVENT_WHEN = {
+    "baseline": "a repository run's suite ran at the base commit, before any model call",
+    "reproduction": "a bug's reproduction was checked at the base commit",
+    "deliver": "a repository run pushed its branch or opened a pull request",
     "security": "hostile workspace content was found and undone (a nested `.git`, a link "
     "in the acceptance tests)",
     "run_start": "a new run starts",

@@ -1,0 +1,511 @@
+"""A run on an existing repository: its clone, environment, baseline, verdict and delivery.
+
+``check`` opens the repository before a run directory exists; ``setup`` clones it into
+the workspace, builds (or reuses) its environment and runs its suite at the base commit
+before any model call; ``RepoVerifier`` judges the change by that baseline; ``deliver``
+writes ``change.patch`` and ``pull_request.md`` and pushes the branch if configured.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from darkfactory.config import Config
+from darkfactory.engine.classify import diagnose
+from darkfactory.engine.state import RunState
+from darkfactory.engine.verify import VerifyResult, test_key
+from darkfactory.repo import deliver as delivering
+from darkfactory.repo import forge
+from darkfactory.repo.baseline import Baseline, Comparison, compare, run_baseline, run_suite
+from darkfactory.repo.environment import RepoEnvironment, prepare_environment, project_sandbox
+from darkfactory.repo.environment import run_setup as run_setup_commands
+from darkfactory.repo.errors import RepoError
+from darkfactory.repo.project import Project, detect_project
+from darkfactory.repo.source import RepoSource, clone_into, open_repository
+from darkfactory.reporting.trace import Trace
+from darkfactory.sandbox.base import ExecResult, Sandbox
+from darkfactory.sandbox.testrun import TestOutcome, TestRun, run_pytest
+from darkfactory.spec import RepoTarget, Spec
+from darkfactory.spec.trace import requirement_links
+from darkfactory.workspace import git as gitrepo
+from darkfactory.workspace import hostio, rundir
+
+#: The run directory's record of its repository (what resume rebuilds the run from).
+REPO_JSON = "repo.json"
+#: Kept out of the phase commits (``.git/info/exclude``: never part of the change).
+EXCLUDE = "__pycache__/\n*.pyc\n.pytest_cache/\nsite/\n"
+
+
+class RepoRecord(BaseModel):
+    """What a repository run keeps in ``repo.json``."""
+
+    location: str
+    identity: str
+    base: str
+    base_sha: str
+    branch: str
+    kind: str
+    project: Project
+    warnings: list[str] = []
+
+
+@dataclass
+class RepoRun:
+    """A repository run's live parts: its record, environment and baseline."""
+
+    record: RepoRecord
+    environment: RepoEnvironment
+    baseline: Baseline | None = None
+
+    @property
+    def target_kind(self) -> str:
+        return self.record.kind
+
+
+def location_of(target: RepoTarget, spec: Spec) -> str:
+    """``repo:`` as a path relative to the spec's directory (URLs as given)."""
+    if "://" in target.repo or Path(target.repo).expanduser().is_absolute():
+        return target.repo
+    source = Path(spec.source)
+    base = source if source.is_dir() else source.parent
+    return str((base / target.repo).resolve())
+
+
+#: The kinds of ticket this release runs on a repository (the others are refused, exit 2).
+SUPPORTED_KINDS = ("bug", "feature")
+
+
+def check(spec: Spec, config: Config) -> RepoSource:
+    """The ticket's repository opened and checked (``RepoError``, exit 2, if it cannot be)."""
+    assert spec.target is not None
+    if spec.target.kind not in SUPPORTED_KINDS:
+        raise RepoError(
+            f"a {spec.target.kind} ticket on a repository is not supported yet",
+            file=Path(spec.source),
+            key="kind",
+            hint=f"this release runs {' and '.join(SUPPORTED_KINDS)} tickets on a repository",
+        )
+    return open_repository(
+        location_of(spec.target, spec), spec.target.base, limits=config.factory.repo
+    )
+
+
+def setup(
+    source: RepoSource, spec: Spec, config: Config, run_dir: Path, *, backend: str
+) -> RepoRecord:
+    """Clone the base into the run's workspace on ``darkfactory/<run-id>``; read its project."""
+    assert spec.target is not None
+    workspace = run_dir / rundir.WORKSPACE_DIR
+    branch = f"darkfactory/{run_dir.name}"
+    clone_into(source, workspace, branch)
+    exclude = workspace / ".git" / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    exclude.write_text(EXCLUDE, encoding="utf-8")
+    project = detect_project(workspace)
+    if spec.target.test_command:
+        project = project.model_copy(update={"test_command": tuple(spec.target.test_command)})
+    record = RepoRecord(
+        location=source.location,
+        identity=source.identity,
+        base=source.base,
+        base_sha=source.base_sha,
+        branch=branch,
+        kind=spec.target.kind,
+        project=project,
+        warnings=list(source.warnings),
+    )
+    (run_dir / REPO_JSON).write_text(record.model_dump_json(indent=2), encoding="utf-8")
+    return record
+
+
+def load_record(run_dir: Path) -> RepoRecord | None:
+    path = run_dir / REPO_JSON
+    if not path.is_file():
+        return None
+    return RepoRecord.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def environment(record: RepoRecord, config: Config, *, backend: str) -> RepoEnvironment:
+    """The repository's environment, from the cache when it was built before."""
+    factory = config.factory
+    return prepare_environment(
+        record.project,
+        identity=record.identity,
+        backend=backend,
+        limits=factory.limits(),
+        cache_dir=factory.repo.cache_path(),
+        image=factory.sandbox.image,
+        timeout_s=factory.sandbox.deps_timeout_s,
+    )
+
+
+def importable(sandbox: Sandbox, record: RepoRecord) -> Sandbox:
+    return project_sandbox(sandbox, record.project)
+
+
+def baseline(
+    sandbox: Sandbox, repo: RepoRun, config: Config, run_dir: Path, trace: Trace
+) -> Baseline:
+    """The suite at the base commit, every outcome kept (``baseline.json``), before any model."""
+    project = repo.record.project
+    for result in run_setup_commands(sandbox, project, timeout_s=config.factory.tests.timeout_s):
+        _trace_exec(trace, ["setup"], result)
+    found = run_baseline(
+        sandbox,
+        project,
+        commit=repo.record.base_sha,
+        timeout=config.factory.tests.timeout_s,
+        plugins=repo.environment.pytest_plugins,
+    )
+    found.save(run_dir)
+    trace.write(
+        "baseline",
+        commit=found.commit,
+        counts=found.counts(),
+        failing=found.ids("failed", "error"),
+        environment={"cached": repo.environment.cached, "setup_s": repo.environment.setup_s},
+    )
+    return found
+
+
+def baseline_text(found: Baseline | None) -> str:
+    """``{baseline}``: counts and the tests that already failed at base."""
+    if found is None:
+        return ""
+    counts = ", ".join(f"{n} {k}" for k, n in found.counts().items())
+    failing = found.ids("failed", "error")
+    text = f"{counts} (commit {found.commit[:12]})"
+    if failing:
+        text += "\nAlready failing at base (not your concern unless the ticket is about them):\n"
+        text += "\n".join(f"- {t}" for t in failing[:30])
+    return text
+
+
+# -- reproduction (a bug) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """The tests that reproduce a bug, and how they failed at the base commit."""
+
+    tests: tuple[str, ...]
+    files: tuple[str, ...]
+    failure: str
+    ok: bool
+    why: str = ""
+
+
+def check_reproduction(
+    sandbox: Sandbox, repo: RepoRun, changed: list[str], *, timeout: float
+) -> Reproduction:
+    """The QA engineer's new test files: they must fail now, and not for an import error."""
+    files = tuple(f for f in changed if _is_test_file(f))
+    other = [f for f in changed if f not in files]
+    if other:
+        return Reproduction((), files, "", False, f"the reproduce phase changed code: {other}")
+    if not files:
+        return Reproduction((), (), "", False, "no reproduction test file was written")
+    run = run_pytest(
+        sandbox,
+        list(files),
+        timeout=timeout,
+        extra_args=[a for m in repo.environment.pytest_plugins for a in ("-p", m)],
+    )
+    tests = tuple(o.nodeid for o in run.outcomes)
+    failure = run.summary(3000)
+    if run.collection_error is not None or run.killed is not None:
+        return Reproduction(tests, files, failure, False, "the test does not run at base")
+    diagnosis = diagnose(run, None, sandbox_root(repo))
+    if any(c in ("syntax_import", "missing_dependency") for c in diagnosis.classes):
+        return Reproduction(tests, files, failure, False, "it fails with an import error")
+    if not run.outcomes or any(o.outcome not in ("failed", "error") for o in run.outcomes):
+        return Reproduction(tests, files, failure, False, "it does not fail at the base commit")
+    return Reproduction(tests, files, failure, True)
+
+
+def check_named_tests(repo: RepoRun, names: list[str]) -> Reproduction:
+    """A ticket's ``failing_tests``: each must exist and fail in the baseline."""
+    found = repo.baseline.outcomes if repo.baseline is not None else {}
+    missing = [t for t in names if t not in found]
+    passing = [t for t in names if found.get(t) == "passed"]
+    failure = "\n".join(f"{t}: {found.get(t, 'not found')}" for t in names)
+    if missing:
+        return Reproduction(tuple(names), (), failure, False, f"not in the suite: {missing}")
+    if passing:
+        return Reproduction(tuple(names), (), failure, False, f"they pass at base: {passing}")
+    return Reproduction(tuple(names), (), failure, True)
+
+
+def sandbox_root(repo: RepoRun) -> Path:
+    return Path("/nonexistent")  # classification by message only: no host path to look at
+
+
+def _is_test_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+
+
+# -- verify -----------------------------------------------------------------------------
+
+
+class RepoVerifier:
+    """The verifier of a repository run: the whole suite against the baseline.
+
+    ``acceptance`` holds the tests that must pass (a bug's reproduction or named failing
+    tests, a feature's acceptance tests); ``unit`` holds the tests that passed at base
+    plus the new ones, so a regression fails the round and a test that already failed
+    at base does not.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_dir: Path,
+        spec: Spec,
+        config: Config,
+        sandbox: Sandbox,
+        repo: RepoRun,
+        trace: Trace,
+        progress: Callable[[str], None] = lambda msg: None,
+        state: Callable[[], RunState] | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        self.spec = spec
+        self.config = config
+        self.sandbox = sandbox
+        self.repo = repo
+        self.trace = trace
+        self.progress = progress
+        self.comparison: Comparison | None = None
+
+    def must_pass(self) -> list[str]:
+        path = self.run_dir / "must_pass.json"
+        return json.loads(path.read_text()) if path.is_file() else []
+
+    def verify(self, round_no: int) -> VerifyResult:
+        restore_reproduction(self.run_dir, self.trace)
+        timeout = self.config.factory.tests.timeout_s
+        suite = run_suite(
+            self.sandbox,
+            self.repo.record.project,
+            timeout=timeout,
+            plugins=self.repo.environment.pytest_plugins,
+        )
+        final = Baseline.from_run(
+            suite,
+            commit=gitrepo.head(self.run_dir / rundir.WORKSPACE_DIR),
+            test_command=self.repo.record.project.test_command,
+        )
+        base = self.repo.baseline or Baseline.load(self.run_dir / "baseline.json")
+        self.comparison = compare(base, final)
+        must = self.must_pass()
+        by_id = {o.nodeid: o for o in suite.outcomes}
+        wanted = [by_id.get(t) or _missing(t) for t in must]
+        acceptance = TestRun(wanted, suite.exec, suite.collection_error, timeout_s=timeout)
+        if self.spec.acceptance_tests:
+            mounted = self.sandbox.path_of("/acceptance")
+            ticket = run_pytest(self.sandbox, [mounted], timeout=timeout, rootdir=mounted)
+            acceptance = TestRun(
+                [*acceptance.outcomes, *ticket.outcomes],
+                ticket.exec,
+                acceptance.collection_error or ticket.collection_error,
+                timeout_s=timeout,
+            )
+        kept = [
+            o
+            for o in suite.outcomes
+            if base.outcomes.get(o.nodeid, "passed") == "passed" and o.nodeid not in must
+        ]
+        unit = TestRun(kept, suite.exec, suite.collection_error, timeout_s=timeout)
+        unit = unit.expecting({t for t in base.ids("passed")})
+        links = requirement_links(rundir.with_frozen_tests(self.spec, self.run_dir))
+        for i, test in enumerate(must, 1):
+            links.setdefault(test, []).append(f"R{i}" if not self.spec.acceptance_tests else "")
+        result = VerifyResult(
+            round_no, acceptance, unit, links, diagnose(acceptance, unit, Path("/"))
+        )
+        _trace_exec(self.trace, ["pytest", "suite"], suite.exec)
+        for o in [*acceptance.outcomes, *unit.outcomes]:
+            key = test_key(o, keep_dirs=True)
+            self.trace.write(
+                "test_outcome",
+                suite="acceptance" if o in acceptance.outcomes else "unit",
+                test=key,
+                requirements=links.get(key.split("[")[0], []),
+                outcome=o.outcome,
+                duration_s=o.duration_s,
+            )
+        self.trace.write(
+            "verify",
+            round=round_no,
+            passed=result.passed,
+            acceptance={"total": acceptance.total, "passed": acceptance.passed},
+            unit={"total": unit.total, "passed": unit.passed},
+            regressions=sorted(self.comparison.regressions),
+        )
+        (self.run_dir / "final_tests.json").write_text(final.model_dump_json(indent=2))
+        self.progress(
+            f"verify round {round_no}: must pass {acceptance.passed}/{acceptance.total}, "
+            f"regressions {len(self.comparison.regressions)}"
+        )
+        return result
+
+
+def _missing(test: str) -> TestOutcome:
+    file, _, name = test.partition("::")
+    return TestOutcome(test, file, name, "error", 0.0, "the test did not run (no result)")
+
+
+def _trace_exec(trace: Trace, argv: list[str], result: ExecResult) -> None:
+    trace.write(
+        "sandbox_exec",
+        argv=argv,
+        exit_code=result.exit_code,
+        duration_s=round(result.duration_s, 3),
+        killed=result.killed,
+    )
+
+
+# -- deliver ----------------------------------------------------------------------------
+
+
+def deliver(
+    run_dir: Path,
+    spec: Spec,
+    config: Config,
+    record: RepoRecord,
+    status: str,
+    trace: Trace,
+    user_repo: Path | None,
+) -> dict[str, str]:
+    """change.patch and pull_request.md; the push and the draft PR when configured."""
+    workspace = run_dir / rundir.WORKSPACE_DIR
+    out: dict[str, str] = {}
+    patch = delivering.write_change_patch(workspace, record.base_sha, run_dir / "change.patch")
+    out["patch"] = str(patch)
+    facts = pull_request_facts(run_dir, spec, record)
+    pr = delivering.write_pull_request(facts, run_dir / "pull_request.md")
+    out["pull_request_md"] = str(pr)
+    cfg = config.factory.deliver
+    branch = delivering.branch_for(run_dir.name, status, cfg.push_failed)
+    if cfg.push and branch:
+        if branch != record.branch:
+            gitrepo.run(workspace, "branch", "-f", branch, "HEAD")
+        token_env, token_user = cfg.push_token()
+        remote = delivering.resolve_remote(cfg.push, user_repo=user_repo)
+        pushed = delivering.push(
+            workspace,
+            remote,
+            branch,
+            base_branch=_base_branch(record),
+            token_env=token_env,
+            token_user=token_user,
+        )
+        out["pushed"] = f"{pushed.branch} ({pushed.status}) to {pushed.remote}"
+        trace.write("deliver", what="push", branch=pushed.branch, status=pushed.status)
+        if cfg.pull_request is not None and status == "delivered":
+            opened = forge.open_pull_request(
+                cfg.pull_request,
+                branch=branch,
+                base=cfg.pull_request.target_branch or _base_branch(record),
+                title=spec.title,
+                body=pr.read_text(encoding="utf-8"),
+            )
+            out["pull_request"] = opened.url
+            trace.write("deliver", what="pull_request", url=opened.url, created=opened.created)
+    return out
+
+
+def _base_branch(record: RepoRecord) -> str:
+    return record.base.removeprefix("refs/heads/") if record.base != "HEAD" else "main"
+
+
+def pull_request_facts(
+    run_dir: Path, spec: Spec, record: RepoRecord
+) -> delivering.PullRequestFacts:
+    """What the pull request says, from the run directory alone (never a model's words)."""
+    workspace = run_dir / rundir.WORKSPACE_DIR
+    base = (
+        Baseline.load(run_dir / "baseline.json") if (run_dir / "baseline.json").is_file() else None
+    )
+    final_path = run_dir / "final_tests.json"
+    final = Baseline.model_validate_json(final_path.read_text()) if final_path.is_file() else None
+    outcomes = final.outcomes if final else {}
+    must = (
+        json.loads((run_dir / "must_pass.json").read_text())
+        if (run_dir / "must_pass.json").is_file()
+        else []
+    )
+    evidence = [
+        delivering.RequirementEvidence(
+            id=r.id,
+            text=r.text,
+            tests=tuple((t, outcomes.get(t, "not run")) for t in (must if i < len(must) else [])),
+        )
+        for i, r in enumerate(spec.requirements)
+    ]
+    repro_path = run_dir / "reproduction.json"
+    reproduction = None
+    if repro_path.is_file():
+        data = json.loads(repro_path.read_text())
+        reproduction = delivering.Reproduction(
+            test=", ".join(data["tests"]),
+            failure_at_base=data["failure"],
+            passes_at_end=all(outcomes.get(t) == "passed" for t in data["tests"]),
+        )
+    return delivering.PullRequestFacts(
+        title=spec.title,
+        summary=spec.summary or spec.title,
+        kind=record.kind,  # type: ignore[arg-type]  # a TicketKind, checked at intake
+        run_id=run_dir.name,
+        branch=record.branch,
+        base_ref=record.base,
+        base_sha=record.base_sha,
+        head_sha=gitrepo.head(workspace),
+        changes=delivering.change_summary(workspace, record.base_sha),
+        requirements=tuple(evidence),
+        tests=delivering.BaselineComparison.of(base, final) if base and final else None,
+        reproduction=reproduction,
+    )
+
+
+def save_must_pass(run_dir: Path, tests: list[str]) -> None:
+    (run_dir / "must_pass.json").write_text(json.dumps(tests), encoding="utf-8")
+
+
+def save_reproduction(run_dir: Path, found: Reproduction) -> None:
+    """The tests that must pass, and the frozen copy of the reproduction's files."""
+    save_must_pass(run_dir, list(found.tests))
+    data = {"tests": list(found.tests), "files": list(found.files), "failure": found.failure}
+    (run_dir / "reproduction.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    workspace = run_dir / rundir.WORKSPACE_DIR
+    for path in found.files:
+        target = run_dir / "reproduction" / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(hostio.read_bytes(workspace, path))
+
+
+def restore_reproduction(run_dir: Path, trace: Trace) -> None:
+    """Put the frozen reproduction tests back in the workspace if anything changed them."""
+    frozen, _ = hostio.files(run_dir, "reproduction")
+    workspace = run_dir / rundir.WORKSPACE_DIR
+    for path, data in frozen.items():
+        try:
+            now = hostio.read_bytes(workspace, path)
+        except (hostio.Refused, FileNotFoundError):
+            now = None
+        if now != data:
+            hostio.remove(workspace / path)
+            (workspace / path).parent.mkdir(parents=True, exist_ok=True)
+            (workspace / path).write_bytes(data)
+            trace.write("acceptance_restored", reason=f"{path} differed from the frozen test")
+
+
+def user_repo(record: RepoRecord) -> Path | None:
+    """The user's local repository (for remote names), or None for a URL."""
+    return None if "://" in record.location else Path(record.location)
