@@ -10,11 +10,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from darkfactory.config import Config
 from darkfactory.engine.ports import CrewRunner, DocsChecker, FeedbackProvider, Verifier
-from darkfactory.engine.repo_run import RepoRun, baseline_text
 from darkfactory.engine.state import MAX_DESIGN_CHARS, MAX_INLINE_ACCEPTANCE_CHARS
 from darkfactory.models import ModelPlan
 from darkfactory.models.budget import BudgetMeter
@@ -25,6 +24,9 @@ from darkfactory.workspace import hostio, rundir
 from darkfactory.workspace.context import RunContext
 from darkfactory.workspace.paths import iter_files
 from darkfactory.workspace.rundir import ACCEPTANCE_DIR
+
+if TYPE_CHECKING:  # repositories only: not imported on a new project's path
+    from darkfactory.engine.repo_run import RepoRun
 
 #: Most files a prompt lists (an existing repository can have thousands).
 MAX_LISTED_FILES = 400
@@ -142,6 +144,8 @@ def _design_text(workspace: Path) -> str:
 
 
 def repo_text(repo: RepoRun) -> str:
+    from darkfactory.engine.repo_run import baseline_text  # a repository run has it loaded
+
     return baseline_text(repo.baseline)
 
 

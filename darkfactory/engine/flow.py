@@ -28,7 +28,7 @@ from crewai.flow.flow import Flow, listen, or_, router, start
 from crewai.flow.persistence import persist
 from pydantic import PrivateAttr
 
-from darkfactory.engine import acceptance, checkpoints, repo_run
+from darkfactory.engine import acceptance, checkpoints
 from darkfactory.engine import deploy as deploying
 from darkfactory.engine.environment import RunEnv
 from darkfactory.engine.state import (
@@ -108,6 +108,8 @@ class FactoryFlow(Flow[RunState]):
 
     def _reproduce(self) -> None:
         """A bug: its reproduction must fail at the base commit before anyone fixes it."""
+        from darkfactory.engine import repo_run  # repositories only: not on a new project's path
+
         env, repo = self.env, self.env.repo
         assert repo is not None and env.spec.target is not None
         named = env.spec.target.failing_tests
@@ -499,6 +501,8 @@ class FactoryFlow(Flow[RunState]):
     def _finish(self) -> None:
         repo = self.env.repo
         if repo is not None:  # the branch, change.patch and pull_request.md, whatever the end
+            from darkfactory.engine import repo_run  # repositories only
+
             out = repo_run.deliver(
                 self.env.run_dir,
                 self.env.spec,

@@ -20,7 +20,6 @@ from darkfactory.engine.classify import diagnose
 from darkfactory.engine.state import RunState
 from darkfactory.engine.verify import VerifyResult, test_key
 from darkfactory.repo import deliver as delivering
-from darkfactory.repo import forge
 from darkfactory.repo.baseline import Baseline, Comparison, compare, run_baseline, run_suite
 from darkfactory.repo.environment import RepoEnvironment, prepare_environment, project_sandbox
 from darkfactory.repo.environment import run_setup as run_setup_commands
@@ -384,6 +383,8 @@ def deliver(
     user_repo: Path | None,
 ) -> dict[str, str]:
     """change.patch and pull_request.md; the push and the draft PR when configured."""
+    from darkfactory.repo import forge  # the forge's HTTP client: only when a run delivers
+
     workspace = run_dir / rundir.WORKSPACE_DIR
     out: dict[str, str] = {}
     patch = delivering.write_change_patch(workspace, record.base_sha, run_dir / "change.patch")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from darkfactory.config import Config
-from darkfactory.engine import deps, repo_run
+from darkfactory.engine import deps
 from darkfactory.engine.checkpoints import APPROVED, REJECTED, TerminalProvider
 from darkfactory.engine.crew import CrewPhases
 from darkfactory.engine.docs_check import SandboxDocsChecker
@@ -34,7 +34,6 @@ from darkfactory.errors import DarkFactoryError, ExitCode, InputError
 from darkfactory.models import ModelPlan
 from darkfactory.models.budget import BudgetExhausted, BudgetMeter
 from darkfactory.models.secrets import RedactingStream, redact_secrets, redacted_logs
-from darkfactory.repo.baseline import Baseline
 from darkfactory.reporting.progress import Progress
 from darkfactory.reporting.report import write_report
 from darkfactory.reporting.trace import Trace
@@ -153,8 +152,11 @@ def prepare_run(
     For a ticket on a repository the workspace is a clone of its base commit, and the
     repository's suite runs there (its baseline) before any model is called.
     """
-    # A repository that cannot be used is refused before a run directory exists.
-    source = repo_run.check(spec, config) if spec.target is not None else None
+    source = None
+    if spec.target is not None:  # refused before a run directory exists if unusable
+        from darkfactory.engine import repo_run  # repositories only: not on a new project's path
+
+        source = repo_run.check(spec, config)
     run_id = new_run_id(spec.title)
     run_dir = (runs_dir / run_id).resolve()
     workspace = run_dir / "workspace"
@@ -198,6 +200,8 @@ def prepare_run(
             budget_limits=budget_limits,
         )
         if env.repo is not None and env.sandbox is not None:
+            from darkfactory.engine import repo_run
+
             progress(f"baseline: the repository's tests at {env.repo.record.base_sha[:12]}")
             env.repo.baseline = repo_run.baseline(env.sandbox, env.repo, config, run_dir, env.trace)
         return env
@@ -225,9 +229,13 @@ def open_run(
         models.check_prices()  # a cost limit needs every model's price, before any work
     workspace = run_dir / "workspace"
     limits = config.factory.limits()
-    record = repo_run.load_record(run_dir)
     repo = None
-    if record is not None:  # the repository's own environment, from its cache
+    if (run_dir / "repo.json").is_file():  # the repository's own environment, from its cache
+        from darkfactory.engine import repo_run  # repositories only: not on a new project's path
+        from darkfactory.repo.baseline import Baseline
+
+        record = repo_run.load_record(run_dir)
+        assert record is not None
         repo = repo_run.RepoRun(record, repo_run.environment(record, config, backend=backend))
         if (run_dir / "baseline.json").is_file():
             repo.baseline = Baseline.load(run_dir / "baseline.json")
@@ -243,8 +251,8 @@ def open_run(
             hand_over=True,  # the run's own directories (docker as root: see docker.py)
         ),
     )
-    if record is not None:
-        sandbox = repo_run.importable(sandbox, record)
+    if repo is not None:
+        sandbox = repo_run.importable(sandbox, repo.record)
     trace = Trace(run_dir / "trace.jsonl")
     if isinstance(progress, Progress):
         trace.observers.append(progress.observe)
