@@ -1,4 +1,6 @@
-"""``darkfactory bench SUITE_DIR``: run every spec of a suite, score each delivery with hidden tests.
+"""The bench runner: run every spec of a suite, score each delivery with hidden tests.
+
+``darkfactory bench SUITE_DIR`` (``darkfactory.cli.bench``) calls ``bench``.
 
 A suite is a directory with one sub-directory per entry (names starting with ``.`` or
 ``_`` are skipped)::
@@ -9,6 +11,12 @@ A suite is a directory with one sub-directory per entry (names starting with ``.
 
 The spec is the one entry named ``spec`` or ``spec.<ext>`` (a file, or a directory of tests:
 a test-suite spec), in any format ``darkfactory run`` reads.
+
+An entry with a ``task.yaml`` is a ticket on an existing repository (``repo_task``): its
+run gets ``--repo``, ``--base`` and ``--kind``, its hidden tests are laid out as in the
+repository and must fail at the base commit (checked before any run), and it is resolved
+when every hidden test passes on the delivered branch (FAIL_TO_PASS) and every test that
+passed at base still does (PASS_TO_PASS).
 
 Each entry runs as its own ``darkfactory run`` process, with its own runs directory under
 ``--out`` (so its own flow database, lock and sandbox), ``--jobs`` processes at a time.
@@ -38,17 +46,27 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from darkfactory.bench.table import JSON_FILE, MARKDOWN_FILE, render_markdown, totals, write_summary
-from darkfactory.errors import ExitCode, InputError
+from darkfactory.bench import repo_task
+from darkfactory.bench.errors import BenchError
+from darkfactory.bench.table import totals, write_summary
+from darkfactory.config import load_config
+from darkfactory.engine.deps import DEPS_TARGET
+from darkfactory.errors import ExitCode
+from darkfactory.reporting.trace import read_trace
+from darkfactory.sandbox import open_sandbox
+from darkfactory.sandbox.base import Mount, SandboxSpec
+from darkfactory.sandbox.testrun import expected_tests, run_pytest
+from darkfactory.spec import load_spec
 from darkfactory.workspace import hostio
 
 _SKIP = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".pytest_cache", "site")
@@ -63,10 +81,6 @@ SCRIPTED = "scripted"
 RUN_TIMEOUT_S = 3600.0
 
 
-class BenchError(InputError):
-    """The suite or the bench command line is wrong (exit code 2, nothing is run)."""
-
-
 @dataclass(frozen=True)
 class Entry:
     """One suite entry: its spec, its hidden tests and (for ``--model scripted``) its playbook."""
@@ -77,6 +91,10 @@ class Entry:
     hidden: Path
     playbook: Path | None
     format: str = "?"
+    #: A ticket on a repository (``task.yaml``); then ``spec`` is its ticket.
+    task: repo_task.RepoTask | None = None
+    #: The task's repository as its run gets it (``repo_task.unpack``).
+    repo: Path | None = None
 
 
 @dataclass
@@ -105,17 +123,28 @@ class Result:
     to_first_llm_s: float | None = None
     run_dir: str | None = None
     log: str | None = None
+    #: A repository task's kind (None: a spec entry). Its hidden tests are FAIL_TO_PASS.
+    kind: str | None = None
+    #: Tests that passed at the base commit (``baseline.json``) and pass on the delivery.
+    p2p_passed: int = 0
+    p2p_total: int = 0
+    p2p_ok: bool = False
+    regressions: list[str] = field(default_factory=list)
+    #: The run's environment setup (its trace's ``baseline`` event) and whether it was cached.
+    env_setup_s: float | None = None
+    env_cached: bool | None = None
 
     @property
     def passed(self) -> bool:
-        return self.status == "delivered" and self.hidden_ok
+        """Delivered and every hidden test passing; for a repository task (resolved) also
+        no test that passed at base failing."""
+        repo_ok = self.kind is None or self.p2p_ok
+        return self.status == "delivered" and self.hidden_ok and repo_ok
 
 
 # -- the suite --------------------------------------------------------------------------------
 def discover(suite_dir: Path, *, scripted: bool, only: list[str] | None = None) -> list[Entry]:
     """Every entry of ``suite_dir``, checked; a ``BenchError`` names the entry and what is missing."""
-    from darkfactory.spec import load_spec
-
     if not suite_dir.is_dir():
         raise BenchError(
             "suite directory not found" if not suite_dir.exists() else "not a directory",
@@ -139,15 +168,19 @@ def discover(suite_dir: Path, *, scripted: bool, only: list[str] | None = None) 
         raise BenchError("the suite has no entry (no sub-directory)", file=suite_dir)
     entries = []
     for d in dirs:
-        entry = _entry(d, scripted=scripted)
+        task = repo_task.load_task(d) if (d / repo_task.TASK_FILE).is_file() else None
+        entry = _entry(d, scripted=scripted, ticket=task.ticket if task else None)
         spec = load_spec(entry.spec)
         _check_no_leak(entry, [t.content for t in spec.acceptance_tests])
-        entries.append(Entry(**{**asdict(entry), "format": spec.format}))
+        entries.append(replace(entry, format=spec.format, task=task))
     return entries
 
 
-def _entry(d: Path, *, scripted: bool) -> Entry:
-    specs = sorted(p for p in d.iterdir() if p.name.split(".")[0] == SPEC_STEM)
+def _entry(d: Path, *, scripted: bool, ticket: Path | None = None) -> Entry:
+    """The entry in ``d``: its spec (or a repository task's ``ticket``), hidden tests, playbook."""
+    specs = (
+        [ticket] if ticket else sorted(p for p in d.iterdir() if p.name.split(".")[0] == SPEC_STEM)
+    )
     if not specs:
         raise BenchError(
             f"entry {d.name!r} has no spec: missing spec.yaml, spec.md, spec.txt, "
@@ -223,7 +256,14 @@ def run_entry(entry: Entry, opts: Options) -> Result:
     runs_dir.mkdir(parents=True, exist_ok=True)
     log = (opts.out / "logs" / f"{entry.name}.log").resolve()
     log.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "darkfactory", "run", str(entry.spec.resolve())]
+    argv = [sys.executable, "-m", "darkfactory", "run"]
+    if entry.task is not None:
+        assert entry.repo is not None  # bench() unpacked it
+        ticket = repo_task.run_ticket(entry.task, entry.repo, opts.out / "tickets" / entry.name)
+        argv += [str(ticket.resolve()), "--repo", str(entry.repo), "--base", entry.task.base]
+        argv += ["--kind", entry.task.kind]
+    else:
+        argv.append(str(entry.spec.resolve()))
     argv += ["--out", str(runs_dir), "--json", "--yes"]
     model = model_for(entry, opts.model)
     if model:
@@ -255,6 +295,7 @@ def run_entry(entry: Entry, opts: Options) -> Result:
             reason=f"the run produced no report: {tail}",
             wall_s=round(wall, 2),
             log=str(log),
+            kind=entry.task.kind if entry.task else None,
         )
     run_dir = Path(report["workspace"]).parent
     llm = report.get("llm", {})
@@ -273,9 +314,13 @@ def run_entry(entry: Entry, opts: Options) -> Result:
         wall_s=round(wall, 2),
         run_dir=str(run_dir),
         log=str(log),
+        kind=entry.task.kind if entry.task else None,
     )
     result.to_run_start_s, result.to_first_llm_s = _startup(run_dir, started_wall)
-    _score(result, entry, run_dir, backend=report.get("sandbox"), opts=opts)
+    if entry.task is not None:
+        _score_repo(result, entry, run_dir, backend=report.get("sandbox"), opts=opts)
+    else:
+        _score(result, entry, run_dir, backend=report.get("sandbox"), opts=opts)
     return result
 
 
@@ -320,8 +365,6 @@ def _report(stdout: str, runs_dir: Path) -> dict[str, Any] | None:
 
 def _startup(run_dir: Path, started: float) -> tuple[float | None, float | None]:
     """Seconds from the process start to the run's first trace record and first LLM call."""
-    from darkfactory.reporting.trace import read_trace
-
     path = run_dir / "trace.jsonl"
     if not path.is_file():
         return None, None
@@ -341,12 +384,6 @@ def _score(
     result: Result, entry: Entry, run_dir: Path, *, backend: str | None, opts: Options
 ) -> None:
     """Run the hidden tests against a copy of the delivered workspace, in a sandbox."""
-    from darkfactory.config import load_config
-    from darkfactory.engine.deps import DEPS_TARGET
-    from darkfactory.sandbox import open_sandbox
-    from darkfactory.sandbox.base import Mount, SandboxSpec
-    from darkfactory.sandbox.testrun import expected_tests, run_pytest
-
     if hostio.kind_of(run_dir, "workspace") != "dir":
         result.hidden_problem = "the run left no workspace"
         return
@@ -406,6 +443,63 @@ def _score(
     ]
 
 
+def _score_repo(
+    result: Result, entry: Entry, run_dir: Path, *, backend: str | None, opts: Options
+) -> None:
+    """A repository task's delivery: FAIL_TO_PASS and PASS_TO_PASS (``repo_task.score``)."""
+    assert entry.task is not None
+    result.env_setup_s, result.env_cached = repo_task.environment_setup(run_dir)
+    found = repo_task.score(
+        run_dir,
+        entry.task,
+        entry.hidden,
+        backend=backend or opts.sandbox or load_config(run_dir / "config").factory.sandbox.backend,
+        scratch=(opts.out / "score" / entry.name).resolve(),
+    )
+    result.hidden_passed, result.hidden_total = found.f2p_passed, found.f2p_total
+    result.hidden_ok, result.hidden_failures = found.f2p_ok, found.f2p_failures
+    result.hidden_problem = found.problem
+    result.p2p_passed, result.p2p_total = found.p2p_passed, found.p2p_total
+    result.p2p_ok, result.regressions = found.p2p_ok, found.regressions
+
+
+# -- before any run: the repository tasks' hidden tests fail at base --------------------------
+def prepare_repo_tasks(
+    entries: list[Entry], *, config: Path | None, sandbox: str | None, jobs: int
+) -> list[Entry]:
+    """Each repository task with its repository unpacked, once its hidden tests are checked to
+    fail at the base commit (``repo_task.check_fails_at_base``; a ``BenchError`` otherwise).
+
+    The checks' clones are temporary: a refused suite leaves nothing but the unpacked
+    repositories and environments in the cache."""
+    if not any(e.task is not None for e in entries):
+        return entries
+    loaded = load_config(config)
+    backend = sandbox or loaded.factory.sandbox.backend
+
+    def one(entry: Entry, scratch: Path) -> Entry:
+        if entry.task is None:
+            return entry
+        repo = repo_task.unpack(entry.name, entry.task, loaded)
+        (scratch / entry.name).mkdir()
+        repo_task.check_fails_at_base(
+            entry.name,
+            entry.task,
+            repo,
+            entry.hidden,
+            config=loaded,
+            backend=backend,
+            scratch=scratch / entry.name,
+        )
+        return replace(entry, repo=repo)
+
+    with (
+        tempfile.TemporaryDirectory(prefix="darkfactory-bench-check-") as tmp,
+        ThreadPoolExecutor(max_workers=jobs) as pool,
+    ):
+        return list(pool.map(lambda entry: one(entry, Path(tmp)), entries))
+
+
 # -- the suite, N at a time -------------------------------------------------------------------
 def run_suite(
     entries: list[Entry],
@@ -430,7 +524,7 @@ def run_suite(
         return list(pool.map(one, entries))
 
 
-# -- the command ------------------------------------------------------------------------------
+# -- the whole bench --------------------------------------------------------------------------
 def default_out() -> Path:
     return Path("runs") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -450,6 +544,17 @@ def bench(
     if jobs < 1:
         raise BenchError(f"--jobs must be at least 1, got {jobs}")
     entries = discover(suite_dir, scripted=model == SCRIPTED, only=only)
+    tasks = sum(e.task is not None for e in entries)
+    if tasks and not quiet:
+        print(
+            f"bench: checking that the hidden tests of {tasks} repository task(s) fail at "
+            "their base commit",
+            file=sys.stderr,
+            flush=True,
+        )
+    checked = time.perf_counter()
+    entries = prepare_repo_tasks(entries, config=config, sandbox=sandbox, jobs=jobs)
+    checked_s = time.perf_counter() - checked
     out = out or default_out()
     out.mkdir(parents=True, exist_ok=True)
     opts = Options(out=out, model=model, sandbox=sandbox, config=config)
@@ -457,9 +562,15 @@ def bench(
     def report(result: Result, done: int) -> None:
         if quiet:
             return
+        tests = f"hidden {result.hidden_passed}/{result.hidden_total}"
+        if result.kind is not None:
+            tests = (
+                f"FAIL_TO_PASS {result.hidden_passed}/{result.hidden_total}, PASS_TO_PASS "
+                f"{result.p2p_passed}/{result.p2p_total}"
+            )
         print(
-            f"bench: [{done}/{len(entries)}] {result.entry}: {result.status}, hidden "
-            f"{result.hidden_passed}/{result.hidden_total}, {result.wall_s:.1f} s",
+            f"bench: [{done}/{len(entries)}] {result.entry}: {result.status}, {tests}, "
+            f"{result.wall_s:.1f} s",
             file=sys.stderr,
             flush=True,
         )
@@ -475,7 +586,9 @@ def bench(
     start = time.perf_counter()
     results = run_suite(entries, opts, jobs=jobs, on_result=report)
     elapsed = time.perf_counter() - start
-    rows = [{**asdict(r), "passed": r.passed} for r in results]
+    rows = [
+        {**asdict(r), "passed": r.passed, "resolved": r.passed if r.kind else None} for r in results
+    ]
     summary = {
         "suite": str(suite_dir),
         "out": str(out),
@@ -486,6 +599,7 @@ def bench(
         "machine": {**_machine(), "loadavg_start": load_before, "loadavg_end": _loadavg()},
         "results": rows,
         "totals": totals(rows, elapsed),
+        "base_check_s": round(checked_s, 2) if tasks else None,
     }
     write_summary(out, summary)
     code = ExitCode.DELIVERED if all(r.passed for r in results) else ExitCode.FAILED
@@ -501,24 +615,3 @@ def _loadavg() -> list[str] | None:
 
 def _machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-
-
-def cmd_bench(args: Any) -> int:
-    """``darkfactory bench`` (the parser is in ``darkfactory.cli``)."""
-    code, summary = bench(
-        args.suite,
-        model=args.model,
-        jobs=args.jobs,
-        out=args.out,
-        sandbox=args.sandbox,
-        config=args.config,
-        only=args.entry,
-        quiet=args.json,
-    )
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(render_markdown(summary), end="")
-        out = Path(summary["out"])
-        print(f"\nwritten: {out / JSON_FILE} and {out / MARKDOWN_FILE}")
-    return code

@@ -1,4 +1,5 @@
-"""``darkfactory bench SUITE``: run every spec of a suite and score each with hidden tests.
+"""``darkfactory bench SUITE``: run every spec or repository task of a suite, score each with
+hidden tests.
 
 The runner is ``darkfactory.bench.run``; this module reads the options and prints the table."""
 
@@ -16,7 +17,12 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         "bench",
         help="run every spec of a suite, each in its own process, and score it with hidden tests",
     )
-    p.add_argument("suite", type=Path, help="the suite directory (one sub-directory per entry)")
+    p.add_argument(
+        "suite",
+        type=Path,
+        help="the suite directory: one sub-directory per entry, a spec or, with a task.yaml, "
+        "a ticket on a repository",
+    )
     p.add_argument(
         "--model",
         default=None,
@@ -42,8 +48,8 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit 0 when every entry was delivered and passed its hidden tests, 1 if not, 2 for a
-    bad suite (nothing run then)."""
+    """Exit 0 when every entry was delivered and passed its hidden tests (a repository task:
+    resolved), 1 if not, 2 for a bad suite (nothing run then)."""
     # The runner (the sandbox, the host reader): not for --help.
     from darkfactory.bench.run import bench
     from darkfactory.bench.table import JSON_FILE, MARKDOWN_FILE, render_markdown

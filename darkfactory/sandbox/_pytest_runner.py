@@ -108,6 +108,11 @@ def parent():
         os.dup2(null, 0)
         try:
             child(report_w, output_w)
+        except BaseException:  # the runner itself broke: say how, on the output pipe
+            import traceback
+
+            traceback.print_exc()
+            sys.stderr.flush()
         finally:
             os._exit(70)
     os.close(report_w)

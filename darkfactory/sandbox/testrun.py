@@ -162,6 +162,9 @@ def run_pytest(
     boundary. Never raises for what the tests or pytest did.
     """
     args = [*targets, f"--rootdir={rootdir or sandbox.workdir}", "-p", "no:cacheprovider"]
+    # The runner imports the installed plugins before pytest can rewrite their asserts; a
+    # project's ``filterwarnings = error`` must not turn that notice into a crash.
+    args += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
     if rootdir is not None:  # a mounted suite: no conftest.py from above it
         args.append(f"--confcutdir={rootdir}")
     config = json.dumps({"args": [*args, "-q", *extra_args]})
