@@ -17,8 +17,7 @@ from pydantic import BaseModel
 
 from darkfactory.config import Config
 from darkfactory.engine.classify import diagnose
-from darkfactory.engine.state import RunState
-from darkfactory.engine.verify import VerifyResult, test_key
+from darkfactory.engine.verify import VerifyResult, trace_outcomes
 from darkfactory.repo import deliver as delivering
 from darkfactory.repo.baseline import Baseline, Comparison, compare, run_baseline, run_suite
 from darkfactory.repo.environment import RepoEnvironment, prepare_environment, project_sandbox
@@ -36,6 +35,9 @@ from darkfactory.workspace import hostio, rundir
 
 #: The run directory's record of its repository (what resume rebuilds the run from).
 REPO_JSON = "repo.json"
+#: Failure classification reads the workspace for module names; a repository run's
+#: failures are classified by their messages alone.
+NO_HOST_PATH = Path("/nonexistent")
 #: Kept out of the phase commits (``.git/info/exclude``: never part of the change).
 EXCLUDE = "__pycache__/\n*.pyc\n.pytest_cache/\nsite/\n"
 
@@ -219,7 +221,7 @@ def check_reproduction(
     failure = run.summary(3000)
     if run.collection_error is not None or run.killed is not None:
         return Reproduction(tests, files, failure, False, "the test does not run at base")
-    diagnosis = diagnose(run, None, sandbox_root(repo))
+    diagnosis = diagnose(run, None, NO_HOST_PATH)
     if any(c in ("syntax_import", "missing_dependency") for c in diagnosis.classes):
         return Reproduction(tests, files, failure, False, "it fails with an import error")
     if not run.outcomes or any(o.outcome not in ("failed", "error") for o in run.outcomes):
@@ -238,10 +240,6 @@ def check_named_tests(repo: RepoRun, names: list[str]) -> Reproduction:
     if passing:
         return Reproduction(tuple(names), (), failure, False, f"they pass at base: {passing}")
     return Reproduction(tuple(names), (), failure, True)
-
-
-def sandbox_root(repo: RepoRun) -> Path:
-    return Path("/nonexistent")  # classification by message only: no host path to look at
 
 
 def _is_test_file(path: str) -> bool:
@@ -271,7 +269,6 @@ class RepoVerifier:
         repo: RepoRun,
         trace: Trace,
         progress: Callable[[str], None] = lambda msg: None,
-        state: Callable[[], RunState] | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.spec = spec
@@ -329,16 +326,8 @@ class RepoVerifier:
             round_no, acceptance, unit, links, diagnose(acceptance, unit, Path("/"))
         )
         _trace_exec(self.trace, ["pytest", "suite"], suite.exec)
-        for o in [*acceptance.outcomes, *unit.outcomes]:
-            key = test_key(o, keep_dirs=True)
-            self.trace.write(
-                "test_outcome",
-                suite="acceptance" if o in acceptance.outcomes else "unit",
-                test=key,
-                requirements=links.get(key.split("[")[0], []),
-                outcome=o.outcome,
-                duration_s=o.duration_s,
-            )
+        trace_outcomes(self.trace, "acceptance", acceptance, links, keep_dirs=True)
+        trace_outcomes(self.trace, "unit", unit, links, keep_dirs=True)
         self.trace.write(
             "verify",
             round=round_no,

@@ -182,16 +182,7 @@ class SandboxVerifier:
                 duration_s=round(run.exec.duration_s, 3),
                 killed=run.exec.killed,
             )
-            for o in run.outcomes:
-                key = test_key(o, keep_dirs=suite == "acceptance")
-                self.trace.write(
-                    "test_outcome",
-                    suite=suite,
-                    test=key,
-                    requirements=links.get(key.split("[")[0], []),
-                    outcome=o.outcome,
-                    duration_s=o.duration_s,
-                )
+            trace_outcomes(self.trace, suite, run, links, keep_dirs=suite == "acceptance")
         self.trace.write(
             "verify",
             round=round_no,
@@ -225,4 +216,20 @@ class SandboxVerifier:
         hostio.copy_tree(canonical, ".", ws)
         self.trace.write(
             "acceptance_restored", reason="the workspace copy differed from the frozen tests"
+        )
+
+
+def trace_outcomes(
+    trace: Trace, suite: str, run: TestRun, links: dict[str, list[str]], *, keep_dirs: bool
+) -> None:
+    """One ``test_outcome`` event per test of ``run``, with the requirements it proves."""
+    for o in run.outcomes:
+        key = test_key(o, keep_dirs=keep_dirs)
+        trace.write(
+            "test_outcome",
+            suite=suite,
+            test=key,
+            requirements=links.get(key.split("[")[0], []),
+            outcome=o.outcome,
+            duration_s=o.duration_s,
         )

@@ -28,7 +28,7 @@ from pathlib import Path
 from darkfactory.engine import deps
 from darkfactory.repo.errors import EnvironmentFailed
 from darkfactory.repo.project import Project, check_python
-from darkfactory.sandbox import open_sandbox
+from darkfactory.sandbox import open_sandbox, with_pythonpath
 from darkfactory.sandbox.base import ExecResult, Limits, Mount, Sandbox, SandboxSpec
 from darkfactory.workspace import hostio
 
@@ -167,35 +167,7 @@ def project_sandbox(
     workspace, its import roots (``src/``) and the mounts ``targets``, in that order."""
     workdir = sandbox.workdir.rstrip("/")
     paths = [f"{workdir}/{r}" if r != "." else workdir for r in project.import_roots]
-    return ProjectSandbox(sandbox, [*paths, *(sandbox.path_of(t) for t in targets)])
-
-
-class ProjectSandbox:
-    """A ``Sandbox`` that sets ``PYTHONPATH`` (unless a caller passes its own)."""
-
-    def __init__(self, inner: Sandbox, pythonpath: list[str]) -> None:
-        self.inner = inner
-        self.backend = inner.backend
-        self.workdir = inner.workdir
-        self.python = inner.python
-        self.pythonpath = ":".join(pythonpath)
-
-    def path_of(self, target: str) -> str:
-        return self.inner.path_of(target)
-
-    def run(
-        self,
-        argv: list[str],
-        *,
-        timeout: float | None = None,
-        stdin: str | None = None,
-        env: dict[str, str] | None = None,
-    ) -> ExecResult:
-        merged = {"PYTHONPATH": self.pythonpath, **(env or {})}
-        return self.inner.run(argv, timeout=timeout, stdin=stdin, env=merged)
-
-    def close(self) -> None:
-        self.inner.close()
+    return with_pythonpath(sandbox, [*paths, *(sandbox.path_of(t) for t in targets)])
 
 
 def run_setup(sandbox: Sandbox, project: Project, *, timeout_s: float) -> list[ExecResult]:

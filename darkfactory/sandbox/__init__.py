@@ -44,6 +44,7 @@ __all__ = [
     "check_backends",
     "docker_problem",
     "open_sandbox",
+    "with_pythonpath",
 ]
 
 BACKENDS = ("auto", "bwrap", "local", "docker")
@@ -171,5 +172,11 @@ class _WithPythonPath:
 def _with_pythonpath(sandbox: Sandbox, spec: SandboxSpec) -> Sandbox:
     if not spec.pythonpath:
         return sandbox
-    dirs = [sandbox.workdir, *(sandbox.path_of(t) for t in spec.pythonpath)]
+    return with_pythonpath(
+        sandbox, [sandbox.workdir, *(sandbox.path_of(t) for t in spec.pythonpath)]
+    )
+
+
+def with_pythonpath(sandbox: Sandbox, dirs: list[str]) -> Sandbox:
+    """``sandbox`` whose every command gets ``dirs`` as ``PYTHONPATH`` (unless it passes one)."""
     return _WithPythonPath(sandbox, ":".join(dirs))
