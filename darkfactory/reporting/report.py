@@ -11,6 +11,7 @@ whose price is not in ``prices.yaml`` has an unknown cost (``null``), never zero
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,21 @@ def _repository(run_dir: Path) -> dict[str, Any] | None:
         "regressions": regressions if final else None,
         "change_patch": (run_dir / "change.patch").is_file(),
         "pull_request_md": (run_dir / "pull_request.md").is_file(),
+        "diff": _diff(run_dir / "workspace", record["base_sha"]),
     }
+
+
+#: Most characters of a repository run's diff a report shows (change.patch has it all).
+MAX_REPORT_DIFF = 20_000
+
+
+def _diff(workspace: Path, base_sha: str) -> str:
+    if not (workspace / ".git").is_dir():
+        return ""
+    diff = gitrepo.run(workspace, "diff", "--no-ext-diff", "--no-textconv", base_sha, "HEAD")
+    if len(diff) > MAX_REPORT_DIFF:
+        return diff[:MAX_REPORT_DIFF] + "\n[... the rest is in change.patch]"
+    return diff
 
 
 def _counts(suite: SuiteResult) -> dict[str, int]:
@@ -269,6 +284,26 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"- round {v['round']}: acceptance {a['passed']}/{a['total']}, unit {u['passed']}/{u['total']}, {what}"
         )
+    repo = report.get("repository")
+    if repo:
+        base, final = repo["baseline"] or {}, repo["final"] or {}
+        fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", repo["diff"])), default=0))
+        lines += [
+            "",
+            f"## The change on `{repo['branch']}`",
+            "",
+            f"- Repository: `{repo['location']}` at {repo['base']} (`{repo['base_sha'][:12]}`), "
+            f"a {repo['kind']} ticket",
+            f"- Its tests at base: {base.get('passed', 0)} passed, {base.get('failed', 0)} failed, "
+            f"{base.get('error', 0)} errors; at the end: {final.get('passed', 0)} passed, "
+            f"{final.get('failed', 0)} failed, {final.get('error', 0)} errors",
+            f"- Regressions: {', '.join(f'`{t}`' for t in repo['regressions'] or []) or 'none'}",
+            "- Files: `change.patch`, `pull_request.md`",
+            "",
+            f"{fence}diff",
+            repo["diff"].rstrip("\n"),
+            fence,
+        ]
     if report["checkpoints"] or report["pending_checkpoint"]:
         lines += ["", "## Checkpoints", ""]
         lines += [

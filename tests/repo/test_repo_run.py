@@ -183,6 +183,13 @@ def test_a_bug_is_reproduced_fixed_and_delivered_as_a_branch_a_patch_and_a_pr(
     pr = (run_dir / "pull_request.md").read_text()
     assert "mean([]) crashes" in pr and "test_repro_mean_of_nothing_is_zero" in pr
     assert "ZeroDivisionError" in pr  # the reproduction's failure at base, verbatim
+    # The report shows the change itself, with the suite at base and at the end.
+    assert report["repository"]["regressions"] == []
+    assert report["repository"]["final"]["passed"] == 3
+    md = (run_dir / "report.md").read_text()
+    assert f"## The change on `{branch}`" in md and "+        return 0.0" in md
+    html = (run_dir / "report.html").read_text()
+    assert "+        return 0.0" in html and "regressions: none" in html
     # Pushed to the remote, never to its base branch.
     assert git(bare, "rev-parse", branch) == git(ws, "rev-parse", "HEAD")
     assert git(bare, "rev-parse", "main") == git(calc_repo.path, "rev-parse", "main")
