@@ -9,7 +9,10 @@ test uses ``local_index`` (pypi_local.py), the session's own package index.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pypi_local
 import pytest
@@ -82,3 +85,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _skipped:
         print("\nDARKFACTORY_NO_SKIPS=1 and these tests were skipped:\n  " + "\n  ".join(_skipped))
         session.exitstatus = 1
+
+
+def mkdocs_command() -> list[str]:
+    """The mkdocs of the interpreter running the tests (the project's venv)."""
+    script = Path(sys.executable).with_name("mkdocs")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "mkdocs"]
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This repository's docs, built once a session with ``mkdocs build --strict``."""
+    site_dir = tmp_path_factory.mktemp("site")
+    out = subprocess.run(
+        [*mkdocs_command(), "build", "--strict", "--site-dir", str(site_dir)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert out.returncode == 0, f"mkdocs build --strict failed:\n{out.stdout}\n{out.stderr}"
+    return site_dir

@@ -67,9 +67,8 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
                 anchor = name.split(".") if is_pkg else name.split(".")[:-1]
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets = [
-                f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names
-            ]
+            # ``from pkg import name`` runs pkg/__init__.py too, even when name is a module.
+            targets = [base, *(f"{base}.{a.name}" for a in node.names)]
         else:
             continue
         for target in targets:

@@ -9,25 +9,15 @@ from __future__ import annotations
 
 import ast
 import html
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 from pydantic import BaseModel
 
 from darkfactory import config as cfg
 from darkfactory.errors import ExitCode
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def mkdocs_command() -> list[str]:
-    """The mkdocs of the interpreter running the tests (the project's venv)."""
-    script = Path(sys.executable).with_name("mkdocs")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "mkdocs"]
 
 
 def field_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
@@ -40,21 +30,6 @@ def field_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
         else:
             keys.append(f"{prefix}{name}")
     return keys
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    site_dir = tmp_path_factory.mktemp("site")
-    out = subprocess.run(
-        [*mkdocs_command(), "build", "--strict", "--site-dir", str(site_dir)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-    )
-    assert out.returncode == 0, f"mkdocs build --strict failed:\n{out.stdout}\n{out.stderr}"
-    return site_dir
 
 
 def page(site: Path, name: str) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_docs import REPO, mkdocs_command
+from test_docs import REPO
 
 #: The pages with diagrams, and words their diagram must show once drawn.
 DIAGRAMS = {
@@ -160,21 +160,6 @@ def drawn_diagrams(document: dict[str, Any]) -> list[dict[str, Any]]:
             for root in node.get("shadowRoots", []):
                 svgs += [n for n in walk(root) if n.get("nodeName", "").lower() == "svg"]
     return svgs
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    site_dir = tmp_path_factory.mktemp("site")
-    out = subprocess.run(
-        [*mkdocs_command(), "build", "--strict", "--site-dir", str(site_dir)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-    )
-    assert out.returncode == 0, f"mkdocs build --strict failed:\n{out.stdout}\n{out.stderr}"
-    return site_dir
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -28,7 +28,7 @@ from dockerd import IMAGE, docker_engine  # noqa: F401  (a fixture)
 
 from darkfactory.cli import main
 from darkfactory.errors import SandboxUnavailable
-from darkfactory.sandbox import _cgroup, check_backends, open_sandbox
+from darkfactory.sandbox import _cgroup, bwrap, check_backends, open_sandbox
 from darkfactory.sandbox._cgroup import Cgroup, Hierarchy
 from darkfactory.sandbox.base import ExecResult, Limits, Mount, Sandbox, SandboxSpec
 from darkfactory.sandbox.bwrap import OVERHEAD_PIDS, BwrapSandbox
@@ -378,7 +378,7 @@ def test_cgroups_of_dead_owners_are_removed(bw: Sandbox) -> None:
 def test_root_without_cgroups_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if os.geteuid() != 0:
         pytest.skip("only root needs cgroups; other users get rlimits in a user namespace")
-    monkeypatch.setattr(_cgroup, "hierarchy", lambda: "cgroups are read-only here")
+    monkeypatch.setattr(bwrap, "hierarchy", lambda: "cgroups are read-only here")
     with pytest.raises(SandboxUnavailable, match="cgroups are read-only here"):
         BwrapSandbox(SandboxSpec(workspace=tmp_path))
 

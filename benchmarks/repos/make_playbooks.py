@@ -27,7 +27,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import os
 import subprocess
@@ -43,8 +42,9 @@ SUITE = Path(__file__).resolve().parent
 REPO = SUITE.parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks import playbook_files  # noqa: E402
 from darkfactory.bench.repo_task import TASK_FILE, RepoTask, load_task  # noqa: E402
-from darkfactory.bench.run import HIDDEN_DIR, PLAYBOOK_FILE  # noqa: E402
+from darkfactory.bench.run import HIDDEN_DIR  # noqa: E402
 from darkfactory.spec import load_spec  # noqa: E402
 
 SOLUTION = "solution.patch"
@@ -290,29 +290,14 @@ def tasks(suite: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--check", action="store_true", help="only check that the playbooks are current")
-    p.add_argument("--suite", type=Path, default=SUITE, help="the task directory")
-    p.add_argument("names", nargs="*", help="tasks to write (default: every task)")
-    args = p.parse_args(argv)
-    stale = []
-    for task_dir in tasks(args.suite):
-        if args.names and task_dir.name not in args.names:
-            continue
-        text = render(task_dir)
-        target = task_dir / PLAYBOOK_FILE
-        current = target.read_text(encoding="utf-8") if target.is_file() else None
-        if current == text:
-            continue
-        if args.check:
-            stale.append(task_dir.name)
-        else:
-            target.write_text(text, encoding="utf-8")
-            print(f"wrote {target.relative_to(args.suite)}")
-    if stale:
-        print(f"stale playbooks (run {Path(__file__).name}): {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
+    return playbook_files.main(
+        argv,
+        description=__doc__.split("\n\n")[0],
+        suite=SUITE,
+        dirs=tasks,
+        render=render,
+        script=Path(__file__).name,
+    )
 
 
 if __name__ == "__main__":

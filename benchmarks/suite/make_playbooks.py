@@ -26,7 +26,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,8 @@ SUITE = Path(__file__).resolve().parent
 REPO = SUITE.parent.parent
 sys.path.insert(0, str(REPO))
 
-from darkfactory.bench.run import PLAYBOOK_FILE, SPEC_STEM  # noqa: E402
+from benchmarks import playbook_files  # noqa: E402
+from darkfactory.bench.run import SPEC_STEM  # noqa: E402
 from darkfactory.spec import load_spec  # noqa: E402
 
 SOLUTION_DIR = "solution"
@@ -223,29 +223,14 @@ def entries(suite: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--check", action="store_true", help="only check that the playbooks are current")
-    p.add_argument("--suite", type=Path, default=SUITE, help="the suite directory")
-    p.add_argument("names", nargs="*", help="entries to write (default: every entry)")
-    args = p.parse_args(argv)
-    stale = []
-    for entry in entries(args.suite):
-        if args.names and entry.name not in args.names:
-            continue
-        text = render(entry)
-        target = entry / PLAYBOOK_FILE
-        current = target.read_text(encoding="utf-8") if target.is_file() else None
-        if current == text:
-            continue
-        if args.check:
-            stale.append(entry.name)
-        else:
-            target.write_text(text, encoding="utf-8")
-            print(f"wrote {target.relative_to(args.suite)}")
-    if stale:
-        print(f"stale playbooks (run {Path(__file__).name}): {', '.join(stale)}", file=sys.stderr)
-        return 1
-    return 0
+    return playbook_files.main(
+        argv,
+        description=__doc__.split("\n\n")[0],
+        suite=SUITE,
+        dirs=entries,
+        render=render,
+        script=Path(__file__).name,
+    )
 
 
 if __name__ == "__main__":

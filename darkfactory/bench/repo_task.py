@@ -244,9 +244,10 @@ def _overlay(source: Path, files: list[str], workspace: Path) -> str | None:
             parent = workspace.joinpath(*parts[:i])
             if parent.is_symlink() or (parent.exists() and not parent.is_dir()):
                 return f"{'/'.join(parts[:i])} in the delivery is not a directory"
+        data = hostio.read_bytes(source, rel)  # the repository's: no link, no '..'
         hostio.remove(workspace / rel)
         (workspace / rel).parent.mkdir(parents=True, exist_ok=True)
-        (workspace / rel).write_bytes((source / rel).read_bytes())
+        (workspace / rel).write_bytes(data)
     return None
 
 
@@ -426,10 +427,19 @@ def score(run_dir: Path, task: RepoTask, hidden: Path, *, backend: str, scratch:
 def _base_test_files(base: Baseline, base_tree: Path) -> list[str]:
     """The files the baseline's tests are in, and every ``conftest.py``, at the base commit."""
     files = {test.split("::", 1)[0] for test in base.outcomes}
-    files |= {p.relative_to(base_tree).as_posix() for p in base_tree.rglob("conftest.py")}
-    return sorted(
-        f for f in files if (base_tree / f).is_file() and not (base_tree / f).is_symlink()
-    )
+    files |= {
+        e.path
+        for e in hostio.walk(base_tree, max_entries=hostio.MAX_ENTRIES * 10)
+        if e.kind == "file" and e.path.rpartition("/")[2] == "conftest.py"
+    }
+    return sorted(f for f in files if _is_plain_file(base_tree, f))
+
+
+def _is_plain_file(root: Path, rel: str) -> bool:
+    try:
+        return hostio.is_file(root, rel)
+    except hostio.Refused:  # a test id that is not a path under the root ('..', absolute)
+        return False
 
 
 def pass_to_pass(base: Mapping[str, str], now: Mapping[str, str]) -> tuple[int, int, list[str]]:

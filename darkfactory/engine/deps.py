@@ -177,7 +177,7 @@ def read_requirements(workspace: Path) -> tuple[str, list[str], list[str]] | Non
     for where, entry in entries:
         if not entry:
             continue
-        why = _refusal(entry)
+        why = refusal(entry)
         if why is None:
             requirements.append(entry)
         else:
@@ -187,7 +187,7 @@ def read_requirements(workspace: Path) -> tuple[str, list[str], list[str]] | Non
     return source, requirements, problems
 
 
-def _refusal(entry: str) -> str | None:
+def refusal(entry: str) -> str | None:
     """Why ``entry`` is not a plain requirement (None: it is)."""
     if entry.startswith("-"):
         return "pip options are not accepted (only requirements)"

@@ -38,8 +38,6 @@ REPO_JSON = "repo.json"
 #: Failure classification reads the workspace for module names; a repository run's
 #: failures are classified by their messages alone.
 NO_HOST_PATH = Path("/nonexistent")
-#: Kept out of the phase commits (``.git/info/exclude``: never part of the change).
-EXCLUDE = "__pycache__/\n*.pyc\n.pytest_cache/\nsite/\n"
 
 
 class RepoRecord(BaseModel):
@@ -106,7 +104,7 @@ def setup(
     clone_into(source, workspace, branch)
     exclude = workspace / ".git" / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
-    exclude.write_text(EXCLUDE, encoding="utf-8")
+    exclude.write_text(rundir.WORKSPACE_IGNORE, encoding="utf-8")  # never part of the change
     project = detect_project(workspace)
     if spec.target.test_command:
         project = project.model_copy(update={"test_command": tuple(spec.target.test_command)})
@@ -435,9 +433,10 @@ def pull_request_facts(
         delivering.RequirementEvidence(
             id=r.id,
             text=r.text,
-            tests=tuple((t, outcomes.get(t, "not run")) for t in (must if i < len(must) else [])),
+            # The tests that must pass (a bug's reproduction) prove the ticket's requirements.
+            tests=tuple((t, outcomes.get(t, "not run")) for t in must),
         )
-        for i, r in enumerate(spec.requirements)
+        for r in spec.requirements
     ]
     repro_path = run_dir / "reproduction.json"
     reproduction = None

@@ -53,7 +53,6 @@ STATUS_EXIT = {
     "awaiting_approval": ExitCode.AWAITING_APPROVAL,
     "budget_exhausted": ExitCode.BUDGET_EXHAUSTED,
 }
-WORKSPACE_GITIGNORE = "__pycache__/\n*.pyc\n.pytest_cache/\nsite/\n"
 
 
 @dataclass
@@ -184,7 +183,7 @@ def prepare_run(
             tests_root = run_dir / ACCEPTANCE_DIR
         else:
             gitrepo.init(workspace)
-            (workspace / ".gitignore").write_text(WORKSPACE_GITIGNORE, encoding="utf-8")
+            (workspace / ".gitignore").write_text(rundir.WORKSPACE_IGNORE, encoding="utf-8")
             tests_root = workspace / ACCEPTANCE_DIR
         for test in spec.acceptance_tests:
             target = tests_root / test.name

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from darkfactory.engine import deps
+import darkfactory.engine.deps as deps
 from darkfactory.repo._setup_py import setup_keywords
 from darkfactory.workspace import hostio
 
@@ -52,7 +52,7 @@ class Declared:
         entry = entry.strip()
         if not entry:
             return
-        why = refusal(entry)
+        why = deps.refusal(entry)
         if why is None:
             self.requirements[group].append(deps.pip_line(entry))
         else:
@@ -78,23 +78,6 @@ class Declared:
                     seen.add(line)
                     out[group].append(line)
         return out
-
-
-def refusal(entry: str) -> str | None:
-    """Why ``entry`` is not a plain requirement the host's pip may see (None: it is)."""
-    if entry.startswith("-"):
-        return "pip options are not accepted (only requirements)"
-    if "$" in entry:
-        return "'$' is not accepted (pip would substitute an environment variable)"
-    try:
-        line = deps.pip_line(entry)
-    except InvalidRequirement as exc:
-        return f"not a valid requirement ({str(exc).splitlines()[0]})"
-    except ValueError as exc:
-        return str(exc)
-    if any(token.startswith("-") for token in line.split()):
-        return "pip options are not accepted (only requirements)"
-    return None
 
 
 def read_declared(root: Path, requirement_files: list[tuple[str, Group]]) -> Declared:
@@ -182,7 +165,7 @@ def _dependency_group(groups: dict[str, Any], name: str, visiting: set[str]) -> 
 def _extra(found: Declared, where: str, extra: Any, entries: Any) -> None:
     name = str(extra)
     items = entries.splitlines() if isinstance(entries, str) else _strings(entries)
-    checked = [e.strip() for e in items if e.strip() and refusal(e.strip()) is None]
+    checked = [e.strip() for e in items if e.strip() and deps.refusal(e.strip()) is None]
     found.extras[canonicalize_name(name)] = checked
     group = _group_of(name)
     if group is not None:

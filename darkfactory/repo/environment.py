@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from darkfactory.engine import deps
+import darkfactory.engine.deps as deps
 from darkfactory.repo.errors import EnvironmentFailed
 from darkfactory.repo.project import Project, check_python
 from darkfactory.sandbox import open_sandbox, with_pythonpath

@@ -45,8 +45,8 @@ def child(report_fd, output_fd):
         try:
             __import__(ep.module)
             plugins += ["-p", ep.module]
-        except Exception:
-            pass
+        except Exception as exc:  # an installed plugin that cannot load: say so, run without
+            print(f"darkfactory: pytest plugin {ep.module} not loaded: {exc!r}", file=sys.stderr)
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # none found from workspace paths
     sys.dont_write_bytecode = True  # -I ignores PYTHONDONTWRITEBYTECODE: no .pyc in the workspace
     sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]

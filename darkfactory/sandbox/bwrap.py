@@ -52,8 +52,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from darkfactory.errors import InputError, SandboxUnavailable
-from darkfactory.sandbox import _cgroup
-from darkfactory.sandbox._cgroup import Cgroup, Hierarchy
+from darkfactory.sandbox._cgroup import Cgroup, Hierarchy, hierarchy
 from darkfactory.sandbox._proc import Report, limit_prefix, minimal_env, run_process
 from darkfactory.sandbox._scrub import Guard, Place, ident_of
 from darkfactory.sandbox.base import ExecResult, Mount, SandboxSpec, mounted_path
@@ -99,7 +98,7 @@ class BwrapSandbox:
         self.spec = spec
         self.limits = spec.limits
         self.python = python or sys.executable
-        where = _cgroup.hierarchy()
+        where = hierarchy()
         #: Where each command's cgroup goes; None: no cgroups, rlimits only (not as root).
         self.cgroups: Hierarchy | None = where if isinstance(where, Hierarchy) else None
         if self.cgroups is None and os.geteuid() == 0:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from darkfactory.spec import harness
 from darkfactory.spec._openapi import Document, Operation
 from darkfactory.spec._openapi_cases import Case, Cases
 from darkfactory.spec._render import Names, docstring, literal, needs_json, test_name
@@ -20,7 +19,7 @@ from darkfactory.spec.model import AcceptanceTest, SourceRef
 DOCUMENT_FILE = "openapi.json"
 HARNESS_FILE = "openapi_contract.py"
 TESTS_FILE = "test_contract.py"
-HARNESS_SOURCE = Path(harness.__file__).with_name(HARNESS_FILE)
+HARNESS_SOURCE = Path(__file__).with_name("harness") / HARNESS_FILE  # read, never imported
 
 
 def render_contract_files(

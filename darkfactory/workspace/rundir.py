@@ -26,6 +26,8 @@ ACCEPTANCE_DIR = "acceptance"
 WORKSPACE_DIR = "workspace"
 TRACE_FILE = "trace.jsonl"
 LOCK_FILE = ".lock"
+#: What no phase commit takes: a new project's ``.gitignore``, a clone's ``.git/info/exclude``.
+WORKSPACE_IGNORE = "__pycache__/\n*.pyc\n.pytest_cache/\nsite/\n"
 #: CrewAI's flow persistence (SQLite), shared by the runs of one runs directory.
 FLOWS_DB = "flows.db"
 
