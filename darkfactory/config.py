@@ -91,6 +91,11 @@ PLACEHOLDERS: dict[str, str] = {
         "For a bug on a repository: the reproduction tests (their paths and names) and how "
         "they failed at the base commit. Empty otherwise."
     ),
+    "checks": (
+        "For a tests, docs or migrate ticket on a repository: what the pipeline will measure "
+        "besides the tests (production code untouched, the coverage rise, the API reference, "
+        "the migration's patterns, imports and warnings), one per line. Empty otherwise."
+    ),
 }
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from darkfactory.sandbox import open_sandbox
+from darkfactory.sandbox import open_sandbox, with_pythonpath
 from darkfactory.sandbox.base import Limits, Mount, Sandbox, SandboxSpec
 from darkfactory.sandbox.testrun import TestRun, run_pytest
 
@@ -110,6 +110,48 @@ def test_exact_outcomes(env: Env) -> None:
     assert "ERROR tests/test_mixed.py::test_error" in summary
     assert "test_pass" not in summary
     assert not list(env.ws.rglob("*.xml"))  # nothing is written into the workspace
+
+
+SET_IDS = """
+import os
+import sys
+
+import pytest
+
+NAMES = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota"}
+
+
+@pytest.mark.parametrize("name", list(NAMES))
+def test_named(name):
+    assert name
+
+
+def test_the_sandbox_path_is_on_sys_path_and_passed_on():
+    assert os.environ["PYTHONPATH"].split(os.pathsep)[0] in sys.path
+"""
+
+
+def test_ids_built_from_a_set_are_the_same_in_every_run(env: Env) -> None:
+    # -I ignores PYTHONHASHSEED: the runner re-executes itself with a fixed seed, so the
+    # order of a set of strings (and so the ids) is the same in every process.
+    env.write("tests/test_sets.py", SET_IDS)
+    env.sb = with_pythonpath(env.sb, [env.sb.workdir])
+    runs = [env.run(["tests"]) for _ in range(3)]
+    ids = [[o.nodeid for o in run.outcomes] for run in runs]
+    assert ids[0] == ids[1] == ids[2] and len(ids[0]) == 10
+    assert all(run.ok for run in runs), runs[0].summary()
+
+
+def test_coverage_is_measured_in_the_same_run(env: Env) -> None:
+    env.write("pkg/__init__.py", "def f(x):\n    if x:\n        return 1\n    return 2\n")
+    env.write("tests/test_f.py", "from pkg import f\n\n\ndef test_f():\n    assert f(1) == 1\n")
+    env.sb = with_pythonpath(env.sb, [env.sb.workdir])
+    run = run_pytest(env.sb, ["tests"], timeout=60, coverage={"source_pkgs": ["pkg"]})
+    assert run.ok and run.coverage is not None
+    assert run.coverage["files"] == {
+        "pkg/__init__.py": {"statements": 4, "covered": 3, "missing": [4]}
+    }
+    assert run_pytest(env.sb, ["tests"], timeout=60).coverage is None
 
 
 def test_all_passing_is_ok(env: Env) -> None:

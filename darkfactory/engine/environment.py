@@ -72,6 +72,9 @@ class RunEnv:
         if self.repo is not None:
             inputs["baseline"] = repo_text(self.repo)
             inputs["reproduction"] = reproduction_text(self.run_dir)
+            from darkfactory.engine.repo_checks import checks_text  # repositories only
+
+            inputs["checks"] = checks_text(self.spec.target)
         return inputs
 
     def workspace_files(self) -> str:
@@ -98,6 +101,7 @@ def prompt_inputs(spec: Spec, config: Config, run_dir: Path) -> dict[str, Any]:
         "docs_round": 0,
         "baseline": "",
         "reproduction": "",
+        "checks": "",
     }
 
 

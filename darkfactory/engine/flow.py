@@ -44,6 +44,10 @@ from darkfactory.engine.state import (
 from darkfactory.workspace import git as gitrepo
 from darkfactory.workspace.rundir import ACCEPTANCE_DIR
 
+#: The crew task (config/tasks.yaml) of a repository run's implement phase, by ticket kind
+#: (a bug's reproduction comes before it; every other kind is a ``change``).
+REPO_TASKS = {"tests": "add_tests", "docs": "document_package"}
+
 
 def is_doc_file(path: str) -> bool:
     """What the docs phases are there to write: Markdown, ``docs/`` and ``mkdocs.yml``."""
@@ -202,9 +206,10 @@ class FactoryFlow(Flow[RunState]):
     @journaled("implement")
     def implement(self) -> None:
         self._phase("implement")
-        if self.env.repo is not None:
-            self._crew_phase("change", feedback=self.state.feedback)
-            self._commit("implement", f"{self.env.repo.target_kind}: {self.env.spec.title}")
+        if self.env.repo is not None:  # the kind's task: the change, new tests or the docs
+            kind = self.env.repo.target_kind
+            self._crew_phase(REPO_TASKS.get(kind, "change"), feedback=self.state.feedback)
+            self._commit("implement", f"{kind}: {self.env.spec.title}")
             return
         self._crew_phase("implement")
         self._commit("implement", "implement: code")
@@ -307,7 +312,7 @@ class FactoryFlow(Flow[RunState]):
     @journaled("docs_check")
     def docs_check(self) -> str:
         self._phase("docs_check")
-        if self.env.repo is not None:
+        if self.env.repo is not None and self.env.repo.target_kind != "docs":
             self.env.trace.write("phase_end", passed=True)
             return "docs_ok"
         round_no = len(self.state.docs_checks)  # = docs fix rounds done before this check

@@ -16,8 +16,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from darkfactory.config import Config
+from darkfactory.engine import repo_checks
 from darkfactory.engine.classify import diagnose
 from darkfactory.engine.verify import VerifyResult, trace_outcomes
+from darkfactory.errors import ConfigError
 from darkfactory.repo import deliver as delivering
 from darkfactory.repo.baseline import Baseline, Comparison, compare, run_baseline, run_suite
 from darkfactory.repo.environment import RepoEnvironment, prepare_environment, project_sandbox
@@ -29,12 +31,18 @@ from darkfactory.reporting.trace import Trace
 from darkfactory.sandbox.base import ExecResult, Sandbox
 from darkfactory.sandbox.testrun import TestOutcome, TestRun, run_pytest
 from darkfactory.spec import RepoTarget, Spec
+from darkfactory.spec.model import TICKET_KINDS
 from darkfactory.spec.trace import requirement_links
 from darkfactory.workspace import git as gitrepo
 from darkfactory.workspace import hostio, rundir
 
 #: The run directory's record of its repository (what resume rebuilds the run from).
 REPO_JSON = "repo.json"
+#: A tests ticket's coverage at the base commit (``repo_checks.Coverage``).
+COVERAGE_BASE = "coverage_base.json"
+#: The last verify round's evidence: acceptance outcomes, their requirement links, the
+#: kind's checks and the coverage (what ``pull_request.md`` is written from).
+VERDICT = "verdict.json"
 #: Failure classification reads the workspace for module names; a repository run's
 #: failures are classified by their messages alone.
 NO_HOST_PATH = Path("/nonexistent")
@@ -76,7 +84,15 @@ def location_of(target: RepoTarget, spec: Spec) -> str:
 
 
 #: The kinds of ticket this release runs on a repository (the others are refused, exit 2).
-SUPPORTED_KINDS = ("bug", "feature")
+SUPPORTED_KINDS = TICKET_KINDS
+#: The crew tasks (config/tasks.yaml) each kind runs besides ``fix``.
+KIND_TASKS = {
+    "bug": ("reproduce", "change"),
+    "feature": ("change",),
+    "migrate": ("change",),
+    "tests": ("add_tests",),
+    "docs": ("document_package", "document_fix"),
+}
 
 
 def check(spec: Spec, config: Config) -> RepoSource:
@@ -84,10 +100,26 @@ def check(spec: Spec, config: Config) -> RepoSource:
     assert spec.target is not None
     if spec.target.kind not in SUPPORTED_KINDS:
         raise RepoError(
-            f"a {spec.target.kind} ticket on a repository is not supported yet",
+            f"a {spec.target.kind} ticket on a repository is not supported",
             file=Path(spec.source),
             key="kind",
-            hint=f"this release runs {' and '.join(SUPPORTED_KINDS)} tickets on a repository",
+            hint=f"the kinds are: {', '.join(SUPPORTED_KINDS)}",
+        )
+    if spec.target.kind == "migrate" and spec.target.migration is None:
+        raise RepoError(
+            "a migrate ticket states the check that proves the migration, and this one has none",
+            file=Path(spec.source),
+            key="migration",
+            hint="add migration: with gone: [regex], warnings_as_errors: [DeprecationWarning] "
+            "or imports: [module] to the ticket (docs/repositories.md)",
+        )
+    missing = [t for t in KIND_TASKS[spec.target.kind] if t not in config.tasks]
+    if missing:
+        raise ConfigError(
+            f"a {spec.target.kind} ticket needs the task {missing[0]!r}, and tasks.yaml has none",
+            file=config.dir / "tasks.yaml",
+            key=missing[0],
+            hint="copy it from Dark Factory's config/tasks.yaml",
         )
     return open_repository(
         location_of(spec.target, spec), spec.target.base, limits=config.factory.repo
@@ -148,19 +180,38 @@ def importable(sandbox: Sandbox, record: RepoRecord) -> Sandbox:
 
 
 def baseline(
-    sandbox: Sandbox, repo: RepoRun, config: Config, run_dir: Path, trace: Trace
+    sandbox: Sandbox, repo: RepoRun, spec: Spec, config: Config, run_dir: Path, trace: Trace
 ) -> Baseline:
-    """The suite at the base commit, every outcome kept (``baseline.json``), before any model."""
+    """The suite at the base commit, every outcome kept (``baseline.json``), before any model.
+
+    A tests ticket's coverage is measured in the same run (``coverage_base.json``).
+    """
     project = repo.record.project
     for result in run_setup_commands(sandbox, project, timeout_s=config.factory.tests.timeout_s):
         _trace_exec(trace, ["setup"], result)
-    found = run_baseline(
-        sandbox,
-        project,
-        commit=repo.record.base_sha,
-        timeout=config.factory.tests.timeout_s,
-        plugins=repo.environment.pytest_plugins,
-    )
+    options = _coverage_options(spec, repo, sandbox)
+    if options is None:
+        found = run_baseline(
+            sandbox,
+            project,
+            commit=repo.record.base_sha,
+            timeout=config.factory.tests.timeout_s,
+            plugins=repo.environment.pytest_plugins,
+        )
+    else:
+        suite = run_suite(
+            sandbox,
+            project,
+            timeout=config.factory.tests.timeout_s,
+            plugins=repo.environment.pytest_plugins,
+            coverage=options,
+        )
+        found = Baseline.from_run(
+            suite, commit=repo.record.base_sha, test_command=project.test_command
+        )
+        measured = repo_checks.Coverage.of(suite.coverage)
+        (run_dir / COVERAGE_BASE).write_text(json.dumps(measured.to_dict()), encoding="utf-8")
+        trace.write("coverage", at="base", **measured.to_dict())
     found.save(run_dir)
     trace.write(
         "baseline",
@@ -170,6 +221,22 @@ def baseline(
         environment={"cached": repo.environment.cached, "setup_s": repo.environment.setup_s},
     )
     return found
+
+
+def _coverage_options(spec: Spec, repo: RepoRun, sandbox: Sandbox) -> dict[str, list[str]] | None:
+    if repo.target_kind != "tests" or spec.target is None:
+        return None
+    return repo_checks.coverage_options(spec.target, repo.record.project, sandbox.workdir)
+
+
+def _base_coverage(run_dir: Path) -> repo_checks.Coverage:
+    path = run_dir / COVERAGE_BASE
+    if not path.is_file():
+        return repo_checks.Coverage(0, 0, 0, "coverage was not measured at base")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return repo_checks.Coverage(
+        int(data["covered"]), int(data["statements"]), int(data["files"]), str(data["error"])
+    )
 
 
 def baseline_text(found: Baseline | None) -> str:
@@ -284,11 +351,15 @@ class RepoVerifier:
     def verify(self, round_no: int) -> VerifyResult:
         restore_reproduction(self.run_dir, self.trace)
         timeout = self.config.factory.tests.timeout_s
+        migration = self.spec.target.migration if self.spec.target else None
+        warnings = migration.warnings_as_errors if migration else []
         suite = run_suite(
             self.sandbox,
             self.repo.record.project,
             timeout=timeout,
             plugins=self.repo.environment.pytest_plugins,
+            extra_args=repo_checks.warning_args(warnings),
+            coverage=_coverage_options(self.spec, self.repo, self.sandbox),
         )
         final = Baseline.from_run(
             suite,
@@ -310,6 +381,14 @@ class RepoVerifier:
                 acceptance.collection_error or ticket.collection_error,
                 timeout_s=timeout,
             )
+        checks = self.checks(suite)
+        if checks:
+            acceptance = TestRun(
+                [*acceptance.outcomes, *(c.outcome() for c in checks)],
+                acceptance.exec,
+                acceptance.collection_error,
+                timeout_s=timeout,
+            )
         kept = [
             o
             for o in suite.outcomes
@@ -320,6 +399,9 @@ class RepoVerifier:
         links = requirement_links(rundir.with_frozen_tests(self.spec, self.run_dir))
         for i, test in enumerate(must, 1):
             links.setdefault(test, []).append(f"R{i}" if not self.spec.acceptance_tests else "")
+        for c in checks:  # the kind's checks together prove the ticket's requirements
+            ids = [r.id for r in self.spec.requirements]
+            links[c.nodeid] = links[c.nodeid.split("[", 1)[0]] = ids  # as trace_outcomes looks
         result = VerifyResult(
             round_no, acceptance, unit, links, diagnose(acceptance, unit, Path("/"))
         )
@@ -335,11 +417,58 @@ class RepoVerifier:
             regressions=sorted(self.comparison.regressions),
         )
         (self.run_dir / "final_tests.json").write_text(final.model_dump_json(indent=2))
+        verdict = {
+            "acceptance": {o.nodeid: o.outcome for o in acceptance.outcomes},
+            "links": {t: [r for r in ids if r] for t, ids in links.items()},
+            "checks": [c.to_dict() for c in checks],
+        }
+        if suite.coverage is not None or self.repo.target_kind == "tests":
+            verdict["coverage"] = {
+                "modules": list(self.spec.target.modules) if self.spec.target else [],
+                "base": _base_coverage(self.run_dir).to_dict(),
+                "final": repo_checks.Coverage.of(suite.coverage).to_dict(),
+            }
+        (self.run_dir / VERDICT).write_text(json.dumps(verdict, indent=2), encoding="utf-8")
         self.progress(
             f"verify round {round_no}: must pass {acceptance.passed}/{acceptance.total}, "
             f"regressions {len(self.comparison.regressions)}"
         )
         return result
+
+    def checks(self, suite: TestRun) -> list[repo_checks.CheckResult]:
+        """The kind's checks (``repo_checks``), measured now."""
+        kind, target = self.repo.target_kind, self.spec.target
+        if target is None or kind not in ("tests", "docs", "migrate"):
+            return []
+        workspace = self.run_dir / rundir.WORKSPACE_DIR
+        timeout = self.config.factory.tests.timeout_s
+        found: list[repo_checks.CheckResult] = []
+        if kind in ("tests", "docs"):
+            base_sha = self.repo.record.base_sha
+            found.append(repo_checks.production_untouched(workspace, base_sha, kind))
+        if kind == "tests":
+            found.append(
+                repo_checks.coverage_check(
+                    _base_coverage(self.run_dir), repo_checks.Coverage.of(suite.coverage), target
+                )
+            )
+        elif kind == "docs":
+            modules = repo_checks.documented_modules(target, workspace, self.repo.record.project)
+            found += repo_checks.api_reference(workspace, modules)
+        elif target.migration is not None:
+            m = target.migration
+            found += repo_checks.gone(self.sandbox, m.gone, timeout=timeout)
+            found += repo_checks.imports(
+                self.sandbox, m.imports, m.warnings_as_errors, timeout=timeout
+            )
+            assert self.comparison is not None
+            found += repo_checks.warnings_held(
+                m.warnings_as_errors,
+                dict(self.comparison.regressions),
+                self.comparison.final_incomplete,
+            )
+        self.trace.write("repo_checks", ticket_kind=kind, checks=[c.to_dict() for c in found])
+        return found
 
 
 def _missing(test: str) -> TestOutcome:
@@ -429,15 +558,36 @@ def pull_request_facts(
         if (run_dir / "must_pass.json").is_file()
         else []
     )
+    verdict_path = run_dir / VERDICT
+    verdict = json.loads(verdict_path.read_text()) if verdict_path.is_file() else {}
+    results: dict[str, str] = verdict.get("acceptance", {})
+    links: dict[str, list[str]] = verdict.get("links", {})
+
+    def proof(req_id: str) -> tuple[tuple[str, str], ...]:
+        # A bug's reproduction proves every requirement; a feature's acceptance tests and a
+        # tests/docs/migrate ticket's checks prove the requirements they are linked to.
+        tests = [(t, outcomes.get(t, "not run")) for t in must]
+        tests += [
+            (t, o) for t, o in results.items() if req_id in links.get(t, []) and t not in must
+        ]
+        return tuple(tests)
+
     evidence = [
-        delivering.RequirementEvidence(
-            id=r.id,
-            text=r.text,
-            # The tests that must pass (a bug's reproduction) prove the ticket's requirements.
-            tests=tuple((t, outcomes.get(t, "not run")) for t in must),
-        )
+        delivering.RequirementEvidence(id=r.id, text=r.text, tests=proof(r.id))
         for r in spec.requirements
     ]
+    checks = tuple(
+        delivering.CheckEvidence(name=c["name"], ok=c["ok"], detail=c["detail"])
+        for c in verdict.get("checks", [])
+    )
+    coverage = None
+    if "coverage" in verdict:
+        cov = verdict["coverage"]
+        coverage = delivering.CoverageChange(
+            modules=tuple(cov["modules"]) or ("the project's packages",),
+            before_percent=_percent(cov["base"]),
+            after_percent=_percent(cov["final"]),
+        )
     repro_path = run_dir / "reproduction.json"
     reproduction = None
     if repro_path.is_file():
@@ -460,7 +610,19 @@ def pull_request_facts(
         requirements=tuple(evidence),
         tests=delivering.BaselineComparison.of(base, final) if base and final else None,
         reproduction=reproduction,
+        coverage=coverage,
+        checks=checks,
+        acceptance=tuple(
+            (t, o)
+            for t, o in results.items()
+            if t not in must and not t.startswith(repo_checks.PREFIX)
+        ),
     )
+
+
+def _percent(measured: dict[str, int]) -> float:
+    """A coverage's percentage from its counts (as ``Coverage.text`` shows it)."""
+    return 100.0 * measured["covered"] / measured["statements"] if measured["statements"] else 0.0
 
 
 def save_must_pass(run_dir: Path, tests: list[str]) -> None:

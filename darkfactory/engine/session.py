@@ -202,7 +202,9 @@ def prepare_run(
             from darkfactory.engine import repo_run
 
             progress(f"baseline: the repository's tests at {env.repo.record.base_sha[:12]}")
-            env.repo.baseline = repo_run.baseline(env.sandbox, env.repo, config, run_dir, env.trace)
+            env.repo.baseline = repo_run.baseline(
+                env.sandbox, env.repo, spec, config, run_dir, env.trace
+            )
         return env
     except BaseException:
         # The sandbox could not be opened (or worse): leave no half-made run behind.

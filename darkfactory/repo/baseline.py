@@ -96,11 +96,27 @@ def run_baseline(
 
 
 def run_suite(
-    sandbox: Sandbox, project: Project, *, timeout: float, plugins: Sequence[str] = ()
+    sandbox: Sandbox,
+    project: Project,
+    *,
+    timeout: float,
+    plugins: Sequence[str] = (),
+    extra_args: Sequence[str] = (),
+    coverage: dict[str, list[str]] | None = None,
 ) -> TestRun:
-    """The repository's suite, as its test command says, through the verdict runner."""
+    """The repository's suite, as its test command says, through the verdict runner.
+
+    ``extra_args`` come after the project's own (e.g. ``-W error::DeprecationWarning``);
+    ``coverage`` measures line coverage too (``testrun.run_pytest``).
+    """
     named = [arg for module in plugins for arg in ("-p", module)]
-    return run_pytest(sandbox, [], timeout=timeout, extra_args=[*named, *project.pytest_args])
+    return run_pytest(
+        sandbox,
+        [],
+        timeout=timeout,
+        extra_args=[*named, *project.pytest_args, *extra_args],
+        coverage=coverage,
+    )
 
 
 class Comparison(BaseModel):

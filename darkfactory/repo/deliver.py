@@ -217,6 +217,14 @@ class CoverageChange(_Data):
     after_percent: float
 
 
+class CheckEvidence(_Data):
+    """A check the pipeline measured for a tests, docs or migrate ticket (``repo_checks``)."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
 class PullRequestFacts(_Data):
     """Everything ``pull_request.md`` says, measured by the run."""
 
@@ -233,6 +241,9 @@ class PullRequestFacts(_Data):
     tests: BaselineComparison | None = None
     reproduction: Reproduction | None = None
     coverage: CoverageChange | None = None
+    checks: tuple[CheckEvidence, ...] = ()
+    #: The ticket's own tests (a feature's acceptance tests) with their outcome at the end.
+    acceptance: tuple[tuple[str, str], ...] = ()
 
 
 _KIND = {
@@ -407,6 +418,43 @@ def _reproduction(facts: PullRequestFacts) -> list[str]:
     ]
 
 
+def _acceptance(facts: PullRequestFacts) -> list[str]:
+    if not facts.acceptance:
+        return []
+    passed = sum(1 for _, o in facts.acceptance if o == "passed")
+    out = [
+        "## The ticket's acceptance tests",
+        "",
+        f"{passed} of {len(facts.acceptance)} pass. They came with the ticket, were kept "
+        "outside the branch and read-only to every agent, and ran against the change:",
+        "",
+    ]
+    shown = facts.acceptance[:MAX_LISTED]
+    out += [f"- {_code(test)}: {_outcome(outcome)}" for test, outcome in shown]
+    if len(facts.acceptance) > MAX_LISTED:
+        out.append(f"- and {len(facts.acceptance) - MAX_LISTED} more (see the run report)")
+    return out
+
+
+def _checks(facts: PullRequestFacts) -> list[str]:
+    if not facts.checks:
+        return []
+    held = sum(1 for c in facts.checks if c.ok)
+    out = [
+        f"## The {_KIND[facts.kind].lower()} checks",
+        "",
+        f"{held} of {len(facts.checks)} checks hold, each measured by the pipeline:",
+        "",
+    ]
+    for c in facts.checks:
+        first, _, rest = c.detail.strip().partition("\n")
+        mark = "holds" if c.ok else "**does not hold**"
+        out.append(f"- {_code(c.name)}: {mark}: {_escape(first)}")
+        if rest.strip():
+            out += ["", _block(trim_output(rest)), ""]
+    return out
+
+
 def render_pull_request(facts: PullRequestFacts) -> str:
     """``pull_request.md``: the pull request's text, from the run's measured facts only.
 
@@ -424,6 +472,8 @@ def render_pull_request(facts: PullRequestFacts) -> str:
         header,
         _changes(facts),
         _requirements(facts),
+        _acceptance(facts),
+        _checks(facts),
         _tests(facts),
         _reproduction(facts),
         [

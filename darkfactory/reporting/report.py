@@ -109,9 +109,13 @@ def _repository(run_dir: Path) -> dict[str, Any] | None:
         for t, o in (base or {}).get("outcomes", {}).items()
         if o == "passed" and (final or {}).get("outcomes", {}).get(t) != "passed"
     )
+    verdict_path = run_dir / "verdict.json"
+    verdict = json.loads(verdict_path.read_text(encoding="utf-8")) if verdict_path.is_file() else {}
     return {
         "location": record["location"],
         "kind": record["kind"],
+        "checks": verdict.get("checks", []),
+        "coverage": verdict.get("coverage"),
         "base": record["base"],
         "base_sha": record["base_sha"],
         "branch": record["branch"],
@@ -298,6 +302,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{base.get('error', 0)} errors; at the end: {final.get('passed', 0)} passed, "
             f"{final.get('failed', 0)} failed, {final.get('error', 0)} errors",
             f"- Regressions: {', '.join(f'`{t}`' for t in repo['regressions'] or []) or 'none'}",
+            *(
+                f"- Check `{c['name']}`: {'holds' if c['ok'] else 'DOES NOT HOLD'}: "
+                f"{c['detail'].splitlines()[0] if c['detail'] else ''}"
+                for c in repo.get("checks") or []
+            ),
             "- Files: `change.patch`, `pull_request.md`",
             "",
             f"{fence}diff",

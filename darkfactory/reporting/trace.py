@@ -230,6 +230,18 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
         "why": "why it does not hold (empty when it does)",
         "files": "the test files written",
     },
+    "coverage": {
+        "at": "when it was measured: base (the baseline run)",
+        "covered": "lines that ran",
+        "statements": "lines coverage.py counts as statements",
+        "files": "files measured",
+        "percent": "covered / statements",
+        "error": "why nothing was measured (empty when something was)",
+    },
+    "repo_checks": {
+        "ticket_kind": "tests, docs or migrate",
+        "checks": "each check's name, whether it holds (ok) and what was measured (detail)",
+    },
     "deliver": {"what": "push or pull_request, with the branch or the URL"},
     "run_end": {"status": "final status", "reason": "why"},
 }

@@ -9,6 +9,13 @@ and sends each report down a pipe; it ends with ``os._exit`` so no ``atexit`` ho
 code under test runs. The parent prints one JSON document: the outcomes and the output,
 then ends as pytest ended (``128 + N`` for signal N), so the sandbox sees a pytest that a
 limit killed (the OOM killer, RLIMIT_CPU) as it would see any other command.
+
+``-I`` ignores ``PYTHONHASHSEED``, so a suite whose parametrized ids come from a set would
+get different ids in every process (and a baseline would see false regressions): the
+runner first re-executes itself once, still without any ``PYTHON*`` variable but the seed
+(``-s -P``: no user site, no unsafe path), with ``PYTHONHASHSEED=0``. With ``coverage`` in
+the config the child measures line coverage (coverage.py, started before the workspace is
+importable) and relays coverage.py's JSON report.
 """
 
 import contextlib
@@ -19,6 +26,24 @@ import sys
 import time
 
 CONFIG = json.loads(sys.argv[1])
+#: Where the re-executed runner finds the sandbox's PYTHONPATH (never read at start-up).
+PATH_VAR = "DARKFACTORY_RUNNER_PYTHONPATH"
+
+
+def fixed_hash_seed():
+    """Re-execute once with ``PYTHONHASHSEED=0`` (module doc); returns only if already fixed."""
+    if not sys.flags.hash_randomization:
+        return
+    with open("/proc/self/cmdline", "rb") as f:
+        argv = [a.decode() for a in f.read().split(b"\0")[:-1]]
+    code = argv[argv.index("-c") + 1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONHASHSEED"] = "0"
+    if "PYTHONPATH" in os.environ:
+        env[PATH_VAR] = os.environ["PYTHONPATH"]
+    os.execve(sys.executable, [sys.executable, "-s", "-P", "-c", code, sys.argv[1]], env)
+
+
 MAX_OUTPUT = 64 * 1024
 MAX_MESSAGE = 4000
 MAX_MESSAGES = 400 * 1024
@@ -47,9 +72,13 @@ def child(report_fd, output_fd):
             plugins += ["-p", ep.module]
         except Exception as exc:  # an installed plugin that cannot load: say so, run without
             print(f"darkfactory: pytest plugin {ep.module} not loaded: {exc!r}", file=sys.stderr)
+    cov = _coverage(CONFIG.get("coverage"))  # imported before the workspace, like pytest
     os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # none found from workspace paths
     sys.dont_write_bytecode = True  # -I ignores PYTHONDONTWRITEBYTECODE: no .pyc in the workspace
-    sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    path = os.environ.pop(PATH_VAR, os.environ.get("PYTHONPATH", ""))
+    if path:
+        os.environ["PYTHONPATH"] = path  # for the processes the tests start
+    sys.path[:0] = [p for p in path.split(os.pathsep) if p]
     out = os.fdopen(report_fd, "w", buffering=1)
 
     class Relay:
@@ -75,10 +104,53 @@ def child(report_fd, output_fd):
     def send(record):
         out.write(json.dumps(record) + "\n")
 
+    if cov is not None:
+        cov.start()
     code = pytest.main([*plugins, *CONFIG["args"]], plugins=[Relay()])
+    if cov is not None:
+        cov.stop()
+        send({"coverage": _coverage_report(cov)})
     out.flush()
     sys.stdout.flush()
     os._exit(int(code))
+
+
+def _coverage(options):
+    if not options:
+        return None
+    import coverage
+
+    return coverage.Coverage(
+        data_file=None,
+        config_file=False,
+        source=options.get("source") or None,
+        source_pkgs=options.get("source_pkgs") or None,
+        omit=options.get("omit") or None,
+    )
+
+
+def _coverage_report(cov):
+    """coverage.py's JSON report (per file: statements, missing), or why there is none."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = os.path.join(tmp, "coverage.json")
+        try:
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                cov.json_report(outfile=target)
+        except Exception as exc:  # coverage.py's NoDataError: nothing of the source ran
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        with open(target, encoding="utf-8") as f:
+            doc = json.load(f)
+    files = {
+        name: {
+            "statements": data["summary"]["num_statements"],
+            "covered": data["summary"]["covered_lines"],
+            "missing": data["missing_lines"][:2000],
+        }
+        for name, data in doc.get("files", {}).items()
+    }
+    return {"files": files, "totals": doc.get("totals", {})}
 
 
 def _skip_reason(report):
@@ -172,4 +244,5 @@ def parent():
     os._exit(code)
 
 
+fixed_hash_seed()
 parent()

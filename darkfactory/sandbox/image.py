@@ -44,11 +44,18 @@ PACKAGES = ("python3", "python3-pip", "python3-pytest")
 #: Python packages the pipeline runs inside the sandbox: pytest (the test suites), mkdocs
 #: with the Material theme and mkdocstrings (the docs check builds the project's site),
 #: openapi-core with werkzeug (contract tests generated from an OpenAPI spec).
-TOOLS = ("pytest", "mkdocs-material", "mkdocstrings", "mkdocstrings-python", "openapi-core")
+TOOLS = (
+    "pytest",
+    "mkdocs-material",
+    "mkdocstrings",
+    "mkdocstrings-python",
+    "openapi-core",
+    "coverage",
+)
 #: What a built image must run (a smoke test after the import).
 PYTHON_CHECK = (
     "python3",
-    "import sys, pip, pytest, mkdocs, material, mkdocstrings, openapi_core, werkzeug\n"
+    "import sys, pip, pytest, mkdocs, material, mkdocstrings, openapi_core, werkzeug, coverage\n"
     "print(f'python {sys.version.split()[0]}, pip {pip.__version__}, "
     "pytest {pytest.__version__}, mkdocs {mkdocs.__version__}')",
 )

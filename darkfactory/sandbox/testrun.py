@@ -57,6 +57,10 @@ class TestRun:
     timeout_s: float | None = None
     #: Test functions on disk the report has no outcome for (``expecting``).
     unreported: tuple[str, ...] = ()
+    #: coverage.py's measurement, when asked for (``run_pytest(coverage=...)``):
+    #: ``{"files": {path: {"statements", "covered", "missing"}}, "totals": {...}}`` or
+    #: ``{"error": why}``.
+    coverage: dict[str, Any] | None = None
 
     def expecting(self, expected: set[str]) -> TestRun:
         """This run, with the ``expected`` test ids (``expected_tests``) it did not report."""
@@ -153,13 +157,16 @@ def run_pytest(
     timeout: float,
     rootdir: str | None = None,
     extra_args: Sequence[str] = (),
+    coverage: dict[str, list[str]] | None = None,
 ) -> TestRun:
     """Run pytest on ``targets`` (paths as the sandbox sees them) and read what it reported.
 
     The runner (``_pytest_runner.py``) starts isolated (``python -I``), loads pytest before
     the workspace is importable and relays every test's outcome through a process the tests
     cannot reach; ``rootdir`` (default: the workspace) is pytest's rootdir and conftest
-    boundary. Never raises for what the tests or pytest did.
+    boundary. ``coverage`` (``source``, ``source_pkgs``, ``omit`` as coverage.py takes them)
+    measures line coverage too (``TestRun.coverage``). Never raises for what the tests or
+    pytest did.
     """
     args = [*targets, f"--rootdir={rootdir or sandbox.workdir}", "-p", "no:cacheprovider"]
     # The runner imports the installed plugins before pytest can rewrite their asserts; a
@@ -167,7 +174,7 @@ def run_pytest(
     args += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
     if rootdir is not None:  # a mounted suite: no conftest.py from above it
         args.append(f"--confcutdir={rootdir}")
-    config = json.dumps({"args": [*args, "-q", *extra_args]})
+    config = json.dumps({"args": [*args, "-q", *extra_args], "coverage": coverage})
     result = sandbox.run([sandbox.python, "-I", "-c", RUNNER, config], timeout=timeout)
     return read_result(result, timeout_s=timeout)
 
@@ -182,7 +189,17 @@ def read_result(result: ExecResult, *, timeout_s: float | None = None) -> TestRu
         return TestRun([], result, f"{why}\n{_output_tail(result)}".strip(), timeout_s=timeout_s)
     exit_code = int(doc.get("exit", 1))
     runner = ExecResult(exit_code, str(doc.get("output", "")), result.stderr, result.duration_s)
-    outcomes, collect_errors = _outcomes(doc.get("records", []))
+    records = doc.get("records", [])
+    outcomes, collect_errors = _outcomes(records)
+    # The last measurement: the runner sends it after pytest has ended.
+    measured = next(
+        (
+            r["coverage"]
+            for r in reversed(records)
+            if isinstance(r, dict) and isinstance(r.get("coverage"), dict)
+        ),
+        None,
+    )
     collection_error = None
     if collect_errors:
         collection_error = "\n".join(collect_errors)
@@ -190,7 +207,7 @@ def read_result(result: ExecResult, *, timeout_s: float | None = None) -> TestRu
         collection_error = f"{_EXIT_MEANING[exit_code]}\n{_output_tail(runner)}".strip()
     elif exit_code not in (0, 1):
         collection_error = f"pytest exit code {exit_code}\n{_output_tail(runner)}".strip()
-    return TestRun(outcomes, runner, collection_error, timeout_s=timeout_s)
+    return TestRun(outcomes, runner, collection_error, timeout_s=timeout_s, coverage=measured)
 
 
 def _runner_document(stdout: str) -> dict[str, Any] | None:

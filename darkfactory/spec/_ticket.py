@@ -27,9 +27,15 @@ Keys (any other key is an error, to catch typos):
     ``base`` the ref to start from, ``kind`` one of bug, feature, tests, docs, migrate,
     ``failing_tests`` test ids that fail at base and must pass, ``test_command`` an argv.
     ``--repo``, ``--base`` and ``--kind`` on the command line override them.
+``modules``, ``coverage_gain``, ``migration``
+    A ``tests`` ticket's modules (dotted names) whose line coverage must rise by at least
+    ``coverage_gain`` percentage points (default 1); a ``docs`` ticket's modules the API
+    reference documents; a ``migrate`` ticket's checks: ``migration: {gone: [regex],
+    warnings_as_errors: [Category], imports: [module]}``, at least one.
 
 A ticket needs a ``title`` and at least one acceptance criterion or acceptance test (a
-ticket on a repository may instead name ``failing_tests``).
+ticket on a repository may instead name ``failing_tests``; a ``tests``, ``docs`` or
+``migrate`` ticket's checks are its requirements when it states none).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from darkfactory.spec.limits import check_size
 from darkfactory.spec.model import (
     TICKET_KINDS,
     AcceptanceTest,
+    Migration,
     RepoTarget,
     Requirement,
     SourceRef,
@@ -67,7 +74,22 @@ TICKET_KEYS = (
     "kind",
     "failing_tests",
     "test_command",
+    "modules",
+    "coverage_gain",
+    "migration",
 )
+#: Keys that only make sense with ``repo:``.
+TARGET_KEYS = (
+    "base",
+    "kind",
+    "failing_tests",
+    "test_command",
+    "modules",
+    "coverage_gain",
+    "migration",
+)
+MIGRATION_KEYS = ("gone", "warnings_as_errors", "imports")
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
 CRITERION_KEYS = ("id", "text", "given", "when", "then")
 INLINE_TEST_KEYS = ("name", "code")
 #: A default name for acceptance tests given as one string of code.
@@ -184,6 +206,12 @@ def parse_ticket(yaml_text: str, *, file: Path, body: str | None = None) -> Spec
             )
             for i, test in enumerate(target.failing_tests, 1)
         ]
+    if target is not None and not requirements and not tests:
+        line = t.locs.line_of(("kind",)) or 1
+        requirements = [
+            Requirement(id=f"R{i}", text=text, source=SourceRef(file=str(file), line=line))
+            for i, text in enumerate(kind_requirements(target), 1)
+        ]
     if not requirements and not tests:
         raise SpecError(
             "the ticket has no acceptance_criteria and no acceptance_tests",
@@ -210,9 +238,29 @@ def parse_ticket(yaml_text: str, *, file: Path, body: str | None = None) -> Spec
     return spec
 
 
+def kind_requirements(target: RepoTarget) -> list[str]:
+    """What a ``tests``, ``docs`` or ``migrate`` ticket asks, from its keys alone."""
+    modules = ", ".join(target.modules) or "the project's packages"
+    if target.kind == "tests":
+        return [
+            f"new tests raise the line coverage of {modules} by at least "
+            f"{target.coverage_gain:g} percentage points",
+            "every new test passes on the current code, and no production code changes",
+        ]
+    if target.kind == "docs":
+        return [
+            f"a documentation site (mkdocs-material, built strictly) with the API reference "
+            f"of {modules}",
+            "every Python example in the docs runs, and no production code changes",
+        ]
+    if target.kind == "migrate" and target.migration is not None:
+        return target.migration.checks()
+    return []
+
+
 def _target(t: _Ticket, data: dict[Any, Any]) -> RepoTarget | None:
     """The repository part of a ticket (``repo:`` and its companions), checked."""
-    companions = [k for k in ("base", "kind", "failing_tests", "test_command") if k in data]
+    companions = [k for k in TARGET_KEYS if k in data]
     if data.get("repo") is None:
         if companions:
             raise t.fail(
@@ -251,13 +299,105 @@ def _target(t: _Ticket, data: dict[Any, Any]) -> RepoTarget | None:
                 hint="e.g. [python, -m, pytest, -q, tests]",
             )
         command = [t.text(x, ("test_command", i), "an argument") for i, x in enumerate(command)]
+    modules = _names(t, data.get("modules"), ("modules",), "a module", "e.g. [mypkg.parser]")
+    gain = data.get("coverage_gain", 1.0)
+    if isinstance(gain, bool) or not isinstance(gain, int | float) or not 0 < gain <= 100:
+        raise t.fail(
+            "coverage_gain must be a number of percentage points above 0 and at most 100",
+            ("coverage_gain",),
+            hint="e.g. coverage_gain: 5",
+        )
+    for key, kinds in (("modules", ("tests", "docs")), ("coverage_gain", ("tests",))):
+        if key in data and kind not in kinds:
+            raise t.fail(
+                f"{key} is for a {' or '.join(kinds)} ticket, and this one's kind is {kind}",
+                (key,),
+                hint=f"remove {key}, or set kind: {kinds[0]}",
+            )
+    migration = _migration(t, data.get("migration"), kind)
     return RepoTarget(
         repo=repo,
         base=base,
         kind=kind,  # type: ignore[arg-type]  # checked against TICKET_KINDS above
         failing_tests=failing,
         test_command=command,
+        modules=modules,
+        coverage_gain=float(gain),
+        migration=migration,
     )
+
+
+def _names(t: _Ticket, value: Any, path: KeyPath, what: str, hint: str) -> list[str]:
+    """A list of dotted Python names (modules, warning categories)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise t.fail(f"{path[-1]} must be a list", path, hint=hint)
+    names = [t.text(x, (*path, i), what) for i, x in enumerate(value)]
+    for i, name in enumerate(names):
+        if not _DOTTED.match(name):
+            raise t.fail(f"{name!r} is not a dotted Python name", (*path, i), hint=hint)
+    return names
+
+
+def _migration(t: _Ticket, value: Any, kind: str) -> Migration | None:
+    """``migration:``: what proves a migrate ticket done; at least one check."""
+    path: KeyPath = ("migration",)
+    if value is None:
+        if kind == "migrate":
+            raise t.fail(
+                "a migrate ticket states the check that proves the migration",
+                ("kind",),
+                hint="add migration: with gone: [regex], warnings_as_errors: "
+                "[DeprecationWarning] or imports: [module]",
+            )
+        return None
+    if kind != "migrate":
+        raise t.fail(
+            f"migration is for a migrate ticket, and this one's kind is {kind}",
+            path,
+            hint="remove migration:, or set kind: migrate",
+        )
+    if not isinstance(value, dict):
+        raise t.fail("migration must be a mapping", path, hint=f"keys: {', '.join(MIGRATION_KEYS)}")
+    for key in value:
+        if key not in MIGRATION_KEYS:
+            close = difflib.get_close_matches(str(key), MIGRATION_KEYS, n=1)
+            raise t.fail(
+                f"unknown key {key!r} in migration",
+                (*path, key),
+                hint=f"did you mean {close[0]!r}?"
+                if close
+                else f"keys: {', '.join(MIGRATION_KEYS)}",
+            )
+    gone_value = value.get("gone") or []
+    if not isinstance(gone_value, list):
+        raise t.fail("gone must be a list of regular expressions", (*path, "gone"))
+    gone = [t.text(x, (*path, "gone", i), "a pattern") for i, x in enumerate(gone_value)]
+    for i, pattern in enumerate(gone):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise t.fail(
+                f"{pattern!r} is not a regular expression: {exc}",
+                (*path, "gone", i),
+                hint="Python re syntax; put the pattern in single quotes in YAML",
+            ) from None
+    warnings = _names(
+        t,
+        value.get("warnings_as_errors"),
+        (*path, "warnings_as_errors"),
+        "a warning category",
+        "e.g. [DeprecationWarning]",
+    )
+    imports = _names(t, value.get("imports"), (*path, "imports"), "a module", "e.g. [mypkg.api]")
+    if not (gone or warnings or imports):
+        raise t.fail(
+            "migration states no check",
+            path,
+            hint="give at least one of gone:, warnings_as_errors:, imports:",
+        )
+    return Migration(gone=gone, warnings_as_errors=warnings, imports=imports)
 
 
 def _criteria(t: _Ticket, value: Any) -> list[Requirement]:

@@ -43,6 +43,31 @@ TicketKind = Literal["bug", "feature", "tests", "docs", "migrate"]
 TICKET_KINDS: tuple[str, ...] = ("bug", "feature", "tests", "docs", "migrate")
 
 
+class Migration(BaseModel):
+    """A ``migrate`` ticket's proof: what must be gone, and what must work, at the end."""
+
+    gone: list[str] = Field(
+        default_factory=list,
+        description="regular expressions that must match nowhere in the non-test .py files",
+    )
+    warnings_as_errors: list[str] = Field(
+        default_factory=list,
+        description="warning categories the suite must pass with as errors (-W error::X)",
+    )
+    imports: list[str] = Field(
+        default_factory=list,
+        description="modules that must import cleanly, these warnings as errors",
+    )
+
+    def checks(self) -> list[str]:
+        """Each check as a sentence (the ticket's requirements when it states none)."""
+        return [
+            *(f"no match of /{p}/ is left in the code" for p in self.gone),
+            *(f"the suite passes with {w} as an error" for w in self.warnings_as_errors),
+            *(f"import {m} works, warnings as errors" for m in self.imports),
+        ]
+
+
 class RepoTarget(BaseModel):
     """The existing repository a ticket is about (``repo:`` in a ticket, or ``--repo``)."""
 
@@ -56,6 +81,15 @@ class RepoTarget(BaseModel):
     test_command: list[str] | None = Field(
         default=None, description="how the repository runs its tests (argv); None: detected"
     )
+    modules: list[str] = Field(
+        default_factory=list,
+        description="a tests ticket: the modules whose coverage must rise; a docs ticket: "
+        "the modules the API reference documents (default: the project's packages)",
+    )
+    coverage_gain: float = Field(
+        default=1.0, description="a tests ticket: percentage points the coverage must rise"
+    )
+    migration: Migration | None = Field(default=None, description="a migrate ticket's checks")
 
 
 class Spec(BaseModel):

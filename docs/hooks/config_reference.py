@@ -193,6 +193,8 @@ def placeholders_table() -> str:
 EVENT_WHEN = {
     "baseline": "a repository run's suite ran at the base commit, before any model call",
     "reproduction": "a bug's reproduction was checked at the base commit",
+    "coverage": "a tests ticket's line coverage was measured (`at`: `base`)",
+    "repo_checks": "a tests, docs or migrate ticket's checks were measured in a verify round",
     "deliver": "a repository run pushed its branch or opened a pull request",
     "security": "hostile workspace content was found and undone (a nested `.git`, a link "
     "in the acceptance tests)",
