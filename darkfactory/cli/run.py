@@ -116,6 +116,13 @@ def with_target(spec: Spec, args: argparse.Namespace) -> Spec:
                 hint="add --repo PATH_OR_URL, or repo: in the ticket",
             )
         return spec
+    if repo is None and spec.target is not None and not spec.target.repo:
+        keys = ", ".join(sorted(spec.target.model_fields_set - {"repo"}))
+        raise UsageError(
+            f"{spec.source}: the ticket's keys for a repository ({keys}) need one, and it "
+            "names none",
+            hint="add --repo PATH_OR_URL, or repo: in the ticket",
+        )
     target = spec.target or RepoTarget(repo=repo or "")
     update = {k: v for k, v in (("repo", repo), ("base", base), ("kind", kind)) if v is not None}
     return spec.model_copy(update={"target": target.model_copy(update=update)})

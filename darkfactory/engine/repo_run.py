@@ -105,14 +105,10 @@ def check(spec: Spec, config: Config) -> RepoSource:
             key="kind",
             hint=f"the kinds are: {', '.join(SUPPORTED_KINDS)}",
         )
-    if spec.target.kind == "migrate" and spec.target.migration is None:
-        raise RepoError(
-            "a migrate ticket states the check that proves the migration, and this one has none",
-            file=Path(spec.source),
-            key="migration",
-            hint="add migration: with gone: [regex], warnings_as_errors: [DeprecationWarning] "
-            "or imports: [module] to the ticket (docs/repositories.md)",
-        )
+    problem = spec.target.mismatch()  # the kind is final here (--kind had its say)
+    if problem is not None:
+        message, key, hint = problem
+        raise RepoError(message, file=Path(spec.source), key=key, hint=hint)
     missing = [t for t in KIND_TASKS[spec.target.kind] if t not in config.tasks]
     if missing:
         raise ConfigError(

@@ -71,7 +71,10 @@ class Migration(BaseModel):
 class RepoTarget(BaseModel):
     """The existing repository a ticket is about (``repo:`` in a ticket, or ``--repo``)."""
 
-    repo: str = Field(description="a path to a git repository, or a git URL")
+    repo: str = Field(
+        description="a path to a git repository, or a git URL; empty: the ticket has keys "
+        "for a repository and --repo names it"
+    )
     base: str | None = Field(default=None, description="the ref to start from (default: HEAD)")
     kind: TicketKind = "feature"
     failing_tests: list[str] = Field(
@@ -90,6 +93,32 @@ class RepoTarget(BaseModel):
         default=1.0, description="a tests ticket: percentage points the coverage must rise"
     )
     migration: Migration | None = Field(default=None, description="a migrate ticket's checks")
+
+    def mismatch(self) -> tuple[str, str, str] | None:
+        """``(message, key, hint)`` when a key does not fit the kind (checked once it is final:
+        ``--kind`` may set it after the ticket was read)."""
+        kind, given = self.kind, self.model_fields_set
+        if kind == "migrate" and self.migration is None:
+            return (
+                "a migrate ticket states the check that proves the migration",
+                "migration",
+                "add migration: with gone: [regex], warnings_as_errors: [DeprecationWarning] "
+                "or imports: [module]",
+            )
+        if self.migration is not None and kind != "migrate":
+            return (
+                f"migration is for a migrate ticket, and this one's kind is {kind}",
+                "migration",
+                "remove migration:, or set kind: migrate",
+            )
+        for key, kinds in (("modules", ("tests", "docs")), ("coverage_gain", ("tests",))):
+            if key in given and kind not in kinds:
+                return (
+                    f"{key} is for a {' or '.join(kinds)} ticket, and this one's kind is {kind}",
+                    key,
+                    f"remove {key}, or set kind: {kinds[0]}",
+                )
+        return None
 
 
 class Spec(BaseModel):

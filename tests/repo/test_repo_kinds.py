@@ -408,3 +408,25 @@ def test_kind_keys_are_checked_where_they_are_written(
         load_spec(path)
     assert says in str(caught.value) and caught.value.key == key
     assert caught.value.line is not None
+
+
+def test_repository_keys_without_repo_need_the_command_line_s_repo(
+    tmp_path: Path, shapes_repo: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A bench task's ticket names its kind's keys; the repository comes with --repo.
+    path = ticket(tmp_path, title="Test clamp", kind="tests", modules=["shapes"])
+    spec = load_spec(path)
+    assert spec.target is not None and spec.target.repo == ""
+    assert spec.target.modules == ["shapes"]
+    out = tmp_path / "runs"
+    model = f"scripted:{book(tmp_path, 'qa_engineer', [{'answer': 'x'}])}"
+    assert main(["run", str(path), "--model", model, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "need one" in err and "--repo" in err and "kind, modules" in err
+    assert not out.exists() or not any(out.iterdir())
+    # Without kind: in the ticket, --kind decides, and the keys are checked against it.
+    loose = ticket(tmp_path, title="Move", acceptance_criteria=["x"], migration=MIGRATION)
+    argv = ["run", str(loose), "--model", model, "--out", str(out), "--repo", str(shapes_repo.path)]
+    assert main([*argv, "--kind", "tests"]) == 2
+    assert "migration is for a migrate ticket" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
