@@ -315,8 +315,8 @@ def run_stock(workdir: Path, backend: str) -> Side:
     from darkfactory.sandbox import open_sandbox
     from darkfactory.sandbox.base import Mount, SandboxSpec
     from darkfactory.spec import load_spec
+    from darkfactory.tools import build_tool
     from darkfactory.workspace.context import RunContext
-    from tools import build_tool
 
     with crew_clock() as crew_s:
         started = time.perf_counter()

@@ -26,12 +26,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
 
+from darkfactory.tools import repo_map  # noqa: E402
+from darkfactory.tools.edit_file import EditFileTool  # noqa: E402
+from darkfactory.tools.read_file import ReadFileTool  # noqa: E402
+from darkfactory.tools.repo_map import RepoMapTool  # noqa: E402
+from darkfactory.tools.search_code import SearchCodeTool  # noqa: E402
 from darkfactory.workspace.context import RunContext  # noqa: E402
-from tools import repo_map  # noqa: E402
-from tools.edit_file import EditFileTool  # noqa: E402
-from tools.read_file import ReadFileTool  # noqa: E402
-from tools.repo_map import RepoMapTool  # noqa: E402
-from tools.search_code import SearchCodeTool  # noqa: E402
 
 WORDS = ("order", "invoice", "customer", "account", "ledger", "report", "parser", "token")
 

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-import tools as tool_registry
+import darkfactory.tools as tool_registry
 from darkfactory.errors import ConfigError
 from darkfactory.sandbox.base import Limits
 from darkfactory.sandbox.image import DEFAULT_IMAGE

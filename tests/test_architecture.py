@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("darkfactory", "crews", "tools")
+PACKAGES = ("darkfactory",)
 
 #: Each layer, and the layers it may import (besides itself and the foundation).
 LAYERS: dict[str, set[str]] = {
@@ -28,8 +28,8 @@ LAYERS: dict[str, set[str]] = {
     "darkfactory.engine": {"repo", "spec", "sandbox", "workspace", "models", "reporting", "crews"},
     # Existing repositories, below the engine: the host pip download is engine/deps.py's.
     "darkfactory.repo": {"workspace", "sandbox", "spec", "models", "engine.deps"},
-    "crews": {"models", "workspace", "tools"},
-    "tools": {"sandbox", "workspace", "engine.docs_check"},
+    "darkfactory.crews": {"models", "workspace", "tools"},
+    "darkfactory.tools": {"sandbox", "workspace", "engine.docs_check"},
     # The report reads a run's saved state: engine/state.py is data only (pydantic models).
     "darkfactory.reporting": {"spec", "models.prices", "workspace", "engine.state"},
     "darkfactory.models": {"reporting.trace"},
@@ -40,7 +40,7 @@ LAYERS: dict[str, set[str]] = {
 FOUNDATION = {"darkfactory", "darkfactory.errors", "darkfactory.config", "darkfactory.yamlio"}
 #: What the foundation may import: config builds the sandbox's limits and names its image
 #: (two leaf modules), and checks tool names against the tools registry.
-FOUNDATION_USES = {"darkfactory.sandbox.base", "darkfactory.sandbox.image", "tools"}
+FOUNDATION_USES = {"darkfactory.sandbox.base", "darkfactory.sandbox.image", "darkfactory.tools"}
 
 
 def modules() -> dict[str, Path]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import tools
+import darkfactory.tools as tools
 from darkfactory.cli import EXAMPLE_SPEC
 from darkfactory.config import (
     PLACEHOLDERS,

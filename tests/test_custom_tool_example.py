@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import tools
+import darkfactory.tools as tools
 from darkfactory.config import load_config
 from darkfactory.errors import ConfigError
 from darkfactory.workspace.context import RunContext

@@ -108,7 +108,7 @@ def _is_trace_write(func: ast.Attribute) -> bool:
 def trace_event_kinds() -> set[str]:
     """Every event kind the code writes: ``trace.write("kind", ...)`` / ``ctx.emit("kind", ...)``."""
     kinds = set()
-    for package in ("darkfactory", "tools", "crews"):
+    for package in ("darkfactory",):
         for path in (REPO / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if (

@@ -22,8 +22,8 @@ from darkfactory.engine.docs_check import (
 )
 from darkfactory.sandbox import open_sandbox
 from darkfactory.sandbox.base import Limits, Sandbox, SandboxSpec
+from darkfactory.tools import build_tool
 from darkfactory.workspace.context import RunContext
-from tools import build_tool
 
 needs_bwrap = NEEDS_BWRAP
 

@@ -11,10 +11,10 @@ import pytest
 
 from darkfactory.sandbox import ACCEPTANCE_TARGET, open_sandbox
 from darkfactory.sandbox.base import Limits, Mount, SandboxSpec
+from darkfactory.tools import build_tool
+from darkfactory.tools.run_command import RunCommandTool
+from darkfactory.tools.run_tests import RunTestsTool
 from darkfactory.workspace.context import RunContext
-from tools import build_tool
-from tools.run_command import RunCommandTool
-from tools.run_tests import RunTestsTool
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None and not os.access("/usr/bin/bwrap", os.X_OK),

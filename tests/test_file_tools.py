@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
+from darkfactory.tools import build_tool
+from darkfactory.tools.delete_file import DeleteFileTool
+from darkfactory.tools.edit_file import EditFileTool
+from darkfactory.tools.list_files import MAX_ENTRIES, ListFilesTool
+from darkfactory.tools.read_file import ReadFileTool
+from darkfactory.tools.write_file import WriteFileTool
 from darkfactory.workspace.context import RunContext
 from darkfactory.workspace.paths import PathRefused, iter_files, resolve
-from tools import build_tool
-from tools.delete_file import DeleteFileTool
-from tools.edit_file import EditFileTool
-from tools.list_files import MAX_ENTRIES, ListFilesTool
-from tools.read_file import ReadFileTool
-from tools.write_file import WriteFileTool
 
 ACCEPTANCE_TEXT = "def test_it():\n    assert True\n"
 
@@ -292,9 +292,9 @@ def test_read_whole_file_and_ranges(env: Env) -> None:
 
 
 def test_read_is_bounded_and_says_how_to_read_on(env: Env, monkeypatch: Any) -> None:
-    import tools.read_file
+    import darkfactory.tools.read_file as read_file
 
-    monkeypatch.setattr(tools.read_file, "MAX_LINES", 3)
+    monkeypatch.setattr(read_file, "MAX_LINES", 3)
     (env.ws / "f.txt").write_text("".join(f"{i}\n" for i in range(1, 11)))
     out = env.read._run(path="f.txt")
     assert out.splitlines()[1:4] == ["     1\t1", "     2\t2", "     3\t3"]

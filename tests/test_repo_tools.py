@@ -15,15 +15,20 @@ from typing import Any
 
 import pytest
 
-import tools
-import tools._source
-import tools.repo_map
-import tools.search_code
+import darkfactory.tools as tools
+import darkfactory.tools._source
+import darkfactory.tools.repo_map
+import darkfactory.tools.search_code  # noqa: F401  (tools.search_code below)
+from darkfactory.tools import build_tool
+from darkfactory.tools.read_file import HEAD_CHARS, HEAD_LINES, ReadFileTool
+from darkfactory.tools.repo_map import RepoMapTool
+from darkfactory.tools.search_code import (
+    MAX_LINE_CHARS,
+    MAX_MATCHES,
+    MAX_OUTPUT_CHARS,
+    SearchCodeTool,
+)
 from darkfactory.workspace.context import RunContext
-from tools import build_tool
-from tools.read_file import HEAD_CHARS, HEAD_LINES, ReadFileTool
-from tools.repo_map import RepoMapTool
-from tools.search_code import MAX_LINE_CHARS, MAX_MATCHES, MAX_OUTPUT_CHARS, SearchCodeTool
 
 SECRET = "def secret_function():\n    return 'TOPSECRET'\n"
 

@@ -23,8 +23,8 @@ from crewai.llms.base_llm import BaseLLM
 from crewai.project import CrewBase, agent
 
 from darkfactory.config import Config
+from darkfactory.tools import build_tool
 from darkfactory.workspace.context import RunContext
-from tools import build_tool
 
 LLMResolver = Callable[[str], "BaseLLM | str | None"]
 

@@ -31,7 +31,7 @@ class CrewPhases:
         # CrewAI and the crew are imported on the first phase, not at start-up (2-7 s).
         from crewai.hooks.dispatch import HookAborted
 
-        from crews.factory_crew import FactoryCrew
+        from darkfactory.crews.factory_crew import FactoryCrew
 
         crew = FactoryCrew(self.config, self.ctx, self.models.llm_for).crew_for(phase, dict(inputs))
         try:

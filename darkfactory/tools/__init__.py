@@ -30,7 +30,7 @@ def tool_class(name: str) -> type[BaseTool]:
     """The ``BaseTool`` subclass defined in ``tools/<name>.py``."""
     from crewai.tools import BaseTool
 
-    from tools._base import WorkspaceTool
+    from darkfactory.tools._base import WorkspaceTool
 
     module = importlib.import_module(f"{__name__}.{name}")
     found = [
@@ -50,7 +50,7 @@ def tool_class(name: str) -> type[BaseTool]:
 
 def build_tool(name: str, ctx: RunContext) -> BaseTool:
     """An instance of tool ``name`` bound to the run ``ctx``."""
-    from tools._base import WorkspaceTool
+    from darkfactory.tools._base import WorkspaceTool
 
     cls = tool_class(name)
     if issubclass(cls, WorkspaceTool):

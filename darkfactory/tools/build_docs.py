@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from darkfactory.engine.docs_check import DocsToolingMissing, build_site
-from tools._base import ToolArgs, WorkspaceTool
+from darkfactory.tools._base import ToolArgs, WorkspaceTool
 
 MAX_SUMMARY_CHARS = 6000
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from darkfactory.tools._base import ToolArgs, WorkspaceTool
 from darkfactory.workspace.paths import PathRefused, quote, relative, resolve
-from tools._base import ToolArgs, WorkspaceTool
 
 
 class DeleteFileArgs(ToolArgs):

@@ -7,6 +7,7 @@ import re
 
 from pydantic import BaseModel, Field
 
+from darkfactory.tools._base import ToolArgs, WorkspaceTool
 from darkfactory.workspace.paths import (
     PathRefused,
     numbered,
@@ -17,7 +18,6 @@ from darkfactory.workspace.paths import (
     split_lines,
     write_text,
 )
-from tools._base import ToolArgs, WorkspaceTool
 
 #: Above this many lines the "closest region" hint is skipped (it costs lines x window).
 MAX_LINES_FOR_HINT = 5000

@@ -6,8 +6,8 @@ from itertools import islice
 
 from pydantic import BaseModel, Field
 
+from darkfactory.tools._base import ToolArgs, WorkspaceTool
 from darkfactory.workspace.paths import PathRefused, iter_files, quote
-from tools._base import ToolArgs, WorkspaceTool
 
 MAX_ENTRIES = 500
 

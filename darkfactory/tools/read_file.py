@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from darkfactory.tools._base import ToolArgs, WorkspaceTool
 from darkfactory.workspace.paths import (
     PathRefused,
     numbered,
@@ -13,7 +14,6 @@ from darkfactory.workspace.paths import (
     resolve,
     split_lines,
 )
-from tools._base import ToolArgs, WorkspaceTool
 
 MAX_LINES = 2000
 MAX_CHARS = 60_000

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
+from darkfactory.tools._base import ToolArgs, WorkspaceTool
+from darkfactory.tools._source import Source, count, read_source
 from darkfactory.workspace.paths import PathRefused, quote
-from tools._base import ToolArgs, WorkspaceTool
-from tools._source import Source, count, read_source
 
 DEFAULT_CHARS = 4000
 MAX_CHARS = 40_000

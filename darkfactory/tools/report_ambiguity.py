@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from tools._base import ToolArgs, WorkspaceTool
+from darkfactory.tools._base import ToolArgs, WorkspaceTool
 
 
 class ReportAmbiguityArgs(ToolArgs):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from darkfactory.sandbox.base import ExecResult
-from tools._base import ToolArgs, WorkspaceTool
+from darkfactory.tools._base import ToolArgs, WorkspaceTool
 
 #: Most characters of each stream shown to the model (its head and tail).
 MAX_STREAM_CHARS = 8000

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from darkfactory.sandbox import ACCEPTANCE_TARGET, Sandbox
 from darkfactory.sandbox.testrun import run_pytest
+from darkfactory.tools._base import ToolArgs, WorkspaceTool
 from darkfactory.workspace.paths import PathRefused, quote, resolve
-from tools._base import ToolArgs, WorkspaceTool
 
 MAX_SUMMARY_CHARS = 6000
 

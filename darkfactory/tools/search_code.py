@@ -12,9 +12,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from darkfactory.tools._base import ToolArgs, WorkspaceTool
+from darkfactory.tools._source import Source, count, read_source
 from darkfactory.workspace.paths import PathRefused, quote, split_lines
-from tools._base import ToolArgs, WorkspaceTool
-from tools._source import Source, count, read_source
 
 MAX_PATTERN = 300
 MAX_CONTEXT = 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from darkfactory.tools._base import ToolArgs, WorkspaceTool
 from darkfactory.workspace.paths import (
     PathRefused,
     quote,
@@ -12,7 +13,6 @@ from darkfactory.workspace.paths import (
     split_lines,
     write_text,
 )
-from tools._base import ToolArgs, WorkspaceTool
 
 
 class WriteFileArgs(ToolArgs):

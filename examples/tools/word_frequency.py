@@ -11,8 +11,8 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
+from darkfactory.tools._base import ToolArgs, WorkspaceTool
 from darkfactory.workspace.paths import PathRefused, quote, read_text, relative, resolve
-from tools._base import ToolArgs, WorkspaceTool
 
 #: A word: letters (any script), optionally joined by apostrophes ("don't"). No digits.
 WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*")

@@ -25,8 +25,8 @@ from darkfactory.reporting.trace import check_record
 from darkfactory.sandbox import open_sandbox
 from darkfactory.sandbox.base import Limits, Mount, SandboxSpec
 from darkfactory.sandbox.testrun import run_pytest
+from darkfactory.tools.run_command import RunCommandTool
 from darkfactory.workspace.context import RunContext
-from tools.run_command import RunCommandTool
 
 _SPECIAL = (stat.S_ISFIFO, stat.S_ISSOCK, stat.S_ISCHR, stat.S_ISBLK)
 
