@@ -4,10 +4,11 @@ A task's ``task.yaml`` names the release it was made from (``upstream:``: name, 
 license, the sdist's sha256). This script gets that sdist from PyPI with
 ``pip download --no-deps --no-binary :all:`` (or from ``--sdists DIR``), checks its sha256,
 unpacks it, leaves out the metadata packaging generated (``PKG-INFO``, ``*.egg-info``),
-applies the task's ``base.patch`` (the bug put back, or the feature taken out) and commits
-every file, ignored ones included (isodate's generated ``version.py``: a run does not
-install the project), as the one commit of ``main``, with a fixed author and date so that the commit id is the same
-on every machine. Then ``git bundle create repo.bundle --all``.
+applies the task's ``base.patch`` (the bug put back; the feature, the tests or the docs
+taken out; the deprecated use put back) and commits every file, ignored ones included
+(isodate's generated ``version.py``: a run does not install the project), as the one
+commit of ``main``, with a fixed author and date so that the commit id is the same on
+every machine. Then ``git bundle create repo.bundle --all``.
 
 Usage::
 
