@@ -162,8 +162,8 @@ def main() -> None:
     name = Path(location).name
     print(
         f"| {name} | {len(last.requirements)} | {len(last.installed)} distributions | "
-        f"{mc:.2f} s ({min(cold):.2f}-{max(cold):.2f}) | "
-        f"{mw:.2f} s ({min(warm):.2f}-{max(warm):.2f}) | {mw / mc:.1%} |"
+        f"{mc:.3f} s ({min(cold):.3f}-{max(cold):.3f}) | "
+        f"{mw:.3f} s ({min(warm):.3f}-{max(warm):.3f}) | {mw / mc:.1%} |"
     )
     counts = base.counts()
     print(

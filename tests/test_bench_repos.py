@@ -3,9 +3,11 @@
 One bench runs three tasks at two jobs (about a minute): two shipped tasks, a bug and a
 feature, which must be resolved, and a copy of the bug whose playbook writes a weaker
 reproduction and a partial fix: delivered (its own reproduction passes), not resolved (the
-hidden tests find what it missed). The rest needs no run: the playbooks are current, the
-shipped tasks are well formed, a task whose hidden tests pass at base is refused before
-anything runs, and PASS_TO_PASS matches tests whose ids change between processes.
+hidden tests find what it missed). A second bench runs the shipped tests, docs and migrate
+tasks: resolved, each with the pipeline's own checks of its kind passed. The rest needs no
+run: the playbooks are current, the shipped tasks are well formed, a task whose hidden
+tests pass at base is refused before anything runs, and PASS_TO_PASS matches tests whose
+ids change between processes.
 """
 
 from __future__ import annotations
@@ -23,11 +25,18 @@ from runhelp import NEEDS_BWRAP, config_with
 
 from darkfactory.bench.repo_task import TASK_FILE, load_task, pass_to_pass
 from darkfactory.bench.run import BenchError, bench, discover
+from darkfactory.reporting.trace import read_trace
 
 REPO = Path(__file__).resolve().parent.parent
 SUITE = REPO / "benchmarks" / "repos"
 BUG, FEATURE = "parse-subsecond-digits", "isodate-duration-timedelta"
 WRONG = "parse-partial-fix"
+#: A shipped task of each kind the pipeline proves with checks of its own.
+KIND_TASKS = {
+    "tests": "isodate-duration-tests",
+    "docs": "inflection-docs-site",
+    "migrate": "toolz-compatibility-shim",
+}
 
 
 def copy_task(name: str, suite: Path, as_name: str | None = None) -> Path:
@@ -47,10 +56,19 @@ def test_the_playbooks_are_generated_from_the_solution_patches() -> None:
     assert out.returncode == 0, out.stderr
 
 
-def test_eight_or_more_tasks_of_both_kinds_from_real_releases() -> None:
+def test_eleven_or_more_tasks_of_every_kind_from_real_releases() -> None:
     entries = discover(SUITE, scripted=True)
-    assert len(entries) >= 8
-    assert {e.task.kind for e in entries if e.task} == {"bug", "feature"}
+    assert len(entries) >= 11
+    assert {e.task.kind for e in entries if e.task} == {
+        "bug",
+        "feature",
+        "tests",
+        "docs",
+        "migrate",
+    }
+    assert {e.dir.name: e.task.kind for e in entries if e.task}.items() >= {
+        (name, kind) for kind, name in KIND_TASKS.items()
+    }
     for entry in entries:
         assert entry.task is not None and entry.playbook is not None
         meta = yaml.safe_load((entry.dir / TASK_FILE).read_text(encoding="utf-8"))
@@ -65,7 +83,7 @@ def test_eight_or_more_tasks_of_both_kinds_from_real_releases() -> None:
 def test_a_kind_the_engine_refuses_is_bad_input(tmp_path: Path) -> None:
     task = copy_task(BUG, tmp_path)
     text = (task / TASK_FILE).read_text(encoding="utf-8")
-    (task / TASK_FILE).write_text(text.replace("kind: bug", "kind: docs"), encoding="utf-8")
+    (task / TASK_FILE).write_text(text.replace("kind: bug", "kind: refactor"), encoding="utf-8")
     with pytest.raises(BenchError, match="cannot be benched") as info:
         load_task(task)
     assert info.value.key == "kind"
@@ -160,7 +178,9 @@ def test_a_bug_and_a_feature_are_resolved(benched: tuple[int, dict[str, Any], Pa
         assert row["p2p_passed"] == row["p2p_total"] > 90  # the library's own suite
         assert row["regressions"] == []
         assert row["llm_calls"] > 0 and row["tokens"] > 0
-        assert row["env_setup_s"] is not None and row["env_cached"] is False
+        # Built once, by the check at base, in the run's cache: the run finds it there.
+        assert row["check_env_setup_s"] is not None and row["check_env_cached"] is False
+        assert row["env_setup_s"] is not None and row["env_cached"] is True
         run_dir = Path(row["run_dir"])
         report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
         assert report["repository"]["kind"] == kind
@@ -173,6 +193,7 @@ def test_a_bug_and_a_feature_are_resolved(benched: tuple[int, dict[str, Any], Pa
     table = (out / "bench.md").read_text(encoding="utf-8")
     assert "| task | kind | status | resolved | FAIL_TO_PASS | PASS_TO_PASS |" in table
     assert f"| {BUG} | bug | delivered | yes | 5/5 |" in table
+    assert "| environment setup | at the check |" in table and " (cached) | " in table
     assert "**2/3 resolved**" in table
 
 
@@ -192,3 +213,49 @@ def test_a_wrong_delivery_is_not_resolved(benched: tuple[int, dict[str, Any], Pa
     ]
     table = (out / "bench.md").read_text(encoding="utf-8")
     assert f"| {WRONG} | bug | delivered | no | 2/5 |" in table
+
+
+# -- real runs: a tests, a docs and a migrate task, resolved and proven by their checks ---------
+@pytest.fixture(scope="module")
+def benched_kinds(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("bench-kinds")
+    suite = tmp / "suite"
+    for name in KIND_TASKS.values():
+        copy_task(name, suite)
+    config = config_with(tmp, repo={"cache_dir": str(tmp / "envs")})
+    return bench(
+        suite,
+        model="scripted",
+        jobs=2,
+        sandbox="bwrap",
+        config=config,
+        out=tmp / "bench",
+        quiet=True,
+    )
+
+
+@pytest.mark.e2e
+@NEEDS_BWRAP
+def test_a_tests_a_docs_and_a_migrate_task_are_resolved(
+    benched_kinds: tuple[int, dict[str, Any]],
+) -> None:
+    code, summary = benched_kinds
+    assert code == 0
+    rows = {r["entry"]: r for r in summary["results"]}
+    for kind, name in KIND_TASKS.items():
+        row = rows[name]
+        assert row["kind"] == kind
+        assert row["status"] == "delivered" and row["resolved"] is True, row
+        assert row["hidden_passed"] == row["hidden_total"] >= 2  # FAIL_TO_PASS
+        assert row["p2p_passed"] == row["p2p_total"] > 140 and row["regressions"] == []
+        run_dir = Path(row["run_dir"])
+        (checks,) = [e for e in read_trace(run_dir / "trace.jsonl") if e["kind"] == "repo_checks"]
+        assert checks["ticket_kind"] == kind
+        assert checks["checks"] and all(c["ok"] for c in checks["checks"]), checks
+        names = {c["name"] for c in checks["checks"]}
+        expected = {
+            "tests": {"production_code_untouched", "coverage"},
+            "docs": {"production_code_untouched", "api_reference[inflection]"},
+            "migrate": {"warnings_as_errors[DeprecationWarning]", "imports[toolz]"},
+        }[kind]
+        assert expected <= names

@@ -1,7 +1,8 @@
 """Repository tasks of a bench suite: a ticket on a git bundle, scored by hidden tests.
 
 ``load_task`` reads a task's ``task.yaml``; ``unpack`` gives its repository a stable path;
-``check_fails_at_base`` refuses a task whose hidden tests already pass at the base commit;
+``check_fails_at_base`` refuses a task whose hidden tests already pass at the base commit
+(building the environment the run then finds in the cache);
 ``score`` runs the repository's suite (PASS_TO_PASS) and the hidden tests (FAIL_TO_PASS)
 on the delivered branch.
 """
@@ -33,6 +34,7 @@ from darkfactory.repo.environment import (
 )
 from darkfactory.repo.project import Argv, Project, detect_project
 from darkfactory.repo.source import clone_into, open_repository
+from darkfactory.repo.version_file import write_version_files
 from darkfactory.reporting.trace import read_trace
 from darkfactory.sandbox import open_sandbox
 from darkfactory.sandbox.base import Sandbox, SandboxSpec
@@ -42,8 +44,8 @@ from darkfactory.workspace import hostio
 from darkfactory.yamlio import load_yaml, pydantic_errors
 
 TASK_FILE = "task.yaml"
-#: What bench keeps for repository tasks, under ``repo.cache_dir``: the unpacked bundles
-#: (``repos/``) and the environments of the check at base (``envs/``).
+#: What bench keeps for repository tasks under ``repo.cache_dir``: the unpacked bundles
+#: (``repos/``). Their environments are the runs' own, in ``repo.cache_dir`` itself.
 BENCH_DIR = "bench"
 #: The branch of the check's clone of the base commit.
 CHECK_BRANCH = "bench/base-check"
@@ -278,6 +280,14 @@ def _run_hidden(
 # -- before the run: the hidden tests must fail at the base commit -------------------------
 
 
+@dataclass(frozen=True)
+class BaseCheck:
+    """The hidden tests' outcomes at the base commit, and the environment they ran with."""
+
+    outcomes: dict[str, str]
+    environment: RepoEnvironment
+
+
 def check_fails_at_base(
     name: str,
     task: RepoTask,
@@ -287,25 +297,26 @@ def check_fails_at_base(
     config: Config,
     backend: str,
     scratch: Path,
-) -> dict[str, str]:
+) -> BaseCheck:
     """The hidden tests' outcomes at the base commit, in the sandbox; every one must fail.
 
     A hidden test is a FAIL_TO_PASS test: one that already passes at base proves nothing
     about the delivery, so the task is refused (``BenchError``). The environment is built
-    in bench's own cache (``BENCH_DIR/envs``), so the run still finds its own cache as the
-    bench found it (cold or warm).
+    as the run builds it, in the run's cache (``repo.cache_dir``): the run then finds it
+    there instead of building it again, and this check's setup is the cold one.
     """
     source = open_repository(str(repo), task.base, limits=config.factory.repo)
     workspace = scratch / "workspace"
     with source:
         clone_into(source, workspace, CHECK_BRANCH)
     project = _project(workspace, task)
+    write_version_files(workspace, project.version_files)  # as the run's setup writes them
     env = prepare_environment(
         project,
         identity=source.identity,
         backend=backend,
         limits=config.factory.limits(),
-        cache_dir=store(config) / "envs",
+        cache_dir=config.factory.repo.cache_path(),
         image=config.factory.sandbox.image,
         timeout_s=config.factory.sandbox.deps_timeout_s,
     )
@@ -337,8 +348,9 @@ def check_fails_at_base(
             file=hidden,
             hint="run them at the base commit yourself: they must be collected and fail",
         )
-    outcomes = {o.nodeid: o.outcome for o in run.outcomes}
-    return {**outcomes, **{t: "error" for t in run.unreported if t not in outcomes}}
+    outcomes: dict[str, str] = {o.nodeid: o.outcome for o in run.outcomes}
+    outcomes |= {t: "error" for t in run.unreported if t not in outcomes}
+    return BaseCheck(outcomes, env)
 
 
 # -- after the run: the delivered branch, scored ---------------------------------------------
@@ -397,6 +409,7 @@ def score(run_dir: Path, task: RepoTask, hidden: Path, *, backend: str, scratch:
     if why is not None:
         found.problem = f"the base commit's test files cannot be put back: {why}"
         return found
+    write_version_files(workspace, record.project.version_files)  # git-ignored in the run
     env = repo_run.environment(record, config, backend=backend)
     sandbox = _sandbox(workspace, env, record.project, config, backend)
     timeout = config.factory.tests.timeout_s

@@ -95,6 +95,10 @@ class Entry:
     task: repo_task.RepoTask | None = None
     #: The task's repository as its run gets it (``repo_task.unpack``).
     repo: Path | None = None
+    #: The environment setup of the check at base (seconds, from the cache): the run's is
+    #: then a cache hit.
+    check_env_setup_s: float | None = None
+    check_env_cached: bool | None = None
 
 
 @dataclass
@@ -133,6 +137,9 @@ class Result:
     #: The run's environment setup (its trace's ``baseline`` event) and whether it was cached.
     env_setup_s: float | None = None
     env_cached: bool | None = None
+    #: The environment setup of the check at base, before the run (``Entry``).
+    check_env_setup_s: float | None = None
+    check_env_cached: bool | None = None
 
     @property
     def passed(self) -> bool:
@@ -296,6 +303,8 @@ def run_entry(entry: Entry, opts: Options) -> Result:
             wall_s=round(wall, 2),
             log=str(log),
             kind=entry.task.kind if entry.task else None,
+            check_env_setup_s=entry.check_env_setup_s,
+            check_env_cached=entry.check_env_cached,
         )
     run_dir = Path(report["workspace"]).parent
     llm = report.get("llm", {})
@@ -315,6 +324,8 @@ def run_entry(entry: Entry, opts: Options) -> Result:
         run_dir=str(run_dir),
         log=str(log),
         kind=entry.task.kind if entry.task else None,
+        check_env_setup_s=entry.check_env_setup_s,
+        check_env_cached=entry.check_env_cached,
     )
     result.to_run_start_s, result.to_first_llm_s = _startup(run_dir, started_wall)
     if entry.task is not None:
@@ -482,7 +493,7 @@ def prepare_repo_tasks(
             return entry
         repo = repo_task.unpack(entry.name, entry.task, loaded)
         (scratch / entry.name).mkdir()
-        repo_task.check_fails_at_base(
+        check = repo_task.check_fails_at_base(
             entry.name,
             entry.task,
             repo,
@@ -491,7 +502,10 @@ def prepare_repo_tasks(
             backend=backend,
             scratch=scratch / entry.name,
         )
-        return replace(entry, repo=repo)
+        env = check.environment
+        return replace(
+            entry, repo=repo, check_env_setup_s=round(env.setup_s, 3), check_env_cached=env.cached
+        )
 
     with (
         tempfile.TemporaryDirectory(prefix="darkfactory-bench-check-") as tmp,

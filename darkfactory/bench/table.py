@@ -50,6 +50,7 @@ def repo_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if not rows:
         return {}
     setups = [r["env_setup_s"] for r in rows if r["env_setup_s"] is not None]
+    checks = [r["check_env_setup_s"] for r in rows if r.get("check_env_setup_s") is not None]
     return {
         "tasks": len(rows),
         "resolved": sum(r["passed"] for r in rows),
@@ -60,6 +61,8 @@ def repo_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "env_setup_s": round(sum(setups), 3) if setups else None,
         "median_env_setup_s": round(statistics.median(setups), 3) if setups else None,
         "env_cached": sum(bool(r["env_cached"]) for r in rows),
+        "check_env_setup_s": round(sum(checks), 3) if checks else None,
+        "check_env_cached": sum(bool(r.get("check_env_cached")) for r in rows),
     }
 
 
@@ -152,20 +155,22 @@ def _spec_table(results: list[dict[str, Any]], t: dict[str, Any]) -> list[str]:
 
 
 def _repo_table(results: list[dict[str, Any]], t: dict[str, Any]) -> list[str]:
-    """One row per repository task: resolved, FAIL_TO_PASS, PASS_TO_PASS, the environment."""
+    """One row per repository task: resolved, FAIL_TO_PASS, PASS_TO_PASS, the environment
+    (the run's setup, and the check's at base, which builds what the run then reuses; a
+    ``bench.json`` from before the check's columns has none: ``.get``)."""
     rows = [
         "| task | kind | status | resolved | FAIL_TO_PASS | PASS_TO_PASS | fix rounds "
-        "| LLM calls | tokens | wall | environment setup |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| LLM calls | tokens | wall | environment setup | at the check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        env = _seconds(r["env_setup_s"])
-        if r["env_cached"] is not None:
-            env += " (cached)" if r["env_cached"] else " (built)"
+        env = _setup(r["env_setup_s"], r["env_cached"])
+        check = _setup(r.get("check_env_setup_s"), r.get("check_env_cached"))
         rows.append(
             f"| {r['entry']} | {r['kind']} | {r['status']} | {'yes' if r['passed'] else 'no'} | "
             f"{r['hidden_passed']}/{r['hidden_total']} | {r['p2p_passed']}/{r['p2p_total']} | "
-            f"{r['fix_rounds']} | {r['llm_calls']} | {r['tokens']} | {r['wall_s']:.1f} s | {env} |"
+            f"{r['fix_rounds']} | {r['llm_calls']} | {r['tokens']} | {r['wall_s']:.1f} s | {env} "
+            f"| {check} |"
         )
     calls = sum(r["llm_calls"] for r in results)
     tokens = sum(r["tokens"] for r in results)
@@ -175,9 +180,16 @@ def _repo_table(results: list[dict[str, Any]], t: dict[str, Any]) -> list[str]:
         f"delivered | {t['resolved']} | {t['fail_to_pass_passed']}/{t['fail_to_pass_total']} | "
         f"{t['pass_to_pass_passed']}/{t['pass_to_pass_total']} | "
         f"{sum(r['fix_rounds'] for r in results)} | {calls} | {tokens} | {wall:.1f} s | "
-        f"{_seconds(t['env_setup_s'])} ({t['env_cached']} cached) |"
+        f"{_seconds(t['env_setup_s'])} ({t['env_cached']} cached) | "
+        f"{_seconds(t.get('check_env_setup_s'))} ({t.get('check_env_cached', 0)} cached) |"
     )
     return rows
+
+
+def _setup(seconds: float | None, cached: bool | None) -> str:
+    if cached is None:
+        return _seconds(seconds)
+    return f"{_seconds(seconds)} ({'cached' if cached else 'built'})"
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> str:

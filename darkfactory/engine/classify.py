@@ -80,6 +80,9 @@ class Failure:
 @dataclass
 class Diagnosis:
     failures: list[Failure] = field(default_factory=list)
+    #: The role that owns every fix, whatever the class (a tests ticket's QA engineer,
+    #: a docs ticket's technical writer); None: routed by class.
+    owner: str | None = None
 
     @property
     def primary(self) -> FailureClass | None:
@@ -91,7 +94,7 @@ class Diagnosis:
     @property
     def route(self) -> str:
         """The role key that should fix it."""
-        return ROUTES.get(self.primary or "", "developer")
+        return self.owner or ROUTES.get(self.primary or "", "developer")
 
     @property
     def classes(self) -> list[str]:

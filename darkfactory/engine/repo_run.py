@@ -27,6 +27,7 @@ from darkfactory.repo.environment import run_setup as run_setup_commands
 from darkfactory.repo.errors import RepoError
 from darkfactory.repo.project import Project, detect_project
 from darkfactory.repo.source import RepoSource, clone_into, open_repository
+from darkfactory.repo.version_file import write_version_files
 from darkfactory.reporting.trace import Trace
 from darkfactory.sandbox.base import ExecResult, Sandbox
 from darkfactory.sandbox.testrun import TestOutcome, TestRun, run_pytest
@@ -85,6 +86,8 @@ def location_of(target: RepoTarget, spec: Spec) -> str:
 
 #: The kinds of ticket this release runs on a repository (the others are refused, exit 2).
 SUPPORTED_KINDS = TICKET_KINDS
+#: Who fixes what a verify round found, by kind (the others: routed by failure class).
+FIX_OWNER = {"tests": "qa_engineer", "docs": "tech_writer"}
 #: The crew tasks (config/tasks.yaml) each kind runs besides ``fix``.
 KIND_TASKS = {
     "bug": ("reproduce", "change"),
@@ -136,6 +139,10 @@ def setup(
     project = detect_project(workspace)
     if spec.target.test_command:
         project = project.model_copy(update={"test_command": tuple(spec.target.test_command)})
+    # A version module the build would generate (setuptools-scm, hatch-vcs): a stub,
+    # git-ignored, so the package imports (after the exclude file above is written).
+    written = write_version_files(workspace, project.version_files)
+    project = project.model_copy(update={"notes": (*project.notes, *written)})
     record = RepoRecord(
         location=source.location,
         identity=source.identity,
@@ -398,9 +405,9 @@ class RepoVerifier:
         for c in checks:  # the kind's checks together prove the ticket's requirements
             ids = [r.id for r in self.spec.requirements]
             links[c.nodeid] = links[c.nodeid.split("[", 1)[0]] = ids  # as trace_outcomes looks
-        result = VerifyResult(
-            round_no, acceptance, unit, links, diagnose(acceptance, unit, Path("/"))
-        )
+        diagnosis = diagnose(acceptance, unit, Path("/"))
+        diagnosis.owner = FIX_OWNER.get(self.repo.target_kind)
+        result = VerifyResult(round_no, acceptance, unit, links, diagnosis)
         _trace_exec(self.trace, ["pytest", "suite"], suite.exec)
         trace_outcomes(self.trace, "acceptance", acceptance, links, keep_dirs=True)
         trace_outcomes(self.trace, "unit", unit, links, keep_dirs=True)

@@ -1,9 +1,17 @@
 """What a repository declares it needs, read statically through ``hostio``: nothing is run.
 
 ``pyproject.toml`` (PEP 621, dependency groups), ``setup.cfg``, ``setup.py`` (its ``ast``:
-literal lists only, never executed) and ``requirements*.txt`` / ``requirements/*.txt``.
-Each requirement is checked as ``engine.deps`` checks one: anything that would steer the
-host's pip (options, URLs, paths, ``$``) is left out with the reason.
+literal lists only, never executed) and requirements files. Each requirement is checked as
+``engine.deps`` checks one: anything that would steer the host's pip (options, URLs, paths,
+``$``) is left out with the reason.
+
+Which requirements files count (``requirements_file_group``): ``requirements*.txt``,
+``*-requirements.txt`` and ``requirements/*.txt``, by the words of their name (split at
+``-``, ``_``, ``.``; ``requirements``, ``py3``, numbers, ``pinned``, ``lock`` say nothing):
+a word of ``SKIPPED_WORDS`` (docs, lint, typing, build...) skips the file, with the reason
+in ``skipped``; else a word of ``TEST_WORDS`` makes it a test file, one of ``DEV_WORDS`` a
+developer's (optional), and no word but ``RUNTIME_WORDS`` (``requirements.txt``,
+``requirements/base.txt``) a runtime one; any other name is skipped. ``-r`` is followed.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from packaging.utils import canonicalize_name
 
 import darkfactory.engine.deps as deps
 from darkfactory.repo._setup_py import setup_keywords
+from darkfactory.repo.version_file import VersionFile, declared_version_files
 from darkfactory.workspace import hostio
 
 Group = Literal["runtime", "test", "dev"]
@@ -31,6 +40,28 @@ DEV_EXTRAS = ("dev", "develop", "development")
 #: The project itself in a requirements file (``-e .``, ``.[test]``): on PYTHONPATH, not installed.
 _SELF = re.compile(r"(?:file:)?\.(?:/)?(?:\[(?P<extras>[^\]]*)\])?")
 _MAX_INCLUDE_DEPTH = 8
+#: The words of a requirements file's name (module doc) that make it a runtime, test or
+#: developer file, that say nothing, and that skip it (with the reason).
+RUNTIME_WORDS = frozenset(
+    {"base", "main", "runtime", "install", "prod", "production", "common", "core", "default"}
+)
+TEST_WORDS = frozenset({"test", "tests", "testing", "ci"})
+DEV_WORDS = frozenset({"dev", "develop", "development"})
+_NEUTRAL = re.compile(r"requirements?|reqs?|py\d*|python\d*|\d+|pinned|lock|locked|frozen")
+SKIPPED_WORDS = {
+    **dict.fromkeys(("doc", "docs", "documentation", "sphinx", "mkdocs"), "documentation"),
+    **dict.fromkeys(
+        ("lint", "linting", "style", "format", "flake8", "ruff", "pylint", "precommit", "commit"),
+        "linting and style",
+    ),
+    **dict.fromkeys(("typing", "types", "mypy", "pyright", "typecheck"), "type checking"),
+    **dict.fromkeys(
+        ("build", "release", "dist", "packaging", "publish", "deploy", "wheel"),
+        "building and releasing",
+    ),
+    **dict.fromkeys(("bench", "benchmark", "benchmarks", "perf"), "benchmarks"),
+    **dict.fromkeys(("tox", "nox", "tools", "tooling", "coverage"), "developer tooling"),
+}
 
 
 @dataclass
@@ -47,6 +78,15 @@ class Declared:
     #: ``where: entry: why`` for each requirement left out.
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Files the build writes (setuptools-scm, hatch-vcs ``version_file``): stubs stand in.
+    version_files: list[VersionFile] = field(default_factory=list)
+
+    def add_version_files(self, pyproject: dict[str, Any], use_scm_version: Any) -> None:
+        """What ``pyproject`` (parsed) or setup.py's ``use_scm_version`` says the build writes."""
+        files, notes = declared_version_files(pyproject, use_scm_version)
+        known = {f.path for f in self.version_files}
+        self.version_files += [f for f in files if f.path not in known]
+        self.notes += notes
 
     def add(self, group: Group, where: str, entry: str) -> None:
         entry = entry.strip()
@@ -80,8 +120,37 @@ class Declared:
         return out
 
 
+def is_requirements_file(path: str) -> bool:
+    """``requirements*.txt`` or ``*-requirements.txt`` at the root, or ``requirements/*.txt``."""
+    name = path.rsplit("/", 1)[-1].lower()
+    if "/" not in path:
+        return re.fullmatch(r"(\w+[-_])?requirements([-_.]\w+)*\.txt", name) is not None
+    in_dir = path.count("/") == 1 and path.lower().startswith("requirements/")
+    return in_dir and name.endswith(".txt")
+
+
+def requirements_file_group(path: str) -> tuple[Group | None, str]:
+    """(the group of the requirements file at ``path``, "") or (None, why it is skipped):
+    the rule of the module doc."""
+    stem = path.rsplit("/", 1)[-1].lower().removesuffix(".txt")
+    words = [w for w in re.split(r"[-_.]+", stem) if w and not _NEUTRAL.fullmatch(w)]
+    for word in words:
+        if word in SKIPPED_WORDS:
+            return None, f"{SKIPPED_WORDS[word]}, not what the tests need"
+    if any(w in TEST_WORDS for w in words):
+        return "test", ""
+    if any(w in DEV_WORDS for w in words):
+        return "dev", ""
+    if all(w in RUNTIME_WORDS for w in words):
+        return "runtime", ""
+    return None, "its name says neither runtime nor tests"
+
+
 def read_declared(root: Path, requirement_files: list[tuple[str, Group]]) -> Declared:
-    """What the repository at ``root`` declares (module doc); ``requirement_files`` by group."""
+    """What the repository at ``root`` declares (module doc); ``requirement_files`` by group.
+
+    The files are read runtime first, then test, then developer: a file a developer file
+    includes (``-r tests.txt``) keeps the group it has of its own."""
     found = Declared()
     text = _read(root, "pyproject.toml", found)
     if text is not None:
@@ -93,7 +162,7 @@ def read_declared(root: Path, requirement_files: list[tuple[str, Group]]) -> Dec
     if text is not None:
         _setup_py(text, found)
     seen: set[str] = set()
-    for rel, group in requirement_files:
+    for rel, group in sorted(requirement_files, key=lambda f: (GROUPS.index(f[1]), f[0])):
         _requirements_file(root, rel, group, found, seen, 0)
     return found
 
@@ -122,6 +191,7 @@ def _pyproject(text: str, found: Declared) -> None:
     except tomllib.TOMLDecodeError as exc:
         found.notes.append(f"pyproject.toml is not valid TOML ({exc}); it is not read")
         return
+    found.add_version_files(data, None)
     project = data.get("project")
     if isinstance(project, dict):
         found.name = _text(project.get("name")) or found.name
@@ -253,6 +323,8 @@ def _setup_keyword(found: Declared, key: str, value: Any) -> None:
     elif key == "extras_require" and isinstance(value, dict):
         for extra, entries in value.items():
             _extra(found, "setup.py extras_require", extra, entries)
+    elif key == "use_scm_version":
+        found.add_version_files({}, value)
 
 
 # -- requirements files ----------------------------------------------------------------------

@@ -5,7 +5,8 @@
 (``engine.deps.install``: no network) into a cache entry under ``repo.cache_dir``, one per
 (repository, dependency set, sandbox Python). An entry is built in a temporary directory
 and renamed into place when complete, under a lock, so concurrent runs never see half of
-one; a second ticket on the same repository reuses it without running pip. A run mounts
+one; a second ticket on the same repository reuses it without running pip, and without
+starting a sandbox when the sandbox's Python is known (``_interpreter``). A run mounts
 the entry read-only (``RepoEnvironment.mounts``) and ``project_sandbox`` puts the
 workspace, its ``src/`` and the entry on every command's ``PYTHONPATH``.
 """
@@ -19,17 +20,21 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import darkfactory.engine.deps as deps
+from darkfactory.errors import SandboxUnavailable
 from darkfactory.repo.errors import EnvironmentFailed
 from darkfactory.repo.project import Project, check_python
 from darkfactory.sandbox import open_sandbox, with_pythonpath
 from darkfactory.sandbox.base import ExecResult, Limits, Mount, Sandbox, SandboxSpec
+from darkfactory.sandbox.image import DEFAULT_IMAGE, docker_client, image_problem
 from darkfactory.workspace import hostio
 
 #: Where a run's sandbox sees the cached dependencies (read-only).
@@ -38,6 +43,8 @@ REPO_DEPS_TARGET = "/repo-deps"
 LAYOUT = 1
 META = "meta.json"
 SITE = "site"
+#: What the sandbox's Python said (``_probe``), by interpreter (``_interpreter``).
+PROBES = ".probes"
 #: Temporary build directories older than this are a crashed build's: removed.
 STALE_BUILD_S = 24 * 3600
 _PROBE = (
@@ -102,6 +109,8 @@ def prepare_environment(
 ) -> RepoEnvironment:
     """The environment of ``project`` (module doc), built unless the cache has it.
 
+    A warm entry is found without starting a sandbox when what the sandbox's Python said
+    is remembered for its interpreter (``_interpreter``: a changed one is asked again).
     ``identity`` names the repository (``RepoSource.identity``). ``EnvironmentFailed``
     (exit code 2) when the wheels cannot be downloaded or installed, with pip's output;
     ``RepoError`` when the sandbox's Python is not the one ``.darkfactory.yaml`` asks for.
@@ -109,6 +118,15 @@ def prepare_environment(
     started = time.monotonic()
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    interpreter = _interpreter(backend, image)
+    known = _remembered(cache_dir, interpreter) if interpreter is not None else None
+    if known is not None:  # a warm entry is then read without starting a sandbox
+        notes = check_python(project, known[0])
+        key = _key(identity, project, known)
+        with _locked(cache_dir, key):
+            found = _read_entry(cache_dir / key[:40], key)
+        if found is not None:
+            return _environment(cache_dir / key[:40], key, known, found, True, started, notes)
     build = Path(tempfile.mkdtemp(prefix=".build-", dir=cache_dir))
     try:
         for d in ("workspace", "wheelhouse", SITE):
@@ -127,6 +145,11 @@ def prepare_environment(
         sandbox = open_sandbox(backend, spec)
         try:
             fingerprint = _probe(sandbox)
+            # Remembered only for the interpreter ``_interpreter`` names, if nothing changed
+            # while the sandbox opened and answered.
+            runs = sandbox.backend == "docker" or sandbox.python == sys.executable
+            if interpreter and runs and _interpreter(backend, image) == interpreter:
+                _remember(cache_dir, interpreter, fingerprint)
             notes = check_python(project, fingerprint[0])
             key = _key(identity, project, fingerprint)
             entry = cache_dir / key[:40]
@@ -146,6 +169,18 @@ def prepare_environment(
         _remove_stale(cache_dir)
     if found is None:  # a published entry that cannot be read back: a bug
         raise RuntimeError(f"the environment {entry} was not readable after it was built")
+    return _environment(entry, key, fingerprint, found, cached, started, notes)
+
+
+def _environment(
+    entry: Path,
+    key: str,
+    fingerprint: list[str],
+    found: dict[str, list[str]],
+    cached: bool,
+    started: float,
+    notes: list[str],
+) -> RepoEnvironment:
     return RepoEnvironment(
         key=key,
         entry=entry,
@@ -191,15 +226,73 @@ def _probe(sandbox: Sandbox) -> list[str]:
         found = json.loads(result.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         found = None
-    if (
-        result.exit_code != 0
-        or not isinstance(found, list)
-        or len(found) != 4
-        or not all(isinstance(x, str) for x in found)
-        or not re.fullmatch(r"\d+\.\d+", found[0])
-    ):
+    if result.exit_code != 0 or not _is_fingerprint(found):
         raise RuntimeError(f"the sandbox's {sandbox.python} does not run: {result}")
     return [str(x) for x in found]
+
+
+def _is_fingerprint(found: object) -> TypeGuard[list[str]]:
+    return (
+        isinstance(found, list)
+        and len(found) == 4
+        and all(isinstance(x, str) for x in found)
+        and re.fullmatch(r"\d+\.\d+", found[0]) is not None
+    )
+
+
+def _interpreter(backend: str, image: str | None) -> str | None:
+    """What names the Python a sandbox of ``backend`` runs, without starting one (None:
+    nothing does): bwrap and local run this process's interpreter, named by its path and
+    its file's identity, size and times; docker runs the image's, named by the image id.
+    ``auto`` chooses its backend only when a sandbox opens."""
+    if backend in ("bwrap", "local"):
+        try:
+            st = os.stat(sys.executable)  # the file a link points to
+        except OSError:
+            return None
+        real = os.path.realpath(sys.executable)
+        times = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        return json.dumps([backend, sys.executable, real, *times])
+    if backend == "docker":
+        name = image or DEFAULT_IMAGE
+        try:
+            client = docker_client()
+        except SandboxUnavailable:
+            return None
+        try:
+            if image_problem(client, name) is not None:
+                return None
+            return json.dumps([backend, name, client.api.inspect_image(name)["Id"]])
+        except SandboxUnavailable:
+            return None
+        finally:
+            client.close()
+    return None
+
+
+def _remembered(cache_dir: Path, interpreter: str) -> list[str] | None:
+    """What ``_probe`` said of ``interpreter`` before (None: nothing yet)."""
+    rel = f"{PROBES}/{hashlib.sha256(interpreter.encode()).hexdigest()[:40]}.json"
+    try:
+        data = json.loads(hostio.read_text(cache_dir, rel))
+    except (FileNotFoundError, hostio.Refused, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("interpreter") != interpreter:
+        return None
+    found = data.get("fingerprint")
+    return found if _is_fingerprint(found) else None
+
+
+def _remember(cache_dir: Path, interpreter: str, fingerprint: list[str]) -> None:
+    """Keep what ``_probe`` said of ``interpreter`` (written whole, then renamed)."""
+    probes = cache_dir / PROBES
+    probes.mkdir(mode=0o700, exist_ok=True)
+    name = hashlib.sha256(interpreter.encode()).hexdigest()[:40]
+    data = {"interpreter": interpreter, "fingerprint": fingerprint}
+    fd, tmp = tempfile.mkstemp(prefix=".probe-", dir=probes)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(data) + "\n")
+    os.replace(tmp, probes / f"{name}.json")
 
 
 def _key(identity: str, project: Project, fingerprint: list[str]) -> str:

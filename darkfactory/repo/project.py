@@ -22,8 +22,14 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from darkfactory.repo._declared import Group, read_declared
+from darkfactory.repo._declared import (
+    Group,
+    is_requirements_file,
+    read_declared,
+    requirements_file_group,
+)
 from darkfactory.repo.errors import NotAPythonProject, RepoError, RepoSettingsError
+from darkfactory.repo.version_file import VersionFile
 from darkfactory.workspace import hostio
 from darkfactory.yamlio import parse_yaml, pydantic_errors
 
@@ -136,6 +142,9 @@ class Project(BaseModel):
     setup: tuple[tuple[str, ...], ...] = ()
     #: ``python:`` of ``.darkfactory.yaml``, checked against the sandbox's (``check_python``).
     python: str | None = None
+    #: Files the build writes and the package imports (``version_file``): where one is
+    #: missing, ``version_file.write_version_files`` writes a stub (git-ignored).
+    version_files: tuple[VersionFile, ...] = ()
 
     def dependency_hash(self) -> str:
         """sha256 of what gets installed: the requirements, the optional ones, the project."""
@@ -154,19 +163,29 @@ def detect_project(root: Path, *, max_entries: int = 200_000) -> Project:
     # Links too: reading one is refused (and noted), never followed.
     req_files = _requirement_files([e.path for e in entries if e.kind in ("file", "symlink")])
     _check_python_project(files, req_files, settings is not None)
-    declared = read_declared(root, [(f, g) for f, g in req_files.items() if g is not None])
+    declared = read_declared(root, [(f, g) for f, (g, _) in req_files.items() if g is not None])
     groups = declared.resolved()
     notes = list(declared.notes)
     if any(_is_pytest(r) for group in groups.values() for r in group):
         notes.append("pytest is not installed from the requirements: the sandbox has its own")
         for group in groups.values():  # the verdict runner's pytest is the sandbox's own
             group[:] = [r for r in group if not _is_pytest(r)]
-    notes += [f"{f} is not read (documentation only)" for f, g in req_files.items() if g is None]
     settings = settings or RepoSettings()
     command = tuple(settings.test_command or DEFAULT_TEST_COMMAND)
     has_tests = any(_is_test_file(f) for f in files)
     if not has_tests:
         notes.append("no test files found (test_*.py or *_test.py): the baseline has no tests")
+    notes += [
+        f"{vf.path} is written by the build ({vf.declared}) and is not in the checkout: a stub "
+        f"with version {vf.version} stands in for it (git-ignored)"
+        for vf in declared.version_files
+        if vf.path not in files
+    ]
+    skipped_files = [
+        f"{f}: the whole file: {why}"
+        for f, (group, why) in req_files.items()
+        if group is None and f not in declared.sources  # a counted file's ``-r`` reads it
+    ]
     return Project(
         name=declared.name,
         version=declared.version,
@@ -174,7 +193,7 @@ def detect_project(root: Path, *, max_entries: int = 200_000) -> Project:
         requirements=tuple(groups["runtime"] + groups["test"]),
         optional=tuple(groups["dev"]),
         sources=tuple(declared.sources),
-        skipped=tuple(declared.skipped),
+        skipped=tuple(declared.skipped + skipped_files),
         notes=tuple(notes),
         import_roots=(".", "src") if hostio.kind_of(root, "src") == "dir" else (".",),
         test_command=command,
@@ -182,6 +201,7 @@ def detect_project(root: Path, *, max_entries: int = 200_000) -> Project:
         has_tests=has_tests,
         setup=tuple(tuple(argv) for argv in settings.setup),
         python=settings.python,
+        version_files=tuple(declared.version_files),
     )
 
 
@@ -278,26 +298,9 @@ def _pytest_args(command: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(command[n:])
 
 
-def _requirement_files(files: list[str]) -> dict[str, Group | None]:
-    """``requirements*.txt`` (and ``*-requirements.txt``) at the root, ``requirements/*.txt``,
-    by group (None: documentation only)."""
-    found: dict[str, Group | None] = {}
-    for path in files:
-        name = path.rsplit("/", 1)[-1].lower()
-        at_root = "/" not in path
-        in_dir = path.count("/") == 1 and path.lower().startswith("requirements/")
-        listed = at_root and re.fullmatch(r"(\w+[-_])?requirements([-_.]\w+)*\.txt", name)
-        if not (listed or (in_dir and name.endswith(".txt"))):
-            continue
-        stem = name.removesuffix(".txt")
-        if "doc" in stem:
-            found[path] = None
-        elif "dev" in stem:
-            found[path] = "dev"
-        elif "test" in stem or re.search(r"(^|[-_.])ci($|[-_.])", stem):
-            found[path] = "test"
-        else:
-            found[path] = "runtime"
+def _requirement_files(files: list[str]) -> dict[str, tuple[Group | None, str]]:
+    """Each requirements file among ``files``: (its group, "") or (None, why it is skipped)."""
+    found = {path: requirements_file_group(path) for path in files if is_requirements_file(path)}
     return dict(sorted(found.items()))
 
 

@@ -7,6 +7,10 @@ six 1.17.0, so a sandbox that imports 1.16.0 imports what was installed for the 
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -121,8 +125,8 @@ def test_cold_then_warm_reuses_the_entry_without_pip(
     assert len(local_index.requested) == asked, "the warm setup asked the index again"
     assert meta.stat().st_mtime_ns == built, "the entry was rebuilt"
     assert warm.setup_s < cold.setup_s
-    # Only the entry, a lock, no build directory left behind.
-    assert sorted(p.name for p in cache.iterdir()) == sorted([".locks", cold.entry.name])
+    # Only the entry, a lock, what the sandbox's Python said; no build directory left behind.
+    assert sorted(p.name for p in cache.iterdir()) == sorted([".locks", ".probes", cold.entry.name])
 
     sandbox = run_sandbox(warm, project, backend)
     result = sandbox.run(
@@ -199,7 +203,7 @@ def test_a_dependency_without_a_wheel_fails_and_builds_nothing(
         and "no source distribution is ever built" in caught.value.hint
     )
     assert not local_index.sdist_marker.exists()
-    assert [p.name for p in cache.iterdir()] == [".locks"]
+    assert sorted(p.name for p in cache.iterdir()) == [".locks", ".probes"]  # no entry
 
 
 @NEEDS_BWRAP
@@ -225,3 +229,50 @@ def test_the_python_the_repository_asks_for_is_checked(checkout: Path, tmp_path:
     project = detect_project(checkout).model_copy(update={"python": "2.7"})
     with pytest.raises(RepoError, match=r"asks for Python 2\.7"):
         prepare(project, tmp_path / "cache")
+
+
+@NEEDS_BWRAP
+def test_a_warm_entry_starts_no_sandbox_and_another_interpreter_misses(
+    checkout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bwrap runs through a shim that logs each sandbox it starts; the sandbox's Python
+    (this process's ``sys.executable``) is a link that is then pointed at another one."""
+    shim = tmp_path / "shim" / "bwrap"
+    calls = tmp_path / "bwrap-calls"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec /usr/bin/bwrap "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim.parent}:{os.environ['PATH']}")
+    python = tmp_path / "py" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(os.path.realpath(sys.executable))
+    monkeypatch.setattr(sys, "executable", str(python))
+
+    def sandboxes() -> int:
+        lines = calls.read_text().splitlines() if calls.exists() else []
+        return sum("--unshare-all" in line for line in lines)
+
+    project = detect_project(checkout).model_copy(update={"requirements": ()})
+    cache = tmp_path / "cache"
+    cold = prepare(project, cache)
+    assert not cold.cached and sandboxes() == 1  # the probe (no dependency to install)
+    warm = prepare(project, cache)
+    assert warm.cached and warm.entry == cold.entry and warm.key == cold.key
+    assert sandboxes() == 1, "the warm setup started a sandbox"
+
+    # Another interpreter at the same path: what was remembered of the first is not used.
+    other = "/usr/bin/python3.11"
+    if not os.access(other, os.X_OK) or os.path.samefile(other, python):
+        pytest.skip(f"no second interpreter at {other}")
+    python.unlink()
+    python.symlink_to(other)
+    moved = prepare(project, cache)
+    assert sandboxes() == 2, "the sandbox's new Python was not asked"
+    version = subprocess.run([other, "--version"], capture_output=True, text=True).stdout
+    if version.split()[-1] != platform.python_version():  # 3.11.2 here, against 3.11.7
+        assert moved.key != cold.key and not moved.cached  # an entry of its own
+    else:
+        assert moved.key == cold.key and moved.cached
+    again = prepare(project, cache)
+    assert again.cached and again.key == moved.key and sandboxes() == 2
+    assert len(list((cache / ".probes").iterdir())) == 2

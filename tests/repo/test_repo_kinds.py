@@ -178,25 +178,29 @@ def test_a_tests_ticket_raises_coverage_with_new_tests_only(
     assert events_ and events_[0]["at"] == "base"
 
 
-def test_a_tests_ticket_that_changes_production_code_is_refused(
+def test_a_tests_ticket_that_changes_production_code_fails_and_the_qa_engineer_undoes_it(
     tmp_path: Path, shapes_repo: Any
 ) -> None:
     path = ticket(tmp_path, title="Test clamp", repo=str(shapes_repo.path), kind="tests")
+    touched = {"path": "shapes/__init__.py", "content": SHAPES + "\n# touched\n"}
     steps = [
         {"tool": "write_file", "args": {"path": "tests/test_clamp.py", "content": CLAMP_TESTS}},
-        {
-            "tool": "write_file",
-            "args": {"path": "shapes/__init__.py", "content": SHAPES + "\n# touched\n"},
-        },
+        {"tool": "write_file", "args": touched},
         {"answer": "Done."},
+        # The fix round: the check's detail names the file; the QA engineer restores it.
+        {"tool": "write_file", "args": {"path": "shapes/__init__.py", "content": SHAPES}},
+        {"answer": "shapes/__init__.py is as it was."},
     ]
-    code, run_dir = run(tmp_path, path, book(tmp_path, "qa_engineer", steps), max_fix_rounds=0)
+    book_path = book(tmp_path, "qa_engineer", steps, rounds=2)
+    code, run_dir = run(tmp_path, path, book_path, max_fix_rounds=1)
     report = report_of(run_dir)
-    assert code == 1 and report["status"] == "failed"
-    checks = {c["name"]: c for c in json.loads((run_dir / "verdict.json").read_text())["checks"]}
-    assert checks["production_code_untouched"]["ok"] is False
-    assert "shapes/__init__.py" in checks["production_code_untouched"]["detail"]
-    assert checks["coverage"]["ok"] is True  # the rise alone does not make it a tests change
+    assert code == 0 and report["status"] == "delivered", report["reason"]
+    first = events(run_dir, "repo_checks")[0]["checks"]
+    untouched = next(c for c in first if c["name"] == "production_code_untouched")
+    assert untouched["ok"] is False and "shapes/__init__.py" in untouched["detail"]
+    # A tests ticket's fix goes to the QA engineer, whatever the failure's class.
+    assert [e["route"] for e in events(run_dir, "fix_round")] == ["QA Engineer"]
+    assert changed(shapes_repo.path, run_dir) == ["tests/test_clamp.py"]
 
 
 # -- docs ---------------------------------------------------------------------------------

@@ -165,12 +165,63 @@ def test_requirements_files(tmp_path: Path) -> None:
         "requirements.txt line 7",
         "requirements.txt line 8",
         "requirements.txt line 9",
+        "requirements/docs.txt",
     ]
     assert "URLs are not accepted" in project.skipped[0]
     assert "outside the repository" in project.skipped[2]
+    assert project.skipped[3] == (
+        "requirements/docs.txt: the whole file: documentation, not what the tests need"
+    )
     assert any("pip option ignored" in n and "line 6" in n for n in project.notes)
     assert any("constraints are not applied" in n for n in project.notes)
-    assert "requirements/docs.txt is not read (documentation only)" in project.notes
+
+
+def test_only_runtime_and_test_requirements_files_count(tmp_path: Path) -> None:
+    tools = {
+        "requirements/typing.txt": "mypy\n",
+        "requirements/docs.txt": "sphinx\n",
+        "requirements/lint.txt": "ruff\n",
+        "requirements/style.txt": "black\n",
+        "requirements/mypy.txt": "types-six\n",
+        "requirements/build.txt": "build\n",
+        "requirements/pre-commit.txt": "pre-commit\n",
+        "requirements-docs.txt": "mkdocs\n",
+        "requirements/extras.txt": "lxml\n",  # a name that says nothing: skipped too
+    }
+    root = tree(
+        tmp_path,
+        {
+            "requirements.txt": "six==1.16.0\n",
+            "requirements/base.txt": "attrs\n",
+            # The developer file, read first in name order, includes the test file: the
+            # test file's requirements stay required (tests.txt is a test file of its own).
+            "requirements/dev.txt": "-r tests.txt\n-r lint.txt\ntox\n",
+            "requirements/tests.txt": "-r base.txt\npytest-xdist\n",
+            "test-requirements.txt": "freezegun\n",
+            "requirements-tests.txt": "hypothesis\n",
+            **tools,
+            "app.py": "",
+        },
+    )
+    project = detect_project(root)
+    assert project.requirements == (
+        "six==1.16.0",
+        "attrs",
+        "hypothesis",
+        "pytest-xdist",
+        "freezegun",
+    )
+    # A developer file's include is read, whatever its name: it is optional, like its file.
+    assert project.optional == ("ruff", "tox")
+    skipped = {s.split(": ")[0]: s.split(": ", 2)[2] for s in project.skipped}
+    assert sorted(skipped) == sorted(set(tools) - {"requirements/lint.txt"})
+    assert skipped["requirements/typing.txt"] == "type checking, not what the tests need"
+    assert skipped["requirements/mypy.txt"] == "type checking, not what the tests need"
+    assert skipped["requirements/style.txt"] == "linting and style, not what the tests need"
+    assert skipped["requirements/build.txt"] == "building and releasing, not what the tests need"
+    assert skipped["requirements-docs.txt"] == "documentation, not what the tests need"
+    assert skipped["requirements/extras.txt"] == "its name says neither runtime nor tests"
+    assert "requirements/lint.txt" in project.sources  # read through dev.txt's -r
 
 
 def test_links_in_a_repository_are_not_followed(tmp_path: Path) -> None:
