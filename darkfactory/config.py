@@ -2,8 +2,8 @@
 
 A config directory holds ``agents.yaml`` (the crew's roles), ``tasks.yaml`` (what the flow
 asks the crew to do in each phase) and ``factory.yaml`` (pipeline settings). The default
-is the repo's ``config/``, or the copy packaged as ``darkfactory/_default_config`` when
-Dark Factory is installed from a wheel.
+is the ``config/`` of the project the working directory is in (``darkfactory.project``),
+else the one packaged with Dark Factory.
 
 Every problem is a ``ConfigError`` naming the file, the key path and the line. The
 ``Field(description=...)`` texts are user documentation: the configuration reference is
@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 import darkfactory.tools as tool_registry
+from darkfactory import project
 from darkfactory.errors import ConfigError
 from darkfactory.sandbox.base import Limits
 from darkfactory.sandbox.image import DEFAULT_IMAGE
@@ -146,6 +147,78 @@ class AgentConfig(_Strict):
     verbose: bool = Field(
         default=False, description="Print the role's reasoning and tool calls to the console."
     )
+    # -- CrewAI Agent keys passed on as they are (REFUSED_AGENT_KEYS says why the others are not)
+    max_rpm: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Most model calls this role may start in one minute; at the limit CrewAI waits a "
+            "minute (the wait counts in `budget.max_wall_s`). Unset: no limit."
+        ),
+    )
+    respect_context_window: bool = Field(
+        default=True,
+        description=(
+            "When the conversation outgrows the model's context window: summarize it and go "
+            "on (`true`), or stop the role with an error (`false`)."
+        ),
+    )
+    use_better_compaction: bool = Field(
+        default=True,
+        description=(
+            "A tool result too large for the context window: kept out of the conversation "
+            "for the role to read in parts (`true`), or put in whole (`false`)."
+        ),
+    )
+    planning: bool = Field(
+        default=False,
+        description=(
+            "Before each task the role writes a plan and works through it step by step "
+            "(CrewAI's `planning` at low effort: no model call to check each step). Its "
+            "model calls count in the budget."
+        ),
+    )
+    reasoning: bool = Field(
+        default=False,
+        description=(
+            "CrewAI's older name for planning (deprecated there), with more model calls: "
+            "the role refines its plan until it is ready (at most `max_reasoning_attempts` "
+            "times) and checks it after each step. Every call counts in the budget."
+        ),
+    )
+    max_reasoning_attempts: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "With `reasoning: true`: most times the role refines its plan. Unset: until the "
+            "model says it is ready, bounded only by the budget."
+        ),
+    )
+    function_calling_llm: str | None = Field(
+        default=None,
+        description=(
+            "A second model for this role that rewrites a tool call CrewAI could not read "
+            "into a valid one; only a model without native tool calling writes them as text. "
+            "Named like `llm:`, priced and budgeted like it; `--model` (so `rehearse` too) "
+            "drops it, one model then playing every part. CrewAI marks it deprecated. Unset: "
+            "an unreadable tool call goes back to the role's model as an error."
+        ),
+    )
+    allow_delegation: bool | None = Field(
+        default=None,
+        description=(
+            "`true` on the manager, `false` on every other role, as Dark Factory sets it "
+            "anyway; the opposite is refused (only the manager delegates). Accepted so that "
+            "a CrewAI `agents.yaml` saying so loads unchanged."
+        ),
+    )
+    use_system_prompt: bool = Field(
+        default=True,
+        description=(
+            "Send the role's instructions as a system message (`true`), or inside the user "
+            "message (`false`) for a model that takes no system message."
+        ),
+    )
 
     @field_validator("tools", mode="before")
     @classmethod
@@ -166,6 +239,246 @@ class TaskConfig(_Strict):
     expected_output: Text = Field(
         description="What the answer must contain. Same placeholders as `description`."
     )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why ``agents.yaml`` or ``tasks.yaml`` refuses a key of CrewAI's, and what to do instead."""
+
+    why: str
+    instead: str = ""
+
+
+_INTERNAL = Refusal(
+    "CrewAI sets it itself while it runs, or it takes a Python object that a YAML file cannot hold"
+)
+_CALLBACK = Refusal(
+    "it takes a Python function, which a YAML file cannot hold; the run's trace records "
+    "every step and tool call",
+    "read the run's trace.jsonl",
+)
+_TOOL_FAILURE = Refusal(
+    "a failed tool call goes back to the role as text, so that it can fix the call, and "
+    "the trace records it; `raise` would end the phase at the first one, `ignore` hide it"
+)
+_KNOWLEDGE = Refusal(
+    "knowledge is read from host files into a vector store through an embedding model: "
+    "outside the sandbox, the run's models and its budget",
+    "put what the roles must know in the spec, or in the workspace, where they read it "
+    "with their tools",
+)
+_CODE_EXECUTION = Refusal(
+    "CrewAI removed the code interpreter it turned on (its sandbox was escaped)",
+    "generated code runs in Dark Factory's sandbox, through the run_command and run_tests tools",
+)
+_TEMPLATE = Refusal(
+    "a template replaces the system and user messages CrewAI builds around the role's "
+    "prompt (its tools, the answer format) with one text, for models without a chat "
+    "format; Dark Factory reaches every model through a chat API",
+    "shape the role's prompt with goal and backstory, and the tasks' in tasks.yaml",
+)
+_DATE = Refusal(
+    "it puts today's date into every prompt, so a run recorded with --record no longer "
+    "replays on another day (a replay stops at the first request that differs)",
+    "write a date the work depends on into the spec",
+)
+_AGENT_GUARDRAIL = Refusal(
+    "an agent's guardrail checks only Agent.kickoff(), which a crew never calls: it would "
+    "do nothing",
+    "the pipeline checks each phase itself: the tests, the docs check, the checkpoints",
+)
+
+#: The keys of CrewAI's ``Agent`` that ``agents.yaml`` refuses, and why. Every other Agent
+#: key is an ``AgentConfig`` field and is passed on (tests/test_crewai_keys.py checks both
+#: against the installed CrewAI); a key that is neither is a typo.
+REFUSED_AGENT_KEYS: dict[str, Refusal] = {
+    "max_execution_time": Refusal(
+        "CrewAI does not stop a role at that time: it waits for the role to finish, then "
+        "throws its work away as timed out",
+        "bound a run's time with budget.max_wall_s in factory.yaml (checked before every "
+        "model call), and a command's with sandbox.timeout_s",
+    ),
+    "max_retry_limit": Refusal(
+        "Dark Factory sets it to 1: a failed model call is retried by the model guard, and "
+        "work that fails its tests goes back to the crew in fix rounds",
+        "set llm.max_retries or max_fix_rounds in factory.yaml",
+    ),
+    "max_tokens": Refusal(
+        "CrewAI 1.15 does not read it: it limits nothing",
+        "limit a run's tokens with budget.max_tokens in factory.yaml",
+    ),
+    "cache": Refusal(
+        "a cached tool answers a repeated call with its first result although the "
+        "workspace changed in between: run_tests after an edit would report the old run",
+        "tool results are never cached here",
+    ),
+    "memory": Refusal(
+        "CrewAI's memory is kept on the host from run to run, so a run would recall what "
+        "runs of other specs left there, through an embedding model outside the run's "
+        "models and budget",
+        "put what a role must know in its backstory or in the spec",
+    ),
+    **dict.fromkeys(
+        ("knowledge", "knowledge_sources", "knowledge_storage", "knowledge_config", "embedder"),
+        _KNOWLEDGE,
+    ),
+    "apps": Refusal(
+        "CrewAI AMP apps act through your CrewAI account over the network, outside the sandbox",
+        "write a tool in tools/ (Extending with a custom tool)",
+    ),
+    "mcps": Refusal(
+        "MCP tools run on the host or on remote servers, outside the sandbox and with the "
+        "host's network",
+        "write a tool in tools/ that does the one thing the role needs",
+    ),
+    "a2a": Refusal(
+        "it sends work to remote agents: outside the sandbox, the budget and the trace",
+        "add the role to agents.yaml",
+    ),
+    "skills": Refusal(
+        "skills come into the prompt from host folders or a registry (scripts included), "
+        "not from the config directory that is validated and copied into each run",
+        "write the instructions into the role's backstory",
+    ),
+    "from_repository": Refusal(
+        "it loads the role from CrewAI AMP's agent repository over the network, so the "
+        "config directory would no longer define the run",
+        "write the role's keys here",
+    ),
+    "allow_code_execution": _CODE_EXECUTION,
+    "code_execution_mode": _CODE_EXECUTION,
+    "multimodal": Refusal(
+        "CrewAI deprecated it (models take files natively now)",
+        "the roles read the workspace with their tools",
+    ),
+    "planning_config": Refusal(
+        "it may name a planning model of its own, outside the run's models, prices and budget",
+        "use planning: true, or reasoning: true with max_reasoning_attempts",
+    ),
+    "guardrail": _AGENT_GUARDRAIL,
+    "guardrail_max_retries": _AGENT_GUARDRAIL,
+    "step_callback": _CALLBACK,
+    "callbacks": _CALLBACK,
+    "system_template": _TEMPLATE,
+    "prompt_template": _TEMPLATE,
+    "response_template": _TEMPLATE,
+    "inject_date": _DATE,
+    "date_format": _DATE,
+    "tool_failure_policy": _TOOL_FAILURE,
+    "checkpoint": Refusal(
+        "Dark Factory saves the run after every step itself",
+        "continue a stopped run with darkfactory resume RUN_ID",
+    ),
+    **dict.fromkeys(
+        (
+            "entity_type",
+            "id",
+            "config",
+            "agent_executor",
+            "executor_class",
+            "i18n",
+            "crew",
+            "cache_handler",
+            "tools_handler",
+            "tools_results",
+            "security_config",
+            "adapted_agent",
+            "execution_context",
+            "checkpoint_kickoff_event_id",
+            "agent_knowledge_context",
+            "crew_knowledge_context",
+            "knowledge_search_query",
+        ),
+        _INTERNAL,
+    ),
+}
+
+_ANSWER_UNREAD = (
+    "the pipeline does not read a task's answer: a phase's result is what it leaves in the "
+    "workspace, which the pipeline tests and checks itself"
+)
+_ANSWER_FORMAT = Refusal(
+    _ANSWER_UNREAD + " (and it takes a Python class)",
+    "say in description and expected_output which files to write",
+)
+_OUTPUT_FILE = Refusal(
+    "it writes the model's answer to a path on the host, outside the sandbox and the run "
+    "directory (making the folders it names), and " + _ANSWER_UNREAD,
+    "to keep every model exchange, run with --record FILE",
+)
+_TASK_GUARDRAIL = Refusal(
+    "a guardrail judges the task's answer text, which the pipeline does not read; it "
+    "checks each phase itself by running the tests and the docs check, and sends the "
+    "failures back to the crew in fix rounds",
+    "write what must hold as a requirement of the spec, proved by its acceptance tests",
+)
+
+#: The keys of CrewAI's ``Task`` that ``tasks.yaml`` refuses, and why; the others are
+#: ``TaskConfig`` fields. A key that is neither is a typo.
+REFUSED_TASK_KEYS: dict[str, Refusal] = {
+    "agent": Refusal(
+        "in a hierarchical crew a task with an agent restricts the manager to that one "
+        "agent; the manager chooses who does each task"
+    ),
+    "tools": Refusal(
+        "task tools are handed to the manager too, and a hierarchical manager may not have tools",
+        "give tools to roles in agents.yaml",
+    ),
+    "name": Refusal("a task's name is its key in tasks.yaml, by which the pipeline runs it"),
+    "context": Refusal(
+        "each phase runs a crew of its own with this one task, so there is no earlier task "
+        "whose answer it could read; what earlier phases made reaches a task through the "
+        "workspace and the placeholders",
+        "use {design}, {failures}, {workspace_files} and the other placeholders",
+    ),
+    "async_execution": Refusal(
+        "each phase's crew runs one task and the phases run one after another: there is "
+        "nothing to run it alongside"
+    ),
+    **dict.fromkeys(
+        ("output_json", "output_pydantic", "response_model", "converter_cls"), _ANSWER_FORMAT
+    ),
+    "markdown": Refusal(_ANSWER_UNREAD),
+    "output_file": _OUTPUT_FILE,
+    "create_directory": _OUTPUT_FILE,
+    "human_input": Refusal(
+        "it stops the phase at a prompt on the terminal for a person to review the answer, "
+        "which hangs a run that has no terminal; a person approves a run at the pipeline's "
+        "checkpoints, which pause it until darkfactory approve",
+        "set checkpoints.output_review: ask (or spec_approval) in factory.yaml",
+    ),
+    "callback": _CALLBACK,
+    **dict.fromkeys(
+        ("guardrail", "guardrails", "guardrail_max_retries", "max_retries"), _TASK_GUARDRAIL
+    ),
+    "input_files": Refusal(
+        "it reads files from the host into the prompt, outside the sandbox",
+        "put what the roles need in the spec, or in the workspace",
+    ),
+    "tool_failure_policy": _TOOL_FAILURE,
+    "allow_crewai_trigger_context": Refusal(
+        "it is for crews that a CrewAI AMP trigger starts; Dark Factory starts each crew itself"
+    ),
+    **dict.fromkeys(
+        (
+            "id",
+            "config",
+            "output",
+            "prompt_context",
+            "security_config",
+            "used_tools",
+            "tools_errors",
+            "delegations",
+            "processed_by_agents",
+            "retry_count",
+            "start_time",
+            "end_time",
+            "checkpoint_original_description",
+            "checkpoint_original_expected_output",
+        ),
+        _INTERNAL,
+    ),
+}
 
 
 class SandboxConfig(_Strict):
@@ -299,8 +612,8 @@ class BudgetConfig(_Strict):
         default=None,
         gt=0,
         description=(
-            "Most US dollars one run may spend on model calls, priced from Dark Factory's "
-            "`prices.yaml` or this file's `prices:`. Checked before every call: once the run "
+            "Most US dollars one run may spend on model calls, priced from this file's "
+            "`prices:` or else the genai-prices table. Checked before every call: once the run "
             "has spent this much it stops with exit code 4. A run with this limit refuses "
             "to start (exit code 2) while a role's model has no known price. Unset: no limit."
         ),
@@ -427,6 +740,16 @@ class LLMConfig(_Strict):
         default=60.0,
         ge=0,
         description="Longest wait before one retry, a `Retry-After` header's included.",
+    )
+    check_model: bool = Field(
+        default=True,
+        description=(
+            "Before a run (and with `validate --model`), ask each provider whether it has "
+            "the model names the run uses: its model list (`GET /models` of an "
+            "OpenAI-compatible API) or its model lookup (Anthropic, Gemini). A name it does "
+            "not have stops the command with exit code 2 and the closest names it lists. "
+            "Set to `false` for a server that answers to any name without listing it."
+        ),
     )
 
 
@@ -655,9 +978,10 @@ class FactoryConfig(_Strict):
     prices: dict[Text, PriceConfig] = Field(
         default_factory=dict,
         description=(
-            "Prices of models that `prices.yaml` does not know (or that you pay differently "
-            "for), USD per million tokens, by model name as CrewAI names it; a key may be a "
-            "shell-style pattern such as `openai/*`. They take precedence over `prices.yaml`."
+            "Prices of models that the genai-prices table (bundled with Dark Factory, read "
+            "offline) does not know, or that you pay differently for: USD per million tokens, "
+            "by model name as CrewAI names it; a key may be a shell-style pattern such as "
+            "`openai/*`. They take precedence over the table (Models and playbooks: Prices)."
         ),
     )
 
@@ -689,14 +1013,13 @@ class Config:
     tasks: dict[str, TaskConfig]
     factory: FactoryConfig
     dir: Path
+    #: The project's own tools (``tools/`` beside ``dir``), if any (``darkfactory.tools``).
+    tools_dir: Path | None = None
 
 
 def default_config_dir() -> Path:
-    """The repo's ``config/``, else the copy packaged with Dark Factory."""
-    repo = Path(__file__).resolve().parent.parent / "config"
-    if (repo / AGENTS_FILE).is_file():
-        return repo
-    return Path(__file__).resolve().parent / "_default_config"
+    """The ``config/`` of the project the working directory is in, else the default one."""
+    return project.config_dir()
 
 
 def load_config(config_dir: Path | None = None) -> Config:
@@ -713,14 +1036,19 @@ def load_config(config_dir: Path | None = None) -> Config:
         tasks=load_tasks(d / TASKS_FILE),
         factory=load_factory(d / FACTORY_FILE),
         dir=d,
+        tools_dir=project.tools_dir(d),
     )
 
 
 def load_agents(path: Path) -> dict[str, AgentConfig]:
     """Validate an ``agents.yaml``: its roles, their tools and the manager's rules."""
     data, locs = _load_mapping(path, what="role", example="developer:\n  role: Software Developer")
+    for key, value in data.items():
+        _check_keys(AgentConfig, REFUSED_AGENT_KEYS, value, path, locs, key, what="role")
     agents = {key: _model(AgentConfig, value, path, locs, key) for key, value in data.items()}
     _require(path, locs, agents, REQUIRED_ROLES, "role")
+    for key, agent in agents.items():
+        _check_crewai_settings(key, agent, path, locs)
     manager = agents[MANAGER]
     if manager.tools:
         raise ConfigError(
@@ -730,7 +1058,7 @@ def load_agents(path: Path) -> dict[str, AgentConfig]:
             key=f"{MANAGER}.tools",
             hint="remove tools: from the manager; it delegates to coworkers, who have the tools",
         )
-    available = tool_registry.available_tool_names()
+    available = tool_registry.available_tool_names(project.tools_dir(path.parent))
     for key, agent in agents.items():
         for i, name in enumerate(agent.tools):
             if name not in available:
@@ -743,7 +1071,8 @@ def load_agents(path: Path) -> dict[str, AgentConfig]:
                     key=f"{key}.tools.{i}",
                     hint=(
                         f"available tools: {', '.join(available) or '(none)'}; a tool is a "
-                        "module in tools/ named like the tool"
+                        "module named like the tool: built in, in the project's tools/ (beside "
+                        "config/), or an installed package's darkfactory.tools entry point"
                     ),
                 )
     seen: dict[str, str] = {}
@@ -769,16 +1098,7 @@ def load_tasks(path: Path) -> dict[str, TaskConfig]:
         path, what="task", example="design:\n  description: ...\n  expected_output: ..."
     )
     for key, value in data.items():
-        if isinstance(value, dict):
-            for refused, why in _REFUSED_TASK_KEYS.items():
-                if refused in value:
-                    raise ConfigError(
-                        f"a task may not set {refused}: {why}",
-                        file=path,
-                        line=locs.line_of((key, refused)),
-                        key=f"{key}.{refused}",
-                        hint=f"remove {refused}: from the task",
-                    )
+        _check_keys(TaskConfig, REFUSED_TASK_KEYS, value, path, locs, key, what="task")
     tasks = {key: _model(TaskConfig, value, path, locs, key) for key, value in data.items()}
     _require(path, locs, tasks, REQUIRED_TASKS, "task")
     for key, task in tasks.items():
@@ -787,16 +1107,78 @@ def load_tasks(path: Path) -> dict[str, TaskConfig]:
     return tasks
 
 
-_REFUSED_TASK_KEYS = {
-    "agent": (
-        "in a hierarchical crew a task with an agent restricts the manager to that one "
-        "agent; the manager chooses who does each task"
-    ),
-    "tools": (
-        "task tools are handed to the manager too, and a hierarchical manager may not have "
-        "tools; give tools to roles in agents.yaml"
-    ),
-}
+def _check_keys(
+    model: type[BaseModel],
+    refused: dict[str, Refusal],
+    value: Any,
+    path: Path,
+    locs: Locations,
+    key: str,
+    *,
+    what: str,
+) -> None:
+    """A key ``model`` lacks: a CrewAI key refused here, with why, else a typo."""
+    if not isinstance(value, dict):
+        return  # pydantic says what it must be
+    known = list(model.model_fields)
+    for name in value:
+        if name in known:
+            continue
+        where = (key, name)
+        if name in refused:
+            reason = refused[name]
+            raise ConfigError(
+                f"CrewAI's {name} is not supported here because {reason.why}",
+                file=path,
+                line=locs.line_of(where),
+                key=f"{key}.{name}",
+                hint=f"remove {name}: from {what} {key}"
+                + (f"; {reason.instead}" if reason.instead else ""),
+            )
+        close = difflib.get_close_matches(str(name), known, n=1)
+        did_you = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"unknown key {str(name)!r}{did_you}",
+            file=path,
+            line=locs.line_of(where),
+            key=f"{key}.{name}",
+            hint=(
+                f"a {what} takes {', '.join(known)}; the configuration docs list them and "
+                "the CrewAI keys refused here"
+            ),
+        )
+
+
+def _check_crewai_settings(key: str, agent: AgentConfig, path: Path, locs: Locations) -> None:
+    """The rules of the CrewAI keys a role may set: who delegates, what needs reasoning."""
+    is_manager = key == MANAGER
+    if agent.allow_delegation is not None and agent.allow_delegation is not is_manager:
+        why = (
+            "the manager works only by delegating (CrewAI turns delegation on for a "
+            "hierarchical manager, whatever this says)"
+            if is_manager
+            else "only the manager delegates: a worker delegating to a coworker would go "
+            "around the manager and the role the pipeline routed the work to (and CrewAI's "
+            "hierarchical crew ignores it on a worker)"
+        )
+        raise ConfigError(
+            f"CrewAI's allow_delegation: {str(agent.allow_delegation).lower()} is not "
+            f"supported on {'the manager' if is_manager else 'a worker'} here because {why}",
+            file=path,
+            line=locs.line_of((key, "allow_delegation")),
+            key=f"{key}.allow_delegation",
+            hint=f"remove allow_delegation: from role {key}, or set it to "
+            f"{str(is_manager).lower()}",
+        )
+    if agent.max_reasoning_attempts is not None and not agent.reasoning:
+        raise ConfigError(
+            "max_reasoning_attempts needs reasoning: true (it bounds the refinements of "
+            "reasoning's plan)",
+            file=path,
+            line=locs.line_of((key, "max_reasoning_attempts")),
+            key=f"{key}.max_reasoning_attempts",
+            hint=f"add reasoning: true to role {key}, or remove max_reasoning_attempts",
+        )
 
 
 def load_factory(path: Path) -> FactoryConfig:

@@ -21,6 +21,17 @@ class ExitCode(IntEnum):
     BUDGET_EXHAUSTED = 4
 
 
+#: A run's final status -> the exit code of the command that ran, continued or watched it.
+STATUS_EXIT: dict[str, ExitCode] = {
+    "delivered": ExitCode.DELIVERED,
+    "failed": ExitCode.FAILED,
+    "escalated": ExitCode.FAILED,
+    "rejected": ExitCode.FAILED,
+    "awaiting_approval": ExitCode.AWAITING_APPROVAL,
+    "budget_exhausted": ExitCode.BUDGET_EXHAUSTED,
+}
+
+
 class DarkFactoryError(Exception):
     """Base of every error Dark Factory raises on purpose."""
 

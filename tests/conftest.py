@@ -23,7 +23,6 @@ os.environ.update(
     {
         "CREWAI_DISABLE_TELEMETRY": "true",
         "CREWAI_DISABLE_TRACKING": "true",
-        "OTEL_SDK_DISABLED": "true",
         "CREWAI_DISABLE_VERSION_CHECK": "true",
         "CREWAI_TESTING": "true",
         "CREWAI_TRACING_ENABLED": "false",
@@ -41,6 +40,9 @@ for _name in list(os.environ):
         "API_BASE",
     }:
         del os.environ[_name]
+# Nor an OpenTelemetry setting: the tests that export spans set their own (test_otel.py).
+for _name in [n for n in os.environ if n.startswith("OTEL_")]:
+    del os.environ[_name]
 loopback_only_environment(os.environ)
 #: Connections beyond loopback refused outside any test (e.g. at import): fail the session.
 _outside_attempts, _ = refuse_outside_network()

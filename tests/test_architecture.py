@@ -14,6 +14,8 @@ PACKAGES = ("darkfactory",)
 
 #: Each layer, and the layers it may import (besides itself and the foundation).
 LAYERS: dict[str, set[str]] = {
+    # What the CrewAI command line runs in a project (crewai run, crewai flow plot, ...).
+    "darkfactory.crewai_scripts": {"cli", "engine"},
     "darkfactory.cli": {
         "engine",
         "bench",
@@ -37,7 +39,13 @@ LAYERS: dict[str, set[str]] = {
     "darkfactory.sandbox": {"workspace.hostio"},
     "darkfactory.spec": set(),
 }
-FOUNDATION = {"darkfactory", "darkfactory.errors", "darkfactory.config", "darkfactory.yamlio"}
+FOUNDATION = {
+    "darkfactory",
+    "darkfactory.errors",
+    "darkfactory.config",
+    "darkfactory.project",
+    "darkfactory.yamlio",
+}
 #: What the foundation may import: config builds the sandbox's limits and names its image
 #: (two leaf modules), and checks tool names against the tools registry.
 FOUNDATION_USES = {"darkfactory.sandbox.base", "darkfactory.sandbox.image", "darkfactory.tools"}

@@ -14,6 +14,8 @@ import darkfactory.tools as tools
 from darkfactory.cli import EXAMPLE_SPEC
 from darkfactory.config import (
     PLACEHOLDERS,
+    REFUSED_AGENT_KEYS,
+    REFUSED_TASK_KEYS,
     REQUIRED_ROLES,
     REQUIRED_TASKS,
     FactoryConfig,
@@ -92,7 +94,7 @@ def dedent(text: str) -> str:
 @pytest.fixture
 def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A small valid config directory; the tool registry is pinned so lines stay stable."""
-    monkeypatch.setattr(tools, "available_tool_names", lambda: list(TOOL_NAMES))
+    monkeypatch.setattr(tools, "available_tool_names", lambda tools_dir=None: list(TOOL_NAMES))
     for name, text in (("agents.yaml", AGENTS), ("tasks.yaml", TASKS), ("factory.yaml", FACTORY)):
         (tmp_path / name).write_text(dedent(text), encoding="utf-8")
     return tmp_path
@@ -303,7 +305,85 @@ def test_every_setting_is_documented() -> None:
             "  expected_output: Docs\n  context: [design]",
             18,
             "document.context",
-            "unknown key",
+            "CrewAI's context is not supported here because each phase runs a crew of its own",
+        ),
+        # CrewAI keys refused with why, told apart from typos
+        (
+            "tasks.yaml",
+            "  expected_output: Docs",
+            "  expected_output: Docs\n  output_file: docs.md",
+            18,
+            "document.output_file",
+            "CrewAI's output_file is not supported here because it writes the model's answer "
+            "to a path on the host, outside the sandbox",
+        ),
+        (
+            "tasks.yaml",
+            "  expected_output: Docs",
+            "  expected_output: Docs\n  human_input: true",
+            18,
+            "document.human_input",
+            "CrewAI's human_input is not supported here because it stops the phase at a "
+            "prompt on the terminal",
+        ),
+        (
+            "tasks.yaml",
+            "  expected_output: Docs",
+            "  expected_output: Docs\n  expectd_output: More",
+            18,
+            "document.expectd_output",
+            "unknown key 'expectd_output' (did you mean 'expected_output'?)",
+        ),
+        (
+            "agents.yaml",
+            "  max_iter: 10",
+            "  max_iter: 10\n  max_execution_time: 600",
+            16,
+            "developer.max_execution_time",
+            "CrewAI's max_execution_time is not supported here because CrewAI does not stop "
+            "a role at that time",
+        ),
+        (
+            "agents.yaml",
+            "  max_iter: 10",
+            "  max_iter: 10\n  memory: true",
+            16,
+            "developer.memory",
+            "CrewAI's memory is not supported here because CrewAI's memory is kept on the host",
+        ),
+        (
+            "agents.yaml",
+            "  max_iter: 10",
+            "  max_iter: 10\n  max_rmp: 10",
+            16,
+            "developer.max_rmp",
+            "unknown key 'max_rmp' (did you mean 'max_rpm'?)",
+        ),
+        (
+            "agents.yaml",
+            "  max_iter: 10",
+            "  max_iter: 10\n  allow_delegation: true",
+            16,
+            "developer.allow_delegation",
+            "CrewAI's allow_delegation: true is not supported on a worker here because only "
+            "the manager delegates",
+        ),
+        (
+            "agents.yaml",
+            "  backstory: Delegates.",
+            "  backstory: Delegates.\n  allow_delegation: false",
+            5,
+            "manager.allow_delegation",
+            "CrewAI's allow_delegation: false is not supported on the manager here because "
+            "the manager works only by delegating",
+        ),
+        (
+            "agents.yaml",
+            "  max_iter: 10",
+            "  max_iter: 10\n  max_reasoning_attempts: 2",
+            16,
+            "developer.max_reasoning_attempts",
+            "max_reasoning_attempts needs reasoning: true",
         ),
         ("tasks.yaml", "fix:", "fixit:", 1, None, "missing task: fix"),
         # malformed YAML
@@ -319,6 +399,67 @@ def test_config_errors_name_file_key_and_line(
     assert (err.file, err.line, err.key) == (str(path), line, key), str(err)
     assert words in str(err)
     assert str(err).startswith(f"{path}:{line}: ")
+
+
+#: Every CrewAI Agent key a role takes besides Dark Factory's own, as a role would set them.
+CREWAI_AGENT_KEYS = """\
+  max_rpm: 30
+  respect_context_window: false
+  use_better_compaction: false
+  planning: true
+  reasoning: true
+  max_reasoning_attempts: 2
+  function_calling_llm: openai/gpt-4o-mini
+  allow_delegation: false
+  use_system_prompt: false
+"""
+
+
+def test_crewai_agent_keys_that_fit_a_pipeline_load(config_dir: Path) -> None:
+    edit(
+        config_dir,
+        "agents.yaml",
+        "  max_iter: 10\n",
+        "  max_iter: 10\n" + CREWAI_AGENT_KEYS,
+    )
+    edit(
+        config_dir,
+        "agents.yaml",
+        "  backstory: Delegates.",
+        "  backstory: Delegates.\n  allow_delegation: true",
+    )
+    agents = load_config(config_dir).agents
+    developer = agents["developer"]
+    assert (developer.max_rpm, developer.max_reasoning_attempts) == (30, 2)
+    assert developer.planning and developer.reasoning
+    assert not (developer.respect_context_window or developer.use_better_compaction)
+    assert not developer.use_system_prompt
+    assert developer.function_calling_llm == "openai/gpt-4o-mini"
+    assert (agents["manager"].allow_delegation, developer.allow_delegation) == (True, False)
+    # Unset, each is CrewAI's own default (tests/test_crewai_keys.py checks them against it).
+    qa = agents["qa_engineer"]
+    assert (qa.max_rpm, qa.function_calling_llm, qa.allow_delegation) == (None, None, None)
+    assert qa.respect_context_window and qa.use_system_prompt and not qa.planning
+
+
+def test_a_refused_crewai_key_says_what_to_do_instead(config_dir: Path) -> None:
+    edit(
+        config_dir,
+        "tasks.yaml",
+        "  expected_output: Docs",
+        "  expected_output: Docs\n  human_input: true",
+    )
+    err = config_error(config_dir)
+    assert err.hint == (
+        "remove human_input: from task document; set checkpoints.output_review: ask (or "
+        "spec_approval) in factory.yaml"
+    )
+
+
+def test_every_refused_key_names_a_reason_that_reads_after_because() -> None:
+    for key, reason in {**REFUSED_AGENT_KEYS, **REFUSED_TASK_KEYS}.items():
+        assert reason.why and not reason.why.endswith("."), key
+        assert not reason.instead.endswith("."), key
 
 
 def test_unknown_tool_lists_the_available_tools(config_dir: Path) -> None:

@@ -1,16 +1,15 @@
 """The custom-tool example of docs/extending.md, exercised for real.
 
-``examples/tools/word_frequency.py`` is made importable as ``tools.word_frequency`` (as if
-it had been dropped into ``tools/``), then: the registry lists it, the config loader
-accepts a role that names it and rejects a misspelling, and the tool built by the
-registry runs through CrewAI's public ``BaseTool.run`` on real files.
+``tools/word_frequency.py`` (this repository's own tool) is copied into a project made
+here, beside a copy of config/: the registry lists it, the config loader accepts a role
+that names it and rejects a misspelling, and the tool built by the registry runs through
+CrewAI's public ``BaseTool.run`` on real files.
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,25 +21,20 @@ from darkfactory.errors import ConfigError
 from darkfactory.workspace.context import RunContext
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLE_TOOLS = REPO / "examples" / "tools"
 NAME = "word_frequency"
 
 
 @pytest.fixture
-def example_tool(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """``tools.word_frequency`` importable for the duration of one test."""
-    monkeypatch.setattr(tools, "__path__", [*tools.__path__, str(EXAMPLE_TOOLS)])
-    tools.tool_class.cache_clear()
-    try:
-        yield NAME
-    finally:
-        tools.tool_class.cache_clear()
-        sys.modules.pop(f"tools.{NAME}", None)
+def project(tmp_path: Path) -> Path:
+    """A project whose tools/ holds the example tool, and whose config/ is a copy of ours."""
+    (tmp_path / "tools").mkdir()
+    shutil.copy2(REPO / "tools" / f"{NAME}.py", tmp_path / "tools")
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    return tmp_path
 
 
-def config_with_developer_tool(tmp_path: Path, tool: str) -> Path:
-    config = tmp_path / "config"
-    shutil.copytree(REPO / "config", config)
+def config_with_developer_tool(project: Path, tool: str) -> Path:
+    config = project / "config"
     agents_path = config / "agents.yaml"
     agents = yaml.safe_load(agents_path.read_text(encoding="utf-8"))
     agents["developer"]["tools"].append(tool)
@@ -48,29 +42,37 @@ def config_with_developer_tool(tmp_path: Path, tool: str) -> Path:
     return config
 
 
-def test_registry_lists_the_example_tool(example_tool: str) -> None:
-    assert example_tool in tools.available_tool_names()
+def test_registry_lists_the_example_tool(project: Path) -> None:
+    assert NAME in tools.available_tool_names(project / "tools")
 
 
 def test_the_example_is_not_a_builtin_tool() -> None:
     assert NAME not in tools.available_tool_names()
 
 
-def test_config_accepts_the_tool_by_module_name(example_tool: str, tmp_path: Path) -> None:
-    config = load_config(config_with_developer_tool(tmp_path, example_tool))
-    assert example_tool in config.agents["developer"].tools
+def test_the_tool_is_loaded_under_a_private_name(project: Path) -> None:
+    cls = tools.tool_class(NAME, project / "tools")
+    assert cls.__module__.startswith("darkfactory._project_tools_")
+    assert cls.__module__.endswith(f".{NAME}")
+    assert "tools" not in sys.modules or not hasattr(sys.modules["tools"], NAME)
 
 
-def test_config_rejects_a_misspelled_tool(example_tool: str, tmp_path: Path) -> None:
+def test_config_accepts_the_tool_by_module_name(project: Path) -> None:
+    config = load_config(config_with_developer_tool(project, NAME))
+    assert NAME in config.agents["developer"].tools
+    assert config.tools_dir == project / "tools"
+
+
+def test_config_rejects_a_misspelled_tool(project: Path) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_config(config_with_developer_tool(tmp_path, "word_frequencies"))
+        load_config(config_with_developer_tool(project, "word_frequencies"))
     text = str(caught.value)
     assert "agents.yaml" in text
     assert "unknown tool 'word_frequencies'" in text
     assert "did you mean 'word_frequency'?" in text
 
 
-def test_tool_counts_words_through_crewai_run(example_tool: str, tmp_path: Path) -> None:
+def test_tool_counts_words_through_crewai_run(project: Path, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     (ws / "docs").mkdir(parents=True)
     (ws / "docs" / "notes.md").write_text(
@@ -79,7 +81,7 @@ def test_tool_counts_words_through_crewai_run(example_tool: str, tmp_path: Path)
     )
     events: list[tuple[str, dict[str, object]]] = []
     ctx = RunContext(workspace=ws, on_event=lambda kind, data: events.append((kind, data)))
-    tool = tools.build_tool(example_tool, ctx)
+    tool = tools.build_tool(NAME, ctx, project / "tools")
 
     assert tool.name == NAME
     out = tool.run(path="docs/notes.md", top=3)
@@ -95,11 +97,11 @@ def test_tool_counts_words_through_crewai_run(example_tool: str, tmp_path: Path)
     assert len(tool.run(path="docs/notes.md").splitlines()) == 1 + 8
 
 
-def test_tool_refuses_a_path_outside_the_workspace(example_tool: str, tmp_path: Path) -> None:
+def test_tool_refuses_a_path_outside_the_workspace(project: Path, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
     (tmp_path / "secret.txt").write_text("password password\n", encoding="utf-8")
-    tool = tools.build_tool(example_tool, RunContext(workspace=ws))
+    tool = tools.build_tool(NAME, RunContext(workspace=ws), project / "tools")
 
     for path in ("../secret.txt", str(tmp_path / "secret.txt")):
         out = tool.run(path=path)
@@ -111,11 +113,11 @@ def test_tool_refuses_a_path_outside_the_workspace(example_tool: str, tmp_path: 
     assert out.startswith("ERROR: ") and "outside the workspace" in out
 
 
-def test_tool_reports_fixable_mistakes_as_text(example_tool: str, tmp_path: Path) -> None:
+def test_tool_reports_fixable_mistakes_as_text(project: Path, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     (ws / "src").mkdir(parents=True)
     (ws / "blob.bin").write_bytes(b"\x00\x01binary")
-    tool = tools.build_tool(example_tool, RunContext(workspace=ws))
+    tool = tools.build_tool(NAME, RunContext(workspace=ws), project / "tools")
 
     assert tool.run(path="missing.md").startswith("ERROR: 'missing.md' does not exist")
     assert tool.run(path="src").startswith("ERROR: 'src' is a directory")
@@ -124,7 +126,7 @@ def test_tool_reports_fixable_mistakes_as_text(example_tool: str, tmp_path: Path
     assert tool.run(path="numbers.txt") == "'numbers.txt' has no words."
 
 
-def test_args_schema_bounds_top(example_tool: str, tmp_path: Path) -> None:
-    tool = tools.build_tool(example_tool, RunContext(workspace=tmp_path))
+def test_args_schema_bounds_top(project: Path, tmp_path: Path) -> None:
+    tool = tools.build_tool(NAME, RunContext(workspace=tmp_path), project / "tools")
     with pytest.raises(ValueError, match="arguments validation failed"):
         tool.run(path="x.md", top=0)

@@ -54,6 +54,7 @@ def test_every_page_of_the_nav_is_built(site: Path) -> None:
         "sandboxes",
         "extending",
         "report",
+        "observability",
         "exit-codes",
         "troubleshooting",
         "benchmarks",
@@ -87,11 +88,23 @@ def test_configuration_reference_lists_every_role_and_task_key(site: Path) -> No
     assert cfg.AgentConfig.model_fields["goal"].description in plain(text)
 
 
+def test_configuration_reference_lists_every_refused_crewai_key_with_why(site: Path) -> None:
+    text = page(site, "configuration")
+    words = " ".join(plain(text).split())
+    for refused in (cfg.REFUSED_AGENT_KEYS, cfg.REFUSED_TASK_KEYS):
+        missing = [k for k in refused if f"<code>{k}</code>" not in text]
+        assert not missing, f"refused CrewAI keys missing from the built page: {missing}"
+        for key, reason in refused.items():
+            # The first letter is capitalized there, `code` is markup.
+            assert reason.why[1:].replace("`", "") in words, key
+            assert reason.instead[1:].replace("`", "") in words, key
+
+
 def test_extending_page_shows_the_tested_example_code(site: Path) -> None:
     shown = plain(page(site, "extending"))
-    source = (REPO / "examples" / "tools" / "word_frequency.py").read_text(encoding="utf-8")
+    source = (REPO / "tools" / "word_frequency.py").read_text(encoding="utf-8")
     for line in source.splitlines():
-        assert line in shown, f"examples/tools/word_frequency.py line not on the page: {line!r}"
+        assert line in shown, f"tools/word_frequency.py line not on the page: {line!r}"
 
 
 def test_benchmarks_page_keeps_the_marker_for_the_table(site: Path) -> None:

@@ -221,6 +221,9 @@ def test_bug_never_fixed_fails_after_max_fix_rounds(tmp_path: Path) -> None:
     assert "max_fix_rounds=2" in report["reason"]
     assert not any(d["phase"] == "document" for d in report["delegations"])
     assert not any(r["passed"] is True for r in report["requirements"] if r["id"] == "R3")
+    # Its tests ran and failed: failed (red), not "not run".
+    assert "failed" in {r["status"] for r in report["requirements"]}
+    assert "not run" not in {r["status"] for r in report["requirements"]}
 
 
 def test_playbook_running_out_fails_the_run_clearly(

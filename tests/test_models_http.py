@@ -54,6 +54,8 @@ def test_run_through_the_openai_provider_and_a_loopback_server_delivers(
     assert report["acceptance"] == {"total": 8, "passed": 8, "failed": 0}
     assert report["unit_tests"] == {"total": 4, "passed": 4, "failed": 0}
     assert all(r["passed"] is True for r in report["requirements"])
+    # The model's name was checked first, once for every role (GET /v1/models).
+    assert server.model_lists == 1
     # Every step of the playbook was played, over HTTP, and nothing else was asked.
     assert server.errors == []
     assert set(server.remaining().values()) == {0}

@@ -12,7 +12,7 @@ import pytest
 from runhelp import example_playbook, good_code, only_run, run_spec
 from test_e2e import fix_loop_playbook
 
-from darkfactory.cli import main
+from darkfactory.cli import EXAMPLE_PLAYBOOK, main
 from darkfactory.models.prices import cost, price
 from darkfactory.reporting.trace import EVENT_FIELDS, check_record, read_trace
 from darkfactory.sandbox import bwrap_problem
@@ -107,6 +107,43 @@ def test_html_report_is_self_contained(fixed_run: Path) -> None:
     assert "<svg" in html and "R7" in html and "delivered" in html
     assert not re.search(r"""(src|href)=["']?https?://""", html)
     assert "<script src" not in html
+
+
+def test_a_verified_run_shows_each_requirement_passed(fixed_run: Path) -> None:
+    report = json.loads((fixed_run / "report.json").read_text())
+    assert [(r["status"], r["passed"]) for r in report["requirements"]] == [("passed", True)] * 7
+    md = (fixed_run / "report.md").read_text()
+    assert "- Acceptance tests: 8/8 passed" in md and "- Unit tests: 4/4 passed" in md
+    assert len(re.findall(r"\| passed \|$", md, re.M)) == 7 and "not run" not in md
+    html = (fixed_run / "report.html").read_text()
+    assert html.count('<td class="pass">passed</td>') == 7 and "not run" not in html
+
+
+@pytest.mark.parametrize("stop", ["budget", "playbook"])
+def test_a_run_that_ends_before_its_tests_ran_shows_them_not_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stop: str
+) -> None:
+    """Over budget, or a playbook that runs out, in implement: no test ran, none failed."""
+    out = tmp_path / "runs"
+    if stop == "budget":
+        assert run_spec(out, EXAMPLE_PLAYBOOK, "--max-llm-calls", "5") == 4
+    else:
+        book = example_playbook()
+        book["roles"]["developer"] = book["roles"]["developer"][:1]
+        assert run_spec(out, book) == 1
+    run_dir = only_run(out)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["status"] == ("budget_exhausted" if stop == "budget" else "failed")
+    assert report["verify_rounds"] == []
+    assert [(r["status"], r["passed"]) for r in report["requirements"]] == [("not run", None)] * 7
+    md = (run_dir / "report.md").read_text()
+    assert "- Acceptance tests: not run" in md and "- Unit tests: not run" in md
+    assert "0/0" not in md and "FAILED" not in md
+    assert len(re.findall(r"\| not run \|$", md, re.M)) == 7
+    html = (run_dir / "report.html").read_text()
+    assert "Acceptance tests: not run" in html and "0/0" not in html
+    assert html.count('<td class="notrun">not run</td>') == 7 and 'class="fail"' not in html
+    assert " - tests not run, fix rounds 0," in capsys.readouterr().out
 
 
 def test_report_command_renders_again_in_each_format(

@@ -574,12 +574,23 @@ def test_requirement_matrix_semantics() -> None:
         "test_acc.py::test_r3_ran": "passed",
     }
     rows = requirement_matrix(spec, outcomes)
-    assert [(r["id"], r["tests"], r["passed"]) for r in rows] == [
-        ("R1", ["test_acc.py::test_r1_a"], True),
-        ("R2", ["test_acc.py::test_r2_param"], False),
-        ("R3", ["test_acc.py::test_r3_ran", "test_acc.py::test_r3_not_run"], False),
-        ("R4", [], None),
+    assert [(r["id"], r["tests"], r["passed"], r["status"]) for r in rows] == [
+        ("R1", ["test_acc.py::test_r1_a"], True, "passed"),
+        ("R2", ["test_acc.py::test_r2_param"], False, "failed"),
+        # one of its tests did not run while the other did: no proof, so failed
+        ("R3", ["test_acc.py::test_r3_ran", "test_acc.py::test_r3_not_run"], False, "failed"),
+        ("R4", [], None, "no test"),
     ]
+    # none of a requirement's tests ran (the run stopped before verify): not run, not failed
+    assert [(r["passed"], r["status"]) for r in requirement_matrix(spec, {})] == [
+        (None, "not run"),
+        (None, "not run"),
+        (None, "not run"),
+        (None, "no test"),
+    ]
+    del outcomes["test_acc.py::test_r1_a"]
+    assert requirement_matrix(spec, outcomes)[0]["status"] == "not run"
+    outcomes["test_acc.py::test_r1_a"] = "passed"
     assert rows[0]["text"] == "req 1"
     outcomes["test_acc.py::test_r2_param[2]"] = "passed"
     outcomes["test_acc.py::test_r3_not_run"] = "passed"

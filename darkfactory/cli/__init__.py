@@ -1,4 +1,5 @@
-"""The ``darkfactory`` command line: ``main``, the list of commands, ``crewai run``'s entry point.
+"""The ``darkfactory`` command line: ``main`` and the list of commands (the CrewAI CLI's
+scripts are ``darkfactory.crewai_scripts``).
 
 Each command is one module here with ``add_parser`` and ``run`` (``_common.Command``)."""
 
@@ -10,11 +11,12 @@ import sys
 from pathlib import Path
 from typing import NoReturn, cast
 
-from darkfactory import __version__
+from darkfactory import __version__, project
 from darkfactory.cli import (
     approve,
     bench,
     doctor,
+    init,
     rehearse,
     report,
     resume,
@@ -22,19 +24,22 @@ from darkfactory.cli import (
     runs,
     sandbox,
     validate,
+    watch,
 )
-from darkfactory.cli._common import Command, Subparsers, UsageError, load_dotenv
+from darkfactory.cli._common import Command, Subparsers
 from darkfactory.cli.rehearse import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC
 from darkfactory.errors import ExitCode, InputError
 
-__all__ = ["COMMANDS", "EXAMPLE_PLAYBOOK", "EXAMPLE_SPEC", "build_parser", "crewai_run", "main"]
+__all__ = ["COMMANDS", "EXAMPLE_PLAYBOOK", "EXAMPLE_SPEC", "build_parser", "main"]
 
 #: Every command, in the order ``darkfactory --help`` lists them.
 COMMANDS: tuple[Command, ...] = (
+    init,
     run,
     rehearse,
     resume,
     approve,
+    watch,
     report,
     runs,
     validate,
@@ -54,6 +59,14 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="darkfactory", description="Spec in, tested and documented software out.")
     parser.add_argument("--version", action="version", version=f"darkfactory {__version__}")
+    parser.add_argument(
+        "--project",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the project whose config/ and tools/ to use (before the command; default: the "
+        "nearest folder, from the working directory up, with config/agents.yaml)",
+    )
     # Every sub-command's parser is a _Parser too (mypy cannot see it: the action is invariant).
     sub = cast(
         Subparsers, parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -67,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command ``argv`` names; its exit code (``darkfactory.errors.ExitCode``)."""
     args = build_parser().parse_args(argv)
     try:
+        if args.project is not None:  # what --config would name, unless --config does
+            root = project.checked_root(args.project)
+            if getattr(args, "config", ...) is None:
+                args.config = root / project.CONFIG_DIR
         return int(args.run(args))
     except InputError as exc:  # the user can fix it: file:line, key and hint, no traceback
         print(f"darkfactory: error: {exc}", file=sys.stderr)
@@ -78,32 +95,6 @@ def main(argv: list[str] | None = None) -> int:
         # Python would complain again when it flushes stdout at exit; point it at nothing.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-
-
-def crewai_run() -> None:
-    """What ``crewai run`` calls: run the spec named by ``SPEC`` or config/factory.yaml."""
-    from darkfactory.config import load_config  # pydantic: not for --help
-
-    try:
-        load_dotenv()
-        spec = os.environ.get("SPEC")
-        if not spec:
-            config = load_config(None)
-            if not config.factory.spec:
-                raise UsageError(
-                    "no spec to run",
-                    file=config.dir / "factory.yaml",
-                    key="spec",
-                    hint="set spec: in factory.yaml, or run SPEC=path/to/spec.yaml crewai run",
-                )
-            spec_path = Path(config.factory.spec)
-            if not spec_path.is_absolute():
-                spec_path = config.dir.resolve().parent / spec_path
-            spec = str(spec_path)
-    except InputError as exc:
-        print(f"darkfactory: error: {exc}", file=sys.stderr)
-        raise SystemExit(int(exc.exit_code)) from None
-    raise SystemExit(main(["run", spec, *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from darkfactory.errors import ExitCode, InputError
+from darkfactory.errors import STATUS_EXIT, ExitCode, InputError
 
 if TYPE_CHECKING:
     from darkfactory.engine.session import RunOutcome
@@ -147,7 +147,7 @@ def continue_run(run_dir: Path, state: RunState, args: argparse.Namespace) -> in
 
     if session.has_ended(state):
         print(f"{run_dir.name} already ended: {state.status} ({state.reason})")
-        return int(session.STATUS_EXIT.get(state.status, ExitCode.FAILED))
+        return int(STATUS_EXIT.get(state.status, ExitCode.FAILED))
     outcome = session.continue_run(
         run_dir,
         state,
@@ -163,9 +163,14 @@ def print_outcome(outcome: RunOutcome, args: argparse.Namespace) -> int:
         print(json.dumps(outcome.report, indent=2))
     else:
         r = outcome.report
+        tests = (
+            f"acceptance {r['acceptance']['passed']}/{r['acceptance']['total']}, "
+            f"unit {r['unit_tests']['passed']}/{r['unit_tests']['total']}"
+            if r["verify_rounds"]
+            else "tests not run"
+        )
         print(
-            f"{outcome.status}: {r['spec']['title']} - acceptance {r['acceptance']['passed']}/"
-            f"{r['acceptance']['total']}, unit {r['unit_tests']['passed']}/{r['unit_tests']['total']}, "
+            f"{outcome.status}: {r['spec']['title']} - {tests}, "
             f"fix rounds {r['fix_rounds']}, LLM calls {r['llm']['calls']}"
             + (" (scripted model, not AI)" if r["scripted_model"] else "")
         )

@@ -1,18 +1,18 @@
 """``darkfactory rehearse``: run the example spec with its scripted model (no AI, no key).
 
-The example's spec and playbook (``EXAMPLE_SPEC``, ``EXAMPLE_PLAYBOOK``) are named here."""
+The example's spec and playbook (``EXAMPLE_SPEC``, ``EXAMPLE_PLAYBOOK``) are named here: the
+repository's examples/, or their copies in the installed package."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from darkfactory.cli._common import Subparsers, add_run_options
 from darkfactory.cli.run import start_run
+from darkfactory.project import shipped
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-EXAMPLE_SPEC = REPO_ROOT / "examples" / "specs" / "wordcount.yaml"
-EXAMPLE_PLAYBOOK = REPO_ROOT / "examples" / "playbooks" / "wordcount.yaml"
+EXAMPLE_SPEC = shipped("examples/specs/wordcount.yaml")
+EXAMPLE_PLAYBOOK = shipped("examples/playbooks/wordcount.yaml")
 
 
 def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:

@@ -73,11 +73,11 @@ def start_run(
     from darkfactory.engine.checkpoints import YesProvider
     from darkfactory.reporting.progress import Progress
 
-    models = session.checked_models(config, cli_model=model, record=args.record)
+    progress = Progress(quiet=args.quiet or args.json)
+    models = session.checked_models(config, cli_model=model, record=args.record, progress=progress)
 
     runs_dir = args.out or Path(config.factory.runs_dir)
     backend = args.sandbox or config.factory.sandbox.backend
-    progress = Progress(quiet=args.quiet or args.json)
     if rehearsal:
         progress(f"rehearsal: a scripted model ({model}) plays every role; no AI model is called")
     elif model and model.startswith("replay:"):

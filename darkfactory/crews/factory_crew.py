@@ -9,24 +9,31 @@ Each pipeline phase builds one crew with one task (``crew_for(phase)``). The tas
 manager chooses the coworker. The manager has no tools of its own (CrewAI forbids it) and the
 task has no ``tools:`` (they would leak worker tools to the manager).
 
+The CrewAI keys a role may set in ``agents.yaml`` (``max_rpm``, ``planning``, ...) reach its
+``Agent`` through ``config=``; ``config.REFUSED_AGENT_KEYS`` says why the others are refused.
+
 To add a role: add it to ``agents.yaml``; every role except ``manager`` joins the crew.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from crewai import Agent, Crew, Process, Task
 from crewai.agents.agent_builder.base_agent import BaseAgent
-from crewai.llms.base_llm import BaseLLM
 from crewai.project import CrewBase, agent
 
 from darkfactory.config import Config
 from darkfactory.tools import build_tool
 from darkfactory.workspace.context import RunContext
 
-LLMResolver = Callable[[str], "BaseLLM | str | None"]
+
+class RoleModels(Protocol):
+    """The model instances each role calls (``darkfactory.models.ModelPlan``)."""
+
+    def llm_for(self, role: str) -> Any: ...
+
+    def function_calling_llm_for(self, role: str) -> Any: ...
 
 
 #: What a worker who reads files also gets on an existing repository (tools/).
@@ -40,10 +47,10 @@ class FactoryCrew:
     agents_config: Any
     tasks_config: Any
 
-    def __init__(self, config: Config, ctx: RunContext, llm_for: LLMResolver) -> None:
+    def __init__(self, config: Config, ctx: RunContext, models: RoleModels) -> None:
         self.config = config
         self.ctx = ctx
-        self.llm_for = llm_for
+        self.models = models
         # CrewBase loads YAML by itself and maps tool names to ``@tool`` methods. We hand it
         # the config we validated instead, with the tools already built for this run.
         self.load_configurations = self._load_validated
@@ -51,8 +58,15 @@ class FactoryCrew:
     def _load_validated(self) -> None:
         self.agents_config = {
             key: {
-                **a.model_dump(exclude_none=True, exclude={"tools", "llm"}),
-                "tools": [build_tool(name, self.ctx) for name in self._tools(key, a.tools)],
+                # Models are instances from the run's plan, delegation is set by the role.
+                **a.model_dump(
+                    exclude_none=True,
+                    exclude={"tools", "llm", "function_calling_llm", "allow_delegation"},
+                ),
+                "tools": [
+                    build_tool(name, self.ctx, self.config.tools_dir)
+                    for name in self._tools(key, a.tools)
+                ],
             }
             for key, a in self.config.agents.items()
         }
@@ -66,10 +80,10 @@ class FactoryCrew:
 
     # -- agents -------------------------------------------------------------------------
     def _agent(self, key: str) -> Agent:
-        llm = self.llm_for(key)
         return Agent(
             config=self.agents_config[key],
-            llm=llm,
+            llm=self.models.llm_for(key),
+            function_calling_llm=self.models.function_calling_llm_for(key),
             allow_delegation=False,
             # The flow bounds the work; a worker must not hang a phase by itself.
             max_retry_limit=1,
@@ -111,7 +125,8 @@ class FactoryCrew:
         """The manager, from its YAML entry: delegation on, no tools."""
         return Agent(
             config=self.agents_config["manager"],
-            llm=self.llm_for("manager"),
+            llm=self.models.llm_for("manager"),
+            function_calling_llm=self.models.function_calling_llm_for("manager"),
             allow_delegation=True,
             tools=[],
         )

@@ -33,20 +33,42 @@ class CrewPhases:
 
         from darkfactory.crews.factory_crew import FactoryCrew
 
-        crew = FactoryCrew(self.config, self.ctx, self.models.llm_for).crew_for(phase, dict(inputs))
+        crew = FactoryCrew(self.config, self.ctx, self.models).crew_for(phase, dict(inputs))
+        manager = crew.manager_agent.role if crew.manager_agent is not None else None
+        self.ctx.emit(
+            "crew_start",
+            task=phase,
+            crew=crew.name,
+            manager=manager,
+            agents=[a.role for a in crew.agents],
+        )
         try:
             with self.budget.enforced():
                 output = crew.kickoff()
         except HookAborted:
-            if self.budget.exhausted is not None:
-                raise self.budget.exhausted from None
+            stop = self.budget.exhausted
+            self._ended(phase, type(stop).__name__ if stop is not None else "HookAborted")
+            if stop is not None:
+                raise stop from None
             raise
+        except BaseException as exc:
+            self._ended(phase, type(exc).__name__)
+            raise
+        self._ended(phase, "ok")
         self.raise_if_model_failed()
         if self.budget.exhausted is not None:  # a coworker hit it; CrewAI hid it from the manager
             raise self.budget.exhausted
         if self.ctx.ambiguities:
             raise SpecAmbiguity(self.ctx.ambiguities)
         return str(getattr(output, "raw", output))
+
+    def _ended(self, phase: str, outcome: str) -> None:
+        from crewai.events import crewai_event_bus
+
+        # CrewAI's handlers run on a thread pool: the crew's last model and tool calls are
+        # in the trace before its end (a kickoff that raised did not wait for them).
+        crewai_event_bus.flush()
+        self.ctx.emit("crew_end", task=phase, outcome=outcome)
 
     def raise_if_model_failed(self) -> None:
         """A model that failed for good fails the run, even inside a coworker.

@@ -22,7 +22,7 @@ runs for real. Partial work of a step that was killed is set aside (``git stash`
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 from crewai.flow.flow import Flow, listen, or_, router, start
 from crewai.flow.persistence import persist
@@ -47,6 +47,10 @@ from darkfactory.workspace.rundir import ACCEPTANCE_DIR
 #: The crew task (config/tasks.yaml) of a repository run's implement phase, by ticket kind
 #: (a bug's reproduction comes before it; every other kind is a ``change``).
 REPO_TASKS = {"tests": "add_tests", "docs": "document_package"}
+
+#: What a test round routes to. Each router's return type lists its routes: CrewAI reads
+#: them to draw every edge of the flow (``crewai flow plot``); mypy checks every return.
+VerifyRoute = Literal["passed", "needs_fix", "stuck", "gave_up", "tampered"]
 
 
 def is_doc_file(path: str) -> bool:
@@ -171,7 +175,7 @@ class FactoryFlow(Flow[RunState]):
 
     @router(intake)
     @journaled("spec_approval")
-    def spec_approval(self) -> str:
+    def spec_approval(self) -> Literal["spec_approved", "spec_rejected"]:
         spec = self.env.spec
         decision = checkpoints.decide(
             self,
@@ -226,10 +230,10 @@ class FactoryFlow(Flow[RunState]):
 
     @router(or_(qa, "fixed"))
     @journaled("verify")
-    def verify(self) -> str:
+    def verify(self) -> VerifyRoute:
         return self._verify_round()
 
-    def _verify_round(self) -> str:
+    def _verify_round(self) -> VerifyRoute:
         """Run the tests; route: passed, needs_fix, stuck, gave_up or tampered."""
         self._phase("verify")
         if acceptance.changed(self.state, self.env):
@@ -272,7 +276,7 @@ class FactoryFlow(Flow[RunState]):
 
     @router("needs_fix")
     @journaled("fix")
-    def fix(self) -> str:
+    def fix(self) -> Literal["fixed", "stuck"]:
         # Derived, not incremented: a run stopped inside a fix round (its end state saved)
         # and resumed must not count that round twice (only finished rounds are journaled).
         self.state.fix_round = 1 + sum(1 for e in self.state.journal if e.step == "fix")
@@ -310,7 +314,7 @@ class FactoryFlow(Flow[RunState]):
 
     @router(or_(document, "docs_fixed"))
     @journaled("docs_check")
-    def docs_check(self) -> str:
+    def docs_check(self) -> Literal["docs_ok", "docs_needs_fix", "docs_gave_up"]:
         self._phase("docs_check")
         if self.env.repo is not None and self.env.repo.target_kind != "docs":
             self.env.trace.write("phase_end", passed=True)
@@ -335,7 +339,7 @@ class FactoryFlow(Flow[RunState]):
 
     @router("docs_needs_fix")
     @journaled("docs_fix")
-    def docs_fix(self) -> str:
+    def docs_fix(self) -> Literal["docs_fixed", "stuck"]:
         # From the finished checks, not ``+= 1``: a docs fix stopped half-way (budget, kill)
         # and resumed is the same round again, whatever state it saved when it stopped.
         self.state.docs_fix_round = len(self.state.docs_checks)
@@ -354,7 +358,7 @@ class FactoryFlow(Flow[RunState]):
 
     @router("docs_ok")
     @journaled("recheck")
-    def recheck(self) -> str:
+    def recheck(self) -> Literal["checked", "needs_fix", "stuck", "gave_up", "tampered"]:
         """The docs phases may touch code (docstrings for the API page): test it again if so."""
         changed = [
             f
@@ -370,7 +374,7 @@ class FactoryFlow(Flow[RunState]):
 
     @router("checked")
     @journaled("output_review")
-    def output_review(self) -> str:
+    def output_review(self) -> Literal["send_back", "deploy_check", "ship"]:
         decision = checkpoints.decide(
             self,
             self.env,
@@ -385,7 +389,7 @@ class FactoryFlow(Flow[RunState]):
 
     @router("deploy_check")
     @journaled("deploy_approval")
-    def deploy_approval(self) -> str:
+    def deploy_approval(self) -> Literal["send_back", "deploy_go"]:
         deploy = self.env.config.factory.deploy
         argv = deploy.command or []
         names = ", ".join(deploying.variables(deploy.env))
@@ -403,7 +407,7 @@ class FactoryFlow(Flow[RunState]):
 
     @router("deploy_go")
     @journaled("deploy")
-    def deploy(self) -> str:
+    def deploy(self) -> Literal["ship", "deploy_failed"]:
         self._phase("deploy")
         deploy = self.env.config.factory.deploy
         argv = list(deploy.command or [])
@@ -442,7 +446,7 @@ class FactoryFlow(Flow[RunState]):
 
     @router("send_back")
     @journaled("revise")
-    def revise(self) -> str:
+    def revise(self) -> Literal["fixed", "stuck"]:
         """A person rejected the output: back to the crew with their reason, then re-check."""
         self._phase("revise")
         n = 1 + sum(1 for e in self.state.journal if e.step == "revise")

@@ -30,10 +30,11 @@ from darkfactory.engine.docs_check import SandboxDocsChecker
 from darkfactory.engine.environment import RunEnv
 from darkfactory.engine.state import Escalate, RunState, SpecAmbiguity
 from darkfactory.engine.verify import SandboxVerifier
-from darkfactory.errors import DarkFactoryError, ExitCode, InputError
+from darkfactory.errors import STATUS_EXIT, DarkFactoryError, ExitCode, InputError
 from darkfactory.models import ModelPlan
 from darkfactory.models.budget import BudgetExhausted, BudgetMeter
 from darkfactory.models.secrets import RedactingStream, redact_secrets, redacted_logs
+from darkfactory.reporting import otel
 from darkfactory.reporting.progress import Progress
 from darkfactory.reporting.report import write_report
 from darkfactory.reporting.trace import Trace
@@ -44,15 +45,6 @@ from darkfactory.workspace import git as gitrepo
 from darkfactory.workspace import rundir
 from darkfactory.workspace.context import RunContext
 from darkfactory.workspace.rundir import ACCEPTANCE_DIR, FLOWS_DB, run_lock
-
-STATUS_EXIT = {
-    "delivered": ExitCode.DELIVERED,
-    "failed": ExitCode.FAILED,
-    "escalated": ExitCode.FAILED,
-    "rejected": ExitCode.FAILED,
-    "awaiting_approval": ExitCode.AWAITING_APPROVAL,
-    "budget_exhausted": ExitCode.BUDGET_EXHAUSTED,
-}
 
 
 @dataclass
@@ -69,10 +61,11 @@ class RunOutcome:
 
 
 #: Switches CrewAI reads at import: no telemetry, tracking or version check from a run.
+#: CrewAI's own switches only: ``OTEL_SDK_DISABLED`` (which CrewAI also honours) would turn
+#: off the user's OpenTelemetry too, and the run's span export (reporting/otel.py).
 OFFLINE_ENV = {
     "CREWAI_DISABLE_TELEMETRY": "true",
     "CREWAI_DISABLE_TRACKING": "true",
-    "OTEL_SDK_DISABLED": "true",
     "CREWAI_DISABLE_VERSION_CHECK": "true",
     "CREWAI_TRACING_ENABLED": "false",
 }
@@ -81,14 +74,24 @@ FINAL_STEPS = ("deliver", "give_up", "escalate", "reject")
 
 
 def checked_models(
-    config: Config, *, cli_model: str | None, record: Path | None = None
+    config: Config,
+    *,
+    cli_model: str | None,
+    record: Path | None = None,
+    progress: Callable[[str], None] = lambda msg: None,
 ) -> ModelPlan:
-    """Every role's model built (so validated) before any work; CrewAI kept offline."""
+    """Every role's model built (so validated) and its name checked with its provider
+    before any work (``UnknownModel``); CrewAI kept offline."""
+    # Before the models are built: they import CrewAI, whose telemetry reads these at import.
+    os.environ.update({k: v for k, v in OFFLINE_ENV.items() if k not in os.environ})
     models = ModelPlan(config, cli_model=cli_model, record=record)
     models.check()
     for role in config.agents:
         models.llm_for(role)
-    os.environ.update({k: v for k, v in OFFLINE_ENV.items() if k not in os.environ})
+        models.function_calling_llm_for(role)
+    for check in models.check_names():
+        if check.known is None and check.asked:  # the provider did not say: the run goes on
+            progress(f"model {check.model}: could not check the name ({check.note}); going on")
     return models
 
 
@@ -115,7 +118,7 @@ def continue_run(
 
     config = load_config(run_dir / "config")
     spec = Spec.model_validate_json(rundir.spec_json(run_dir).read_text(encoding="utf-8"))
-    models = checked_models(config, cli_model=state.cli_model)
+    models = checked_models(config, cli_model=state.cli_model, progress=progress)
     caps = dict(state.budget_limits or config.factory.budget.model_dump())
     caps.update(budget_overrides)
     env = open_run(
@@ -175,6 +178,12 @@ def prepare_run(
     # What resume needs to rebuild the run exactly: the parsed spec and the config used.
     rundir.spec_json(run_dir).write_text(spec.model_dump_json(indent=2), encoding="utf-8")
     shutil.copytree(config.dir, run_dir / "config")
+    if config.tools_dir is not None:  # the project's tools, beside the config, as they were
+        shutil.copytree(
+            config.tools_dir,
+            run_dir / "tools",
+            ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"),
+        )
     try:
         if source is not None:
             with source:
@@ -228,6 +237,7 @@ def open_run(
     caps = budget_limits or config.factory.budget.model_dump()
     if caps.get("max_cost_usd") is not None:
         models.check_prices()  # a cost limit needs every model's price, before any work
+    spans = otel.from_environment(run_id)  # OTEL_EXPORTER_OTLP_ENDPOINT set: the run as spans
     workspace = run_dir / "workspace"
     limits = config.factory.limits()
     repo = None
@@ -257,6 +267,8 @@ def open_run(
     trace = Trace(run_dir / "trace.jsonl")
     if isinstance(progress, Progress):
         trace.observers.append(progress.observe)
+    if spans is not None:
+        trace.observers.append(spans.observe)
     ctx = RunContext(
         workspace=workspace,
         sandbox=sandbox,

@@ -8,6 +8,9 @@ Model strings are CrewAI's (``openai/gpt-4o-mini``, ``anthropic/claude-...``,
 ``ollama/llama3.1``) plus our own ``scripted:PATH`` (a playbook: a test and rehearsal
 tool, not AI) and ``replay:PATH`` (a cassette recorded with ``--record``).
 
+Before a run, each model's key is checked (``check``) and its name asked of its provider
+(``check_names``, ``darkfactory.models.catalog``).
+
 A provider's model is built with factory.yaml's ``llm:`` timeout and no client retries,
 behind a ``GuardedLLM`` that retries, traces each retry, counts it against the budget and
 ends the run clearly when the provider stays down (``darkfactory.models.guarded``).
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from darkfactory.errors import ConfigError, NoModelConfigured
+from darkfactory.models.catalog import ModelCatalog, NameCheck, UnknownModel
 from darkfactory.models.secrets import LOCAL_KEY_PLACEHOLDER
 
 if TYPE_CHECKING:
@@ -52,11 +56,9 @@ NO_MODEL_HINT = (
 )
 
 
-def env_model() -> str | None:
-    for name in MODEL_ENV_VARS:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
+def base_url() -> str | None:
+    """The server every role's model is reached at (``BASE_URL`` or the like), if one is set."""
+    return next((os.environ[n] for n in BASE_URL_ENV_VARS if os.environ.get(n)), None)
 
 
 def is_provider_model(model: str) -> bool:
@@ -92,20 +94,81 @@ class ModelPlan:
     _instances: dict[str, Any] = field(default_factory=dict)
     _recorder: Any = None
     _cassettes: dict[str, Any] = field(default_factory=dict)
+    _catalog: ModelCatalog | None = None
 
     def model_name(self, role: str) -> str:
+        return self.model_source(role)[0]
+
+    def model_source(self, role: str) -> tuple[str, str]:
+        """The model of ``role`` and where it was set (``--model``, ``MODEL``, a file's key)."""
         if self.cli_model:
-            return self.cli_model
-        role_llm = self.config.agents[role].llm
-        model = role_llm or env_model() or self.config.factory.model
-        if not model:
-            raise NoModelConfigured("no model is configured", hint=NO_MODEL_HINT)
-        return model
+            return self.cli_model, "--model"
+        if self.config.agents[role].llm:
+            return str(self.config.agents[role].llm), f"agents.yaml {role}.llm"
+        for name in MODEL_ENV_VARS:
+            if os.environ.get(name):
+                return os.environ[name], name
+        if self.config.factory.model:
+            return self.config.factory.model, "factory.yaml model"
+        raise NoModelConfigured("no model is configured", hint=NO_MODEL_HINT)
+
+    def function_calling_model(self, role: str) -> str | None:
+        """The role's ``function_calling_llm``; ``--model`` sets every model, so drops it."""
+        return None if self.cli_model else self.config.agents[role].function_calling_llm
+
+    def role_models(self) -> list[tuple[str, str]]:
+        """Each role with each model it may call: its own, then its function-calling one."""
+        pairs = []
+        for role in self.config.agents:
+            pairs.append((role, self.model_name(role)))
+            if (helper := self.function_calling_model(role)) is not None:
+                pairs.append((role, helper))
+        return pairs
 
     def check(self) -> None:
         """Fail fast, before any work, if some role has no usable model."""
+        for _, model in self.role_models():
+            check_model_usable(model)
+
+    def check_names(self) -> list[NameCheck]:
+        """Ask each provider whether it has the model names of this run (``UnknownModel``
+        when one has not); each list is fetched once. ``scripted:`` and ``replay:`` are
+        not asked, nor anything when ``llm.check_model`` is off."""
+        if self._catalog is None:
+            self._catalog = ModelCatalog()
+        sources: dict[str, list[str]] = {}
+        roles: dict[str, list[str]] = {}
         for role in self.config.agents:
-            check_model_usable(self.model_name(role))
+            name, source = self.model_source(role)
+            if source not in sources.setdefault(name, []):
+                sources[name].append(source)
+            roles.setdefault(name, []).append(role)
+        checks = []
+        for name in sources:
+            if not is_provider_model(name):
+                checks.append(NameCheck(name, None, "not a provider's model", asked=False))
+            elif not self.config.factory.llm.check_model:
+                checks.append(NameCheck(name, None, "llm.check_model is false", asked=False))
+            else:
+                checks.append(self._catalog.check(name, base_url=base_url()))
+        unknown = [c for c in checks if c.known is False]
+        if unknown:
+            raise UnknownModel(
+                "; ".join(
+                    f"model {c.model!r} ({self._who(roles[c.model])}, set by "
+                    f"{' and '.join(sources[c.model])}) is not one the provider has: {c.note}"
+                    for c in unknown
+                ),
+                hint=" ".join(
+                    f"did you mean {' or '.join(c.close)}?"
+                    if c.close
+                    else f"no name close to {c.model!r} is listed."
+                    for c in unknown
+                )
+                + " A server that answers to any name: set llm.check_model: false in "
+                "factory.yaml.",
+            )
+        return checks
 
     @property
     def scripted(self) -> Any | None:
@@ -153,21 +216,24 @@ class ModelPlan:
 
     def check_prices(self) -> None:
         """A cost limit needs every role's price: say which model lacks one, and how to add it."""
-        from darkfactory.models.prices import PRICES_FILE, price
+        from darkfactory.models.prices import price, table_version
 
-        for role in self.config.agents:
-            model = self.model_name(role)
+        for role, model in self.role_models():
             if price(model, self.prices()) is None:
                 raise ConfigError(
                     f"budget.max_cost_usd is set but the price of model {model!r} "
-                    f"(role {role}) is unknown",
+                    f"(role {role}) is unknown: neither prices: in factory.yaml nor "
+                    f"{table_version()} knows it",
                     file=self.config.dir / "factory.yaml",
                     hint=(
                         f"add it under prices: in factory.yaml (e.g. prices: {{{model!r}: "
-                        f"{{input: 0.15, output: 0.60}}}}, USD per million tokens), or to "
-                        f"{PRICES_FILE.name}; or drop the cost limit"
+                        f"{{input: 0.15, output: 0.60}}}}, USD per million tokens, from the "
+                        f"provider's price list); or drop the cost limit"
                     ),
                 )
+
+    def _who(self, roles: list[str]) -> str:
+        return "every role" if len(roles) == len(self.config.agents) else "role " + ", ".join(roles)
 
     def llm_for(self, role: str) -> Any:
         name = self.model_name(role)
@@ -177,6 +243,15 @@ class ModelPlan:
         if key not in self._instances:
             self._instances[key] = self._build(name, role)
         return self._instances[key]
+
+    def function_calling_llm_for(self, role: str) -> Any | None:
+        """The role's function-calling model (shared like ``llm_for``'s), if it has one."""
+        name = self.function_calling_model(role)
+        if name is None:
+            return None
+        if name not in self._instances:
+            self._instances[name] = self._build(name, role)
+        return self._instances[name]
 
     def bind_run(self, *, run_dir: Path, run_id: str, trace: Any, budget: Any) -> None:
         """Connect the models to a started run: retries traced and budgeted, recording on.
@@ -278,10 +353,10 @@ class ModelPlan:
         """CrewAI's LLM for ``name``: our timeout, no client retries (the guard retries)."""
         from crewai import LLM
 
-        base_url = next((os.environ[n] for n in BASE_URL_ENV_VARS if os.environ.get(n)), None)
+        server = base_url()
         kwargs: dict[str, Any] = {"model": name}
-        if base_url:
-            kwargs["base_url"] = base_url
+        if server:
+            kwargs["base_url"] = server
             provider = name.split("/", 1)[0] if "/" in name else "openai"
             if provider == "openai" and not os.environ.get("OPENAI_API_KEY"):
                 # An OpenAI-compatible local server needs no key, but the client insists.

@@ -15,9 +15,11 @@ playbook step, so a retried request gets the answer the failed one would have.
 
 It listens on 127.0.0.1 only, on a port the system picks. A request without a role (no
 ``You are ...`` system message, e.g. ``darkfactory doctor``'s check) gets a call of the
-first offered tool, or ``pong``. With ``api_key`` set, a request without that bearer key
-gets HTTP 401 whose message repeats the key it was sent (as careless servers do), which
-the tests use to show that keys never reach a trace, report or log.
+first offered tool, or ``pong``. ``GET /v1/models`` lists ``models`` (``playbook``); a chat
+request for another model gets HTTP 404 ``model_not_found``, as OpenAI answers it. With
+``api_key`` set, any request without that bearer key gets HTTP 401 whose message repeats
+the key it was sent (as careless servers do), which the tests use to show that keys never
+reach a trace, report or log.
 
 Rehearse against it by hand::
 
@@ -94,6 +96,7 @@ class _State:
     served: list[Served] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     calls: int = 0
+    lists: int = 0
 
 
 class PlaybookServer:
@@ -105,10 +108,13 @@ class PlaybookServer:
         role_keys: dict[str, str],
         *,
         api_key: str | None = None,
+        models: tuple[str, ...] = ("playbook",),
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.playbook = playbook
+        #: The model names ``GET /v1/models`` lists; a chat request for another gets 404.
+        self.models = models
         #: role text (agents.yaml ``role:``) -> role key
         self.role_keys = role_keys
         self.api_key = api_key
@@ -121,11 +127,17 @@ class PlaybookServer:
 
     @classmethod
     def for_config(
-        cls, playbook: str | Path, config: Config, *, api_key: str | None = None
+        cls,
+        playbook: str | Path,
+        config: Config,
+        *,
+        api_key: str | None = None,
+        models: tuple[str, ...] = ("playbook",),
     ) -> PlaybookServer:
         """A server for ``playbook``, whose roles are those of ``config``'s agents.yaml."""
         book = load_playbook(playbook, roles=set(config.agents))
-        return cls(book, {a.role: key for key, a in config.agents.items()}, api_key=api_key)
+        roles = {a.role: key for key, a in config.agents.items()}
+        return cls(book, roles, api_key=api_key, models=models)
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> PlaybookServer:
@@ -246,6 +258,16 @@ class PlaybookServer:
             self._state.errors.append(text)
         return text
 
+    @property
+    def model_lists(self) -> int:
+        """How many times ``GET /v1/models`` was asked."""
+        with self._lock:
+            return self._state.lists
+
+    def _listed(self) -> None:
+        with self._lock:
+            self._state.lists += 1
+
     def _count(self) -> int:
         with self._lock:
             self._state.calls += 1
@@ -310,13 +332,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     # -- requests -------------------------------------------------------------------------
+    def _authorised(self) -> bool:
+        """Whether the request has the server's key (every request; 401 when not)."""
+        owner = self.server.owner
+        if owner.api_key is None:
+            return True
+        given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if given == owner.api_key:
+            return True
+        # Deliberately careless, like some servers: the key is repeated back.
+        self._error_json(401, f"Incorrect API key provided: {given}")
+        return False
+
     def do_GET(self) -> None:
-        if self.path.rstrip("/").endswith("/models"):
-            self._send_json(
-                200, {"object": "list", "data": [{"id": "playbook", "object": "model"}]}
-            )
-        else:
+        owner = self.server.owner
+        if not self.path.rstrip("/").endswith("/models"):
             self._error_json(404, f"no such path: {self.path}")
+            return
+        owner._listed()
+        if not self._authorised():
+            return
+        models = [{"id": m, "object": "model", "owned_by": "playbook"} for m in owner.models]
+        self._send_json(200, {"object": "list", "data": models})
 
     def do_POST(self) -> None:
         owner = self.server.owner
@@ -325,17 +362,26 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._error_json(404, f"no such path: {self.path}")
             return
-        if owner.api_key is not None:
-            given = self.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            if given != owner.api_key:
-                # Deliberately careless, like some servers: the key is repeated back.
-                self._error_json(401, f"Incorrect API key provided: {given}")
-                return
+        if not self._authorised():
+            return
         try:
             body = json.loads(raw)
             messages = list(body["messages"])
         except (ValueError, KeyError, TypeError) as exc:
             self._error_json(400, f"not a chat completion request: {exc}")
+            return
+        if str(body.get("model", "")) not in owner.models:  # as OpenAI answers it
+            self._send_json(
+                404,
+                {
+                    "error": {
+                        "message": f"The model `{body.get('model')}` does not exist or you "
+                        "do not have access to it.",
+                        "type": "invalid_request_error",
+                        "code": "model_not_found",
+                    }
+                },
+            )
             return
         role, role_text = owner.role_of(messages)
         n = owner._count()

@@ -5,7 +5,7 @@ parsed spec (``spec/spec.json``), the frozen acceptance tests and the workspace'
 So ``darkfactory report RUN_ID`` can render any run again, finished or not.
 
 Tokens and costs are our own accounting from the trace's ``llm_call`` records; a model
-whose price is not in ``prices.yaml`` has an unknown cost (``null``), never zero.
+whose price is unknown (``darkfactory.models.prices``) has an unknown cost (``null``), never zero.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from darkfactory.engine.state import DocsRound, RunState, SuiteResult, VerifyRound
 from darkfactory.models.prices import cost
 from darkfactory.reporting.trace import read_trace
-from darkfactory.spec.trace import requirement_matrix
+from darkfactory.spec.trace import FAILED, NO_TEST, requirement_matrix
 from darkfactory.workspace import git as gitrepo
 from darkfactory.workspace import rundir
 
@@ -251,6 +251,13 @@ def _docs_line(docs: dict[str, Any]) -> str:
     return text
 
 
+def _suite_line(report: dict[str, Any], suite: str) -> str:
+    """``8/8 passed``, or ``not run`` when the run stopped before any verify round."""
+    if not report["verify_rounds"]:
+        return "not run (the run ended before its tests ran)"
+    return f"{report[suite]['passed']}/{report[suite]['total']} passed"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     llm = report["llm"]
     estimate = " (estimates: a scripted model played the roles, no AI was called)"
@@ -259,8 +266,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"- Spec: {report['spec']['title']} ({report['spec']['format']}, `{report['spec']['source']}`)",
         f"- Why: {report['reason'] or '-'}",
-        f"- Acceptance tests: {report['acceptance']['passed']}/{report['acceptance']['total']} passed",
-        f"- Unit tests: {report['unit_tests']['passed']}/{report['unit_tests']['total']} passed",
+        f"- Acceptance tests: {_suite_line(report, 'acceptance')}",
+        f"- Unit tests: {_suite_line(report, 'unit_tests')}",
         f"- Fix rounds: {report['fix_rounds']}",
         f"- Docs: {_docs_line(report['docs'])}",
         f"- LLM calls: {llm['calls']}, tokens {llm['prompt_tokens']} prompt + "
@@ -276,8 +283,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     for r in report["requirements"]:
-        result = {True: "passed", False: "FAILED", None: "no test"}[r["passed"]]
-        if r["passed"] is None and r.get("untested_reason"):
+        result = "FAILED" if r["status"] == FAILED else r["status"]
+        if r["status"] == NO_TEST and r.get("untested_reason"):
             result += f": {r['untested_reason']}"
         tests = ", ".join(f"`{t}`" for t in r["tests"]) or "-"
         lines.append(f"| {r['id']} | {r['text']} | {tests} | {result} |")
@@ -363,7 +370,12 @@ def render_html(report: dict[str, Any]) -> str:
     )
     total = max((s["offset_s"] + s["duration_s"] for s in report["timeline"]), default=1.0) or 1.0
     return env.get_template("report.html").render(
-        r=report, total_s=total, usd=_usd, docs_line=_docs_line(report["docs"])
+        r=report,
+        total_s=total,
+        usd=_usd,
+        docs_line=_docs_line(report["docs"]),
+        acceptance_line=_suite_line(report, "acceptance"),
+        unit_line=_suite_line(report, "unit_tests"),
     )
 
 

@@ -128,6 +128,16 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
     "phase_end": {},
     "acceptance_frozen": {"files": "the acceptance test files, now read-only"},
     "acceptance_restored": {"reason": "why the workspace copy was put back"},
+    "crew_start": {
+        "task": "the tasks.yaml task the phase's crew runs",
+        "crew": "the crew's name",
+        "manager": "the manager's role",
+        "agents": "the workers' roles",
+    },
+    "crew_end": {
+        "task": "the task",
+        "outcome": "ok (the kickoff returned), or the exception that ended it",
+    },
     "llm_call": {"role": "the agent's role", "model": "model string", "outcome": "ok or error"},
     "llm_retry": {
         "role": "the agent's role",

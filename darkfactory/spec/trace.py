@@ -35,13 +35,20 @@ _ID_IN_NAME = re.compile(r"r(\d+)", re.IGNORECASE)
 _Ref = tuple[str, int]
 
 
+#: A requirement's status in the matrix (report.json ``requirements[].status``).
+PASSED, FAILED, NOT_RUN, NO_TEST = "passed", "failed", "not run", "no test"
+
+
 class MatrixRow(TypedDict):
     """One requirement in the requirement matrix."""
 
     id: str
     text: str
     tests: list[str]
-    passed: bool | None  # None: no test proves it; True: it has tests and all passed
+    #: ``passed``, ``failed`` (one of its tests failed, or did not run while others did),
+    #: ``not run`` (none of its tests ran) or ``no test`` (no test proves it).
+    status: str
+    passed: bool | None  # True: passed; False: failed; None: not run, or no test
     untested_reason: str | None  # why the spec's tests cannot prove it (when known)
 
 
@@ -79,9 +86,11 @@ def requirement_matrix(spec: Spec, outcomes: Mapping[str, str]) -> list[MatrixRo
     """Each requirement with the tests that prove it and whether they all passed.
 
     ``outcomes`` maps test keys (as in ``requirement_links``; a pytest parameter suffix
-    ``[...]`` is ignored) to outcomes such as ``"passed"`` or ``"failed"``. ``passed`` is
-    None for a requirement no test proves, True when it has tests and every one of them
-    (every parametrisation) passed, False otherwise, including when a test did not run.
+    ``[...]`` is ignored) to outcomes such as ``"passed"`` or ``"failed"``. A requirement
+    is ``passed`` when it has tests and every one of them (every parametrisation) passed,
+    ``not run`` when none of its tests ran (e.g. the run stopped before verify), ``no test``
+    when no test proves it, else ``failed``: a test that did not run while the others
+    did proves nothing either.
     """
     links = requirement_links(spec)
     seen: dict[str, list[str]] = {}
@@ -90,17 +99,21 @@ def requirement_matrix(spec: Spec, outcomes: Mapping[str, str]) -> list[MatrixRo
     rows: list[MatrixRow] = []
     for req in spec.requirements:
         tests = [key for key, ids in links.items() if req.id in ids]
-        passed = (
-            all(seen.get(k) and all(o == "passed" for o in seen[k]) for k in tests)
-            if tests
-            else None
-        )
+        if not tests:
+            status = NO_TEST
+        elif not any(k in seen for k in tests):
+            status = NOT_RUN
+        elif all(seen.get(k) and all(o == "passed" for o in seen[k]) for k in tests):
+            status = PASSED
+        else:
+            status = FAILED
         rows.append(
             {
                 "id": req.id,
                 "text": req.text,
                 "tests": tests,
-                "passed": passed,
+                "status": status,
+                "passed": {PASSED: True, FAILED: False}.get(status),
                 "untested_reason": req.untested_reason,
             }
         )

@@ -1,7 +1,7 @@
 """What a run directory holds, and who works in it: the one place that knows its layout.
 
-``runs/<id>/``: ``spec/`` (the spec as given, ``spec.json`` as parsed), ``config/``,
-``acceptance/`` (the frozen tests), ``workspace/`` (the project, a git repository),
+``runs/<id>/``: ``spec/`` (the spec as given, ``spec.json`` as parsed), ``config/`` and
+the project's ``tools/`` (as the run started with them), ``acceptance/`` (the frozen tests), ``workspace/`` (the project, a git repository),
 ``trace.jsonl``, ``report.*``, ``.lock``; ``runs/flows.db`` holds every run's flow state.
 """
 
@@ -97,6 +97,35 @@ def run_busy(run_dir: Path) -> bool:
         return False
 
 
+def run_busy_seen(run_dir: Path) -> bool:
+    """``run_busy`` for a caller that asks again and again (``darkfactory watch``): it never
+    takes the lock itself, which a run starting that moment would find taken (``RunBusy``).
+
+    Linux lists every held ``flock`` in ``/proc/locks`` by inode. Where it does not show
+    this one, a lock file naming a process that is gone is not held; only one naming a live
+    process is tried, as ``run_busy`` does.
+    """
+    path = run_dir / LOCK_FILE
+    try:
+        inode = path.stat().st_ino
+    except FileNotFoundError:
+        return False
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/locks").read_text(encoding="ascii", errors="replace").splitlines():
+            fields = line.split()
+            if len(fields) > 5 and "FLOCK" in fields and fields[5].endswith(f":{inode}"):
+                return True
+    owner = path.read_text(encoding="utf-8", errors="replace").removeprefix("pid ").strip()
+    if owner.isdigit():
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's live process
+            pass
+    return run_busy(run_dir)
+
+
 def stored_state(run_dir: Path) -> dict[str, Any] | None:
     """The run's last saved flow state, read as CrewAI's ``SQLiteFlowPersistence.load_state``
     reads it, but without importing CrewAI (2-3 s), which ``darkfactory report`` never needs."""
@@ -113,6 +142,35 @@ def stored_state(run_dir: Path) -> dict[str, Any] | None:
             return None
     state = json.loads(row[0]) if row else None
     return state if isinstance(state, dict) else None
+
+
+def resolve_run(runs_dir: Path, ref: str) -> Path:
+    """The run directory ``ref`` names: its path, its id under ``runs_dir``, or the start of
+    one id there; else an ``InputError`` that says which runs there are."""
+    given = Path(ref)
+    if given.is_dir() and ((given / TRACE_FILE).exists() or (given / SPEC_DIR).is_dir()):
+        return given.resolve()
+    runs = (
+        sorted(p.name for p in runs_dir.iterdir() if p.is_dir() and (p / SPEC_DIR).is_dir())
+        if runs_dir.is_dir()
+        else []
+    )
+    matches = [ref] if ref in runs else [name for name in runs if name.startswith(ref)]
+    if len(matches) == 1 and ref and "/" not in ref:
+        return (runs_dir / matches[0]).resolve()
+    if len(matches) > 1 and ref:
+        raise InputError(
+            f"{ref!r} is the start of {len(matches)} runs' ids",
+            file=runs_dir,
+            hint="give more of the id: " + ", ".join(matches[-5:]),
+        )
+    raise InputError(
+        f"no run directory {ref!r} here",
+        file=runs_dir,
+        hint=("runs here: " + ", ".join(runs[-5:]))
+        if runs
+        else "pass the runs directory with --out, or the run's directory itself",
+    )
 
 
 def find_run(runs_dir: Path, run_id: str) -> Path:

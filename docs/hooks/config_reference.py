@@ -10,6 +10,9 @@ Markdown built from ``darkfactory.config``, ``darkfactory.reporting.trace`` and 
 ``<!-- config-reference:agent -->`` / ``<!-- config-reference:task -->``
     The keys of one role in ``agents.yaml`` (``AgentConfig``) / one task in ``tasks.yaml``
     (``TaskConfig``).
+``<!-- config-reference:agent_refused -->`` / ``<!-- config-reference:task_refused -->``
+    The keys of CrewAI's ``Agent`` / ``Task`` that a role / a task refuses
+    (``REFUSED_AGENT_KEYS`` / ``REFUSED_TASK_KEYS``), with why and what to do instead.
 ``<!-- config-reference:roles -->``
     The roles of the shipped ``config/agents.yaml``, which ones the pipeline requires, their
     role text and tools.
@@ -22,7 +25,8 @@ Markdown built from ``darkfactory.config``, ``darkfactory.reporting.trace`` and 
     Every event kind of ``trace.jsonl`` with the fields it always has
     (``darkfactory.reporting.trace.EVENT_FIELDS``).
 ``<!-- reference:prices -->``
-    The models whose price Dark Factory knows (``darkfactory/models/prices.yaml``).
+    The prices of the models these docs name (``PRICED_MODELS``), from the installed
+    genai-prices table through ``darkfactory.models.prices``, and the table's version.
 
 An unknown marker, or a placeholder without an explanation here, fails the build.
 """
@@ -136,6 +140,22 @@ def field_table(model: type[BaseModel]) -> str:
     return _table(("Key", "Type", "Default", "Description"), _rows(model))
 
 
+def refused_table(refused: dict[str, cfg.Refusal]) -> str:
+    """The refused CrewAI keys, those with the same reason in one row."""
+    groups: dict[cfg.Refusal, list[str]] = {}
+    for key, reason in refused.items():
+        groups.setdefault(reason, []).append(key)
+    rows = [
+        (
+            ", ".join(f"`{k}`" for k in keys),
+            reason.why[:1].upper() + reason.why[1:] + ".",
+            reason.instead[:1].upper() + reason.instead[1:] + "." if reason.instead else "",
+        )
+        for reason, keys in groups.items()
+    ]
+    return _table(("CrewAI key", "Not supported here because", "Instead"), rows)
+
+
 # -- roles, tasks, placeholders ------------------------------------------------------------
 def roles_table() -> str:
     agents = cfg.load_agents(cfg.default_config_dir() / cfg.AGENTS_FILE)
@@ -234,20 +254,33 @@ def trace_table() -> str:
     return _table(("`kind`", "Written when", "Fields it always has"), rows)
 
 
+#: Models whose price the docs show: those the docs and `.env.example` name, and a few
+#: common ones. tests/test_prices.py checks that every model the docs name is priced.
+PRICED_MODELS = (
+    "openai/gpt-4o-mini",
+    "openai/gpt-4o",
+    "openai/gpt-4.1-mini",
+    "openai/gpt-5-mini",
+    "anthropic/claude-sonnet-4-5",
+    "anthropic/claude-haiku-4-5",
+    "gemini/gemini-2.5-flash",
+    "gemini/gemini-2.5-pro",
+)
+
+
 def prices_table() -> str:
-    import yaml
+    from darkfactory.models.prices import FREE_PREFIXES, price, table_version
 
-    from darkfactory.models.prices import PRICES_FILE
-
-    table = yaml.safe_load(PRICES_FILE.read_text(encoding="utf-8"))
-    rows = [
-        (f"`{model}`", f"{p['input']:g}", f"{p['output']:g}")
-        for model, p in table.get("models", {}).items()
-    ]
-    free = ", ".join(f"`{p}`" for p in table.get("free_prefixes", []))
+    rows = []
+    for model in PRICED_MODELS:
+        known = price(model)
+        if known is None:
+            raise PluginError(f"reference:prices: {table_version()} has no price for {model!r}")
+        rows.append((f"`{model}`", f"{known[0]:g}", f"{known[1]:g}"))
+    free = ", ".join(f"`{p}`" for p in FREE_PREFIXES)
     return (
         _table(("Model", "Input, USD per million tokens", "Output, USD per million tokens"), rows)
-        + f"\n\nPrices checked: {table.get('checked', 'unknown')}. Free (cost 0): {free}."
+        + f"\n\nFrom {table_version()}. Free (cost 0): {free}."
     )
 
 
@@ -255,6 +288,8 @@ RENDERERS = {
     "factory": lambda: field_table(cfg.FactoryConfig),
     "agent": lambda: field_table(cfg.AgentConfig),
     "task": lambda: field_table(cfg.TaskConfig),
+    "agent_refused": lambda: refused_table(cfg.REFUSED_AGENT_KEYS),
+    "task_refused": lambda: refused_table(cfg.REFUSED_TASK_KEYS),
     "roles": roles_table,
     "tasks": tasks_table,
     "placeholders": placeholders_table,

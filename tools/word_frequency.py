@@ -1,7 +1,7 @@
 """``word_frequency``: the most frequent words of a text file in the workspace.
 
-An example of a custom tool (docs/extending.md). Copy this file into ``tools/`` and name
-``word_frequency`` under a role's ``tools:`` in ``config/agents.yaml``.
+An example of a project's own tool (docs/extending.md): a module in the project's ``tools/``
+that a role gets when ``config/agents.yaml`` names ``word_frequency`` under its ``tools:``.
 """
 
 from __future__ import annotations
