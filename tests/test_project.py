@@ -203,6 +203,42 @@ def test_project_option_names_the_project(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
+EVIL_TOOL = """
+from pathlib import Path
+
+Path({marker!r}).write_text("imported on the host")
+"""
+
+
+def test_a_run_workspace_is_never_a_project(tmp_path: Path) -> None:
+    # A run directory as a run leaves it: its own copies of config/ and tools/, and a
+    # workspace a model wrote, here with a config/ and a tool that would run on import.
+    run_dir = make_project(tmp_path / "runs" / "20261207-000000-x-0000")
+    from darkfactory.workspace import rundir
+
+    rundir.spec_json(run_dir).parent.mkdir(parents=True)
+    rundir.spec_json(run_dir).write_text("{}", encoding="utf-8")
+    workspace = run_dir / rundir.WORKSPACE_DIR
+    marker = tmp_path / "imported"
+    make_project(workspace)
+    write(workspace / "tools" / "evil.py", EVIL_TOOL.format(marker=str(marker)))
+    name_tool(workspace, "developer", "evil")
+    assert project.RUN_WORKSPACE == rundir.WORKSPACE_DIR
+    assert rundir.spec_json(Path()).relative_to(Path()) == project.RUN_SPEC
+    # From inside the workspace the search goes on above it: the run's own copies.
+    assert project.find_root(workspace / "tools") == run_dir.resolve()
+    out = darkfactory("validate", str(SPEC), cwd=workspace)
+    assert out.returncode == 0, out.stderr
+    assert f"config {run_dir.resolve() / 'config'}: ok" in out.stdout
+    # Named explicitly, it is refused with exit 2, and nothing of it is imported.
+    for argv in (["--project", str(workspace)], []):
+        extra = [] if argv else ["--config", str(workspace / "config")]
+        out = darkfactory(*argv, "validate", str(SPEC), *extra, cwd=tmp_path)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert "inside the run workspace" in out.stderr and "Traceback" not in out.stderr
+    assert not marker.exists()
+
+
 def test_the_packaged_config_has_no_project_tools() -> None:
     assert project.tools_dir(project.PACKAGE_DIR / "_default_config") is None
     assert project.tools_dir(REPO / "config") == REPO / "tools"
