@@ -233,9 +233,18 @@ class Coverage:
         files = measured.get("files") or {}
         if not isinstance(files, dict) or not files:
             return cls(0, 0, 0, str(measured.get("error") or "no file of the modules ran"))
-        covered = sum(int(f.get("covered", 0)) for f in files.values() if isinstance(f, dict))
-        statements = sum(int(f.get("statements", 0)) for f in files.values() if isinstance(f, dict))
-        return cls(covered, statements, len(files))
+        # Relayed from the sandbox, where the tests ran: counts that are not counts are
+        # not read (a test could have written the record itself).
+        rows = [
+            (f["covered"], f["statements"])
+            for f in files.values()
+            if isinstance(f, dict)
+            and all(type(f.get(k)) is int and 0 <= f[k] < 10**9 for k in ("covered", "statements"))
+            and f["covered"] <= f["statements"]
+        ]
+        if len(rows) != len(files):
+            return cls(0, 0, 0, "the coverage report from the sandbox is not well formed")
+        return cls(sum(c for c, _ in rows), sum(n for _, n in rows), len(rows))
 
 
 def coverage_check(base: Coverage, final: Coverage, target: RepoTarget) -> CheckResult:

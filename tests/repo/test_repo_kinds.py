@@ -434,3 +434,20 @@ def test_repository_keys_without_repo_need_the_command_line_s_repo(
     assert main([*argv, "--kind", "tests"]) == 2
     assert "migration is for a migrate ticket" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_coverage_record_that_is_not_counts_is_not_read() -> None:
+    from darkfactory.engine.repo_checks import Coverage
+
+    good = {"files": {"a.py": {"covered": 3, "statements": 4, "missing": [4]}}}
+    assert (Coverage.of(good).covered, Coverage.of(good).statements) == (3, 4)
+    for forged in (
+        {"files": {"a.py": {"covered": "3", "statements": 4}}},
+        {"files": {"a.py": {"covered": 5, "statements": 4}}},
+        {"files": {"a.py": {"covered": True, "statements": 4}}},
+        {"files": {"a.py": {"covered": 10**12, "statements": 10**12}}},
+        {"files": {"a.py": [1, 2]}},
+    ):
+        found = Coverage.of(forged)
+        assert found.statements == 0 and "not well formed" in found.error
+    assert Coverage.of(None).error and Coverage.of({"error": "NoDataError"}).error == "NoDataError"
