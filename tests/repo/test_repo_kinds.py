@@ -9,6 +9,7 @@ proof is measured by the pipeline (``engine/repo_checks.py``) and shows in repor
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,20 @@ def pr_of(run_dir: Path) -> str:
     return (run_dir / "pull_request.md").read_text(encoding="utf-8")
 
 
+def delivered_as_a_branch(repo: Path, run_dir: Path, report: dict[str, Any]) -> None:
+    """The branch starts at the base, its patch applies there, the suite ran at both ends."""
+    ws = run_dir / "workspace"
+    base = git(repo, "rev-parse", "HEAD")
+    assert git(ws, "rev-parse", "--abbrev-ref", "HEAD") == f"darkfactory/{run_dir.name}"
+    assert git(ws, "merge-base", "HEAD", base) == base
+    check = run_dir.parent.parent / f"check-{run_dir.name}"
+    subprocess.run(["git", "clone", "-q", str(repo), str(check)], check=True)
+    git(check, "apply", "--check", str(run_dir / "change.patch"))
+    assert report["repository"]["baseline"]["passed"] == 2
+    assert report["repository"]["final"]["passed"] >= 2
+    assert report["repository"]["regressions"] == []
+
+
 def changed(repo: Path, run_dir: Path) -> list[str]:
     return git(
         run_dir / "workspace", "diff", "--name-only", git(repo, "rev-parse", "HEAD"), "HEAD"
@@ -153,6 +168,7 @@ def test_a_tests_ticket_raises_coverage_with_new_tests_only(
     report = report_of(run_dir)
     assert code == 0 and report["status"] == "delivered", report["reason"]
     assert snapshot(shapes_repo.path) == before
+    delivered_as_a_branch(shapes_repo.path, run_dir, report)
     assert changed(shapes_repo.path, run_dir) == ["tests/test_clamp.py"]
     verdict = json.loads((run_dir / "verdict.json").read_text())
     base, final = verdict["coverage"]["base"], verdict["coverage"]["final"]
@@ -254,6 +270,7 @@ def test_a_docs_ticket_builds_a_strict_site_with_the_api_reference(
     report = report_of(run_dir)
     assert code == 0 and report["status"] == "delivered", report["reason"]
     assert snapshot(shapes_repo.path) == before
+    delivered_as_a_branch(shapes_repo.path, run_dir, report)
     assert changed(shapes_repo.path, run_dir) == ["docs/api.md", "docs/index.md", "mkdocs.yml"]
     docs = events(run_dir, "docs_check")
     assert docs and docs[-1]["passed"] is True and docs[-1]["examples_run"] == 2
@@ -319,6 +336,7 @@ def test_a_migration_is_proven_by_its_checks_and_the_suite(
     report = report_of(run_dir)
     assert code == 0 and report["status"] == "delivered", report["reason"]
     assert snapshot(shapes_repo.path) == before
+    delivered_as_a_branch(shapes_repo.path, run_dir, report)
     verdict = json.loads((run_dir / "verdict.json").read_text())
     assert {c["name"]: c["ok"] for c in verdict["checks"]} == {
         r"gone[^\s*(from imp |import imp\b)]": True,
