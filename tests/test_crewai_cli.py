@@ -106,6 +106,7 @@ def test_crewai_run_in_the_repository_reaches_the_pipeline_and_leaves_it_clean()
         (("test",), "`crewai test` does not apply: Dark Factory scores its crew with hidden tests"),
         (("train",), "`crewai train` does not apply: Dark Factory's roles keep no trained state"),
         (("replay", "-t", "x"), "`crewai replay` does not apply: continue a stopped run with"),
+        (("chat",), "`crewai chat` does not apply: Dark Factory builds from a spec"),
     ],
 )
 def test_commands_that_do_not_apply_say_why_in_one_line(args: tuple[str, ...], says: str) -> None:
@@ -122,3 +123,14 @@ def test_the_test_script_is_test1_for_anything_else(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     assert subprocess.run(["env", "test", "-d", str(tmp_path)], env=env).returncode == 0
     assert subprocess.run(["env", "test", "-f", str(tmp_path / "no")], env=env).returncode == 1
+
+
+def test_crewai_chat_in_a_project_made_by_init_says_why_in_one_line(tmp_path: Path) -> None:
+    from darkfactory.cli import main
+
+    root = tmp_path / "my_factory"
+    assert main(["init", str(root)]) == 0
+    out = crewai("chat", cwd=root)
+    ours = [line for line in out.stderr.splitlines() if line.startswith("darkfactory:")]
+    assert len(ours) == 1 and "`crewai chat` does not apply" in ours[0], out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
