@@ -11,12 +11,15 @@ make the same delegations and the same tool calls, in a sandbox of the same back
   code and not in tokens: the pipeline runs the acceptance and unit tests itself (verify),
   builds the docs strictly and runs their examples (docs check), commits every phase, writes
   the trace and the report.
-* **stock CrewAI**: one hierarchical crew built the way CrewAI's own examples build one:
-  ``Agent(role, goal, backstory, tools)`` per worker from ``config/agents.yaml`` (the tools
-  it names, from ``tools/``), a ``manager_agent`` from its entry there, the design,
-  implement, verify and document tasks of ``config/tasks.yaml`` as ``Task``s rendered by
-  ``kickoff(inputs=...)`` with the inputs Dark Factory's first phase gets,
-  ``Process.hierarchical``. No verify, no docs check, no commits, no report.
+* **stock CrewAI**: one hierarchical crew built the way CrewAI's own examples build one,
+  with CrewAI's default prompts: ``Agent(role, goal, backstory, tools)`` per worker with
+  the plain role texts of ``stock_crew.yaml``, CrewAI's default manager (``manager_llm``),
+  the design, implement, verify and document tasks of ``config/tasks.yaml`` as ``Task``s
+  rendered by ``kickoff(inputs=...)`` with the inputs Dark Factory's first phase gets,
+  ``Process.hierarchical``. Its file tools are crewai-tools' (``DirectoryReadTool``,
+  ``FileReadTool``, ``FileWriterTool``) when crewai-tools is installed (the playbook's
+  calls of ours are translated to theirs), else ours; its other tools (run_tests, ...) are
+  ours with CrewAI's default prompt block. No verify, no docs check, no commits, no report.
 
 Every model call is metered the same way on both sides, by wrapping the scripted model's
 ``call``: the prompt tokens of the messages it receives, counted with the estimator the
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -43,7 +47,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +61,9 @@ from darkfactory.engine.session import OFFLINE_ENV  # noqa: E402  (imports no Cr
 os.environ.update({k: v for k, v in OFFLINE_ENV.items() if k not in os.environ})
 
 import yaml  # noqa: E402
-from pydantic import PrivateAttr  # noqa: E402
+from crewai.tools import BaseTool  # noqa: E402
+from crewai.utilities.string_utils import sanitize_tool_name  # noqa: E402
+from pydantic import Field, PrivateAttr  # noqa: E402
 
 from darkfactory.config import Config, load_config  # noqa: E402
 from darkfactory.models import ModelPlan  # noqa: E402
@@ -78,13 +84,51 @@ TASKS = ("design", "implement", "verify", "document")
 #: The tasks a crew task can be (the manager's calls carry one; workers' calls do not).
 ALL_TASKS = (*TASKS, "fix", "document_fix")
 
-TOOLS_INTRO = "You ONLY have access to the following tools"
-FORMAT_INTRO = "\n\nIMPORTANT: Use the following format"
-CONTEXT_INTRO = "\n\nThis is the context you're working with:\n"
-EXPECTED_INTRO = "\n\nThis is the expected criteria for your final answer: "
-BEGIN = "\n\nBegin! This is VERY important to you"
 OBSERVATION = "\nObservation: "
-NUDGE = "Analyze the tool result."
+
+
+@dataclass(frozen=True)
+class Markers:
+    """Where the parts of a prompt start, from one set of CrewAI's prompt slices."""
+
+    tools: str  #: the tool list's heading
+    format: str  #: the response format instructions after the tool list
+    context: str  #: before the context of a task
+    expected: str  #: before the expected output
+    begin: str  #: after the task
+    nudge: str  #: the message after each tool result
+    reminder: str  #: Dark Factory's short reminder in place of the repeated tool list
+
+    @classmethod
+    def of(cls, slices: dict[str, str]) -> Markers:
+        tools, fmt = slices["tools"].split("{tools}")
+        return cls(
+            tools=tools.strip(),
+            format=fmt[: fmt.index(":")],
+            context=slices["task_with_context"].split("{task}")[1].split("{context}")[0],
+            expected="\n" + slices["expected_output"].split("{expected_output}")[0],
+            begin=slices["task"].split("{input}")[1][:12],
+            nudge=slices["post_tool_reasoning"],
+            reminder=slices.get("tools_reminder", "\0").split("{")[0],
+        )
+
+
+def _marker_sets() -> tuple[Markers, ...]:
+    """CrewAI's own slices (the stock crew) and Dark Factory's (crews/prompts.json)."""
+    from crewai.utilities.i18n import I18N
+
+    from darkfactory.crews.prompts import overrides
+
+    stock = I18N()._prompts["slices"]
+    return (Markers.of(stock), Markers.of({**stock, **overrides()["slices"]}))
+
+
+MARKERS = _marker_sets()
+
+
+def _markers(text: str, field: str) -> Markers | None:
+    """The marker set whose ``field`` occurs in ``text``."""
+    return next((m for m in MARKERS if getattr(m, field) in text), None)
 
 
 # -- metering ---------------------------------------------------------------------------
@@ -178,9 +222,13 @@ class MeteredLLM(ScriptedLLM):
         return list(self._records)
 
 
-def metered_llm(config: Config) -> MeteredLLM:
-    book = load_playbook(PLAYBOOK, roles=set(config.agents))
-    return MeteredLLM(book, {a.role: key for key, a in config.agents.items()})
+def metered_llm(
+    config: Config, book: Playbook | None = None, roles: dict[str, str] | None = None
+) -> MeteredLLM:
+    """The metered scripted model playing ``book`` (the example playbook) for ``roles``
+    (role text to role key; default: agents.yaml's)."""
+    book = book or load_playbook(PLAYBOOK, roles=set(config.agents))
+    return MeteredLLM(book, roles or {a.role: key for key, a in config.agents.items()})
 
 
 @dataclass
@@ -306,8 +354,86 @@ def _checks(trace: Path) -> dict[str, Any]:
     }
 
 
+# -- the stock side's tools ------------------------------------------------------------
+STOCK_ROLES = Path(__file__).with_name("stock_crew.yaml")
+#: The role CrewAI gives its default manager (``hierarchical_manager_agent`` in en.json).
+STOCK_MANAGER = "Crew Manager"
+
+
+class DefaultRendered(BaseTool):
+    """One of Dark Factory's tools as a plain CrewAI tool: CrewAI's own prompt block."""
+
+    inner: Any = Field(exclude=True)
+
+    def _run(self, **kwargs: Any) -> Any:
+        return self.inner._run(**kwargs)
+
+
+def default_rendered(tool: BaseTool) -> BaseTool:
+    return DefaultRendered(
+        name=tool.name, description=tool.description, args_schema=tool.args_schema, inner=tool
+    )
+
+
+#: A stock tool standing in for one of ours, and how our arguments become its arguments.
+StandIn = tuple[BaseTool, Callable[[dict[str, Any]], dict[str, Any]]]
+
+
+def _read_args(a: dict[str, Any]) -> dict[str, Any]:
+    args: dict[str, Any] = {"file_path": a["path"]}
+    if a.get("start_line"):
+        args["start_line"] = a["start_line"]
+    if a.get("end_line"):
+        args["line_count"] = a["end_line"] - a.get("start_line", 1) + 1
+    return args
+
+
+def crewai_file_tools(workspace: Path) -> dict[str, StandIn]:
+    """crewai-tools' file tools for our list_files, read_file and write_file, when installed.
+
+    Dark Factory no longer depends on crewai-tools (its tools run on the host, outside the
+    sandbox); the benchmark uses them when they are installed, and says so. Without them,
+    the stock crew gets our three tools with CrewAI's default prompt block.
+    """
+    try:
+        from crewai_tools import DirectoryReadTool, FileReadTool, FileWriterTool
+    except ImportError:
+        return {}
+    base = str(workspace)
+    return {
+        "list_files": (
+            DirectoryReadTool(),
+            lambda a: {"directory": str(workspace / a.get("path", "."))},
+        ),
+        "read_file": (FileReadTool(base_dir=base), _read_args),
+        "write_file": (
+            FileWriterTool(base_dir=base),
+            lambda a: {"filename": a["path"], "content": a["content"], "overwrite": True},
+        ),
+    }
+
+
+def stock_playbook(book: Playbook, stand_ins: dict[str, StandIn]) -> Playbook:
+    """The playbook with each call of a tool that has a stand-in made to the stand-in."""
+    roles = {
+        role: [
+            step.model_copy(
+                update={
+                    "tool": sanitize_tool_name(stand_ins[step.tool][0].name),
+                    "args": stand_ins[step.tool][1](step.args),
+                }
+            )
+            if step.tool in stand_ins
+            else step
+            for step in steps
+        ]
+        for role, steps in book.roles.items()
+    }
+    return book.model_copy(update={"roles": roles})
+
+
 def run_stock(workdir: Path, backend: str) -> Side:
-    """The stock hierarchical crew: Agents and Tasks from the same YAML, one kickoff."""
+    """The stock hierarchical crew: plain roles, CrewAI's manager and prompts, one kickoff."""
     from crewai import Agent, Crew, Process, Task
     from crewai.agents.agent_builder.base_agent import BaseAgent
 
@@ -320,7 +446,7 @@ def run_stock(workdir: Path, backend: str) -> Side:
 
     with crew_clock() as crew_s:
         started = time.perf_counter()
-        agents = yaml.safe_load((CONFIG / "agents.yaml").read_text(encoding="utf-8"))
+        roles = yaml.safe_load(STOCK_ROLES.read_text(encoding="utf-8"))
         tasks = yaml.safe_load((CONFIG / "tasks.yaml").read_text(encoding="utf-8"))
         config = load_config(CONFIG)  # for the sandbox limits and the playbook's roles only
         spec = load_spec(SPEC)
@@ -345,22 +471,31 @@ def run_stock(workdir: Path, backend: str) -> Side:
         )
         try:
             ctx = RunContext(workspace=workspace, sandbox=sandbox)
-            llm = metered_llm(config)
+            stand_ins = crewai_file_tools(workspace)
+
+            def tool(name: str) -> BaseTool:
+                if name in stand_ins:
+                    return stand_ins[name][0]
+                return default_rendered(build_tool(name, ctx))
+
+            book = load_playbook(PLAYBOOK, roles=set(config.agents))
+            llm = metered_llm(
+                config,
+                stock_playbook(book, stand_ins),
+                {STOCK_MANAGER: "manager", **{r["role"]: key for key, r in roles.items()}},
+            )
             # The inputs Dark Factory's first phase renders its task with.
             inputs = prompt_inputs(spec, config, workdir)
             workers: list[BaseAgent] = [
                 Agent(
-                    role=a["role"],
-                    goal=a["goal"],
-                    backstory=a["backstory"],
-                    tools=[build_tool(name, ctx) for name in a.get("tools") or []],
+                    role=r["role"],
+                    goal=r["goal"],
+                    backstory=r["backstory"],
+                    tools=[tool(name) for name in config.agents[key].tools],
                     llm=llm,
                 )
-                for key, a in agents.items()
-                if key != "manager"
+                for key, r in roles.items()
             ]
-            m = agents["manager"]
-            manager = Agent(role=m["role"], goal=m["goal"], backstory=m["backstory"], llm=llm)
             crew = Crew(
                 agents=workers,
                 tasks=[
@@ -372,7 +507,7 @@ def run_stock(workdir: Path, backend: str) -> Side:
                     for key in TASKS
                 ],
                 process=Process.hierarchical,
-                manager_agent=manager,
+                manager_llm=llm,
             )
             with contextlib.redirect_stdout(sys.stderr):
                 crew.kickoff(inputs=inputs)
@@ -453,16 +588,17 @@ def _template_parts(template: str, rendered: str) -> dict[str, int] | None:
 
 def _split_system(text: str, role: str) -> Counter[str]:
     parts: Counter[str] = Counter()
-    if TOOLS_INTRO in text and FORMAT_INTRO in text:
-        head, rest = text.split(TOOLS_INTRO, 1)
-        tools, tail = rest.split(FORMAT_INTRO, 1)
+    m = _markers(text, "tools")
+    if m is not None and m.format in text:
+        head, rest = text.split(m.tools, 1)
+        tools, tail = rest.split(m.format, 1)
         label = (
             "CrewAI: the manager's delegation tools"
             if role == "manager"
             else "tools/: worker tools (name, JSON schema, description)"
         )
-        parts[label] += len(TOOLS_INTRO) + len(tools)
-        parts["CrewAI: response format instructions"] += len(FORMAT_INTRO) + len(tail)
+        parts[label] += len(m.tools) + len(tools)
+        parts["CrewAI: response format instructions"] += len(m.format) + len(tail)
     else:
         head = text
     parts["agents.yaml: role, goal, backstory"] += len(head)
@@ -472,11 +608,12 @@ def _split_system(text: str, role: str) -> Counter[str]:
 def _split_task(text: str, call: Call, templates: dict[str, dict[str, str]]) -> Counter[str]:
     """The first user message: the crew task (manager) or the delegation (worker)."""
     parts: Counter[str] = Counter()
-    body, _, after = text.partition(EXPECTED_INTRO)
+    m = _markers(text, "expected") or MARKERS[0]
+    body, _, after = text.partition(m.expected)
     expected, _, rest = after.partition("\n")
     context = ""
-    if CONTEXT_INTRO in rest:
-        context = rest.split(CONTEXT_INTRO, 1)[1].split(BEGIN, 1)[0]
+    if m.context in rest:
+        context = rest.split(m.context, 1)[1].split(m.begin, 1)[0]
     description = call.task_description
     if description is not None and description in body:
         template = templates.get(call.phase, {})
@@ -492,17 +629,19 @@ def _split_task(text: str, call: Call, templates: dict[str, dict[str, str]]) -> 
 
 def _split_conversation(role: str, text: str) -> Counter[str]:
     parts: Counter[str] = Counter()
-    if role == "user" and text.startswith(NUDGE):
+    if role == "user" and any(text.startswith(m.nudge) for m in MARKERS):
         parts["CrewAI: other scaffolding"] += len(text)
         return parts
     answer, sep, observation = text.partition(OBSERVATION)
     parts["conversation: the model's earlier answers"] += len(answer)
     if sep:
-        result, _, reminder = observation.partition("\n\n" + TOOLS_INTRO)
+        m = _markers(observation, "tools") or _markers(observation, "reminder") or MARKERS[0]
+        head = "\n\n" + m.tools if m.tools in observation else m.reminder
+        result, _, reminder = observation.partition(head)
         parts["conversation: tool results"] += len(sep) + len(result)
         if reminder:
-            parts["CrewAI: tool list and format repeated every 3rd tool use"] += (
-                len(TOOLS_INTRO) + 2 + len(reminder)
+            parts["CrewAI: tool list and format repeated every 3rd tool use"] += len(head) + len(
+                reminder
             )
     return parts
 
@@ -653,7 +792,12 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"median of {args.runs} runs of each side (after one warm-up run each), sandbox "
         f"{args.sandbox}; tokens estimated as the budget does for the scripted model "
-        "(4 characters a token)"
+        "(4 characters a token); the stock crew's file tools: "
+        + (
+            "crewai-tools' (installed)"
+            if importlib.util.find_spec("crewai_tools") is not None
+            else "Dark Factory's (crewai-tools is not installed)"
+        )
     )
     print()
     print(summary_table(runs))

@@ -77,6 +77,11 @@ PLACEHOLDERS: dict[str, str] = {
         "with an approval. Empty when nobody said anything."
     ),
     "fix_round": "In the fix task: the current fix round, from 1. `0` elsewhere.",
+    "previous_work": (
+        "Fix task only: what the crew's answers since the last fix task really did, as the "
+        "pipeline measured it (per phase: the files changed, how often tests ran, the start "
+        "of its answer), and which answer changed nothing. Empty elsewhere."
+    ),
     "max_fix_rounds": "`max_fix_rounds` from `factory.yaml`.",
     "docs_failures": (
         "Docs fix task only: what the last docs check found, verbatim: the warnings and "
@@ -751,6 +756,28 @@ class LLMConfig(_Strict):
             "Set to `false` for a server that answers to any name without listing it."
         ),
     )
+    read_file_share: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description=(
+            "Most of a role's model context window (as CrewAI reports it, in tokens "
+            "estimated at 4 characters each) one `read_file` answer may fill. A larger file "
+            "is shown in ranges: the answer ends with a notice naming the `start_line` that "
+            "reads on."
+        ),
+    )
+    max_prompt_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Most tokens (estimated at 4 characters each) one prompt may hold; unset: the "
+            "model's context window. Before each call a larger prompt is cut: the oldest tool "
+            "outputs first, then older turns, then the newest tool output is shortened; the "
+            "system prompt and the task are never cut. A `prompt_cut` trace event says so. "
+            "A prompt still too large is refused (`prompt_refused`) and the run fails."
+        ),
+    )
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -941,6 +968,30 @@ class FactoryConfig(_Strict):
         description=(
             "How many times failing tests go back to the crew to be fixed before the run "
             "fails (0 to 20)."
+        ),
+    )
+    max_delegations_per_phase: int = Field(
+        default=6,
+        ge=1,
+        le=50,
+        description=(
+            "Most delegations (and questions) the manager may send its coworkers in one "
+            "phase (1 to 50). One more ends the run `escalated` as stuck: a manager that "
+            "keeps delegating is looping. The same task to the same coworker runs at most "
+            "twice; the third time is refused."
+        ),
+    )
+    holdout: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description=(
+            "Share of the spec's acceptance test functions (0 to below 1) sealed from every "
+            "agent: kept out of the workspace, the agents' sandbox and every prompt, run by "
+            "the verify phase, which delivers only if they pass too; their failures reach the "
+            "fix task as test names and exception types only. At least one test is sealed "
+            "when above 0, never all; the same spec seals the same tests. New projects only "
+            "(When the model misbehaves: Teaching to the test)."
         ),
     )
     model: str | None = Field(

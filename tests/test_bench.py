@@ -113,6 +113,8 @@ def test_two_entries_at_two_jobs_are_delivered_and_scored(tmp_path: Path) -> Non
         assert run_dir.parent == (out / "runs" / name).resolve()  # a runs dir per entry
         report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
         assert report["llm"]["calls"] == row["llm_calls"]
+        passed = [q["id"] for q in report["requirements"] if q["passed"]]
+        assert row["requirements_delivered"] == len(passed) > 0
         # The hidden tests were never shown: not in the workspace, the spec, the acceptance
         # suite, the trace (which records every tool call) or anything else of the run.
         markers = hidden_markers(SUITE / name)
@@ -127,6 +129,9 @@ def test_two_entries_at_two_jobs_are_delivered_and_scored(tmp_path: Path) -> Non
     table = (out / "bench.md").read_text(encoding="utf-8")
     assert "| semver | markdown | delivered |" in table
     assert "**2/2 passed**" in table
+    per_requirement = round(totals["tokens"] / totals["requirements_delivered"])
+    assert "| tokens per delivered requirement |" in table
+    assert f"| {totals['tokens']} | {per_requirement} |" in table
     assert table in result.stdout
 
 

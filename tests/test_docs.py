@@ -55,6 +55,8 @@ def test_every_page_of_the_nav_is_built(site: Path) -> None:
         "extending",
         "report",
         "observability",
+        "misbehaving-models",
+        "repositories",
         "exit-codes",
         "troubleshooting",
         "benchmarks",

@@ -518,10 +518,10 @@ def test_chaos_model_ends_cleanly_with_a_readable_reason(tmp_path: Path) -> None
                 {"answer": "done"},
             ],
             "architect": [
+                {"tool": "read_file", "args": {"path": "../../etc/passwd"}},
                 {"raw": "Thought: x\nAction: hack_the_planet\nAction Input: {}"},
                 {"raw": "Thought: x\nAction: write_file\nAction Input: {not json"},
                 {"raw": 'Thought: x\nAction: write_file\nAction Input: {"wrong": 1}'},
-                {"tool": "read_file", "args": {"path": "../../etc/passwd"}},
                 {"answer": "I could not do it."},
             ],
         },
@@ -532,14 +532,22 @@ def test_chaos_model_ends_cleanly_with_a_readable_reason(tmp_path: Path) -> None
     assert code == 1
     run = only_run(out)
     report = json.loads((run / "report.json").read_text())
+    # Three protocol errors in a row by the architect fail the phase (engine/protocol.py).
     assert report["status"] == "failed"
-    assert "PlaybookExhausted" in report["reason"]
+    assert "model_protocol" in report["reason"] and "Software Architect" in report["reason"]
     assert report["llm"]["calls"] <= 40
     trace = read_trace(run / "trace.jsonl")
+    errors = [(r["role"], r["error"]) for r in trace if r["kind"] == "protocol_error"]
+    assert errors[-3:] == [
+        ("Software Architect", "unknown_tool"),
+        ("Software Architect", "invalid_json"),
+        ("Software Architect", "bad_arguments"),
+    ]
     calls = [r for r in trace if r["kind"] == "tool_call"]
+    # The made-up coworker: tried (a tool call) or refused before it ran (delegation_refused).
     assert any(
         r["tool"] == "delegate_work_to_coworker" and r["args"].get("coworker") == "Wizard"
         for r in calls
-    )
+    ) or any(r["kind"] == "delegation_refused" and r["coworker"] == "Wizard" for r in trace)
     refused = [r for r in trace if r["kind"] == "file_op" and r["ok"] is False]
     assert [r["path"] for r in refused] == ["../../etc/passwd"]

@@ -76,12 +76,23 @@ def test_both_sides_play_the_same_delegations_and_are_counted_alike(tmp_path: Pa
         assert 0 < side.model_s < side.wall_s
         assert 0 < side.crew_s <= side.wall_s
 
-    # The workers got the same delegations, so their first prompts are the same on both sides.
+    # The workers got the same delegations, each side in its own prompt texts: CrewAI's
+    # defaults on the stock side, crews/prompts.json's on Dark Factory's.
     def first_prompts(side: Any) -> dict[str, str]:
         calls = [c for c in side.calls if c.role != "manager"]
         return {c.role: c.messages[1][1] for c in reversed(calls)}
 
-    assert first_prompts(df) == first_prompts(stock)
+    delegated = {
+        s["delegate"]["to"]: s["delegate"]["task"]
+        for s in book["roles"]["manager"]
+        if "delegate" in s
+    }
+    for side, begin in ((df, False), (stock, True)):
+        prompts = first_prompts(side)
+        assert set(prompts) == set(delegated), side.name
+        for role, prompt in prompts.items():
+            assert delegated[role] in prompt, (side.name, role)
+            assert ("Begin! This is VERY important" in prompt) is begin, (side.name, role)
 
     # The breakdown by part of the prompt accounts for every token (rounded per part).
     templates = yaml.safe_load((REPO / "config" / "tasks.yaml").read_text(encoding="utf-8"))

@@ -120,6 +120,8 @@ class Result:
     fix_rounds: int = 0
     llm_calls: int = 0
     tokens: int = 0
+    #: Requirements whose tests passed, when the run was delivered (0 when it was not).
+    requirements_delivered: int = 0
     cost_usd: float | None = 0.0
     wall_s: float = 0.0
     #: Seconds from starting the process to the run's first trace record / first LLM call.
@@ -319,6 +321,9 @@ def run_entry(entry: Entry, opts: Options) -> Result:
         fix_rounds=int(report.get("fix_rounds", 0)),
         llm_calls=int(llm.get("calls", 0)),
         tokens=int(llm.get("prompt_tokens", 0)) + int(llm.get("completion_tokens", 0)),
+        requirements_delivered=sum(1 for q in report.get("requirements", []) if q.get("passed"))
+        if report.get("status") == "delivered"
+        else 0,
         cost_usd=llm.get("cost_usd"),
         wall_s=round(wall, 2),
         run_dir=str(run_dir),

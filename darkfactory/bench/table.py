@@ -34,6 +34,7 @@ def totals(results: list[dict[str, Any]], elapsed_s: float) -> dict[str, Any]:
         "fix_rounds": sum(r["fix_rounds"] for r in results),
         "llm_calls": sum(r["llm_calls"] for r in results),
         "tokens": sum(r["tokens"] for r in results),
+        "requirements_delivered": sum(r.get("requirements_delivered", 0) for r in results),
         "cost_usd": None
         if any(c is None for c in costs)
         else round(sum(c for c in costs if c is not None), 6),
@@ -132,8 +133,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
 def _spec_table(results: list[dict[str, Any]], t: dict[str, Any]) -> list[str]:
     rows = [
         "| entry | format | status | acceptance | hidden | fix rounds | LLM calls | tokens "
-        "| cost | wall |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| tokens per delivered requirement | cost | wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         hidden = f"{r['hidden_passed']}/{r['hidden_total']}"
@@ -142,16 +143,25 @@ def _spec_table(results: list[dict[str, Any]], t: dict[str, Any]) -> list[str]:
         rows.append(
             f"| {r['entry']} | {r['format']} | {r['status']} | "
             f"{r['acceptance_passed']}/{r['acceptance_total']} | {hidden} | {r['fix_rounds']} "
-            f"| {r['llm_calls']} | {r['tokens']} | {_usd(r['cost_usd'])} | {r['wall_s']:.1f} s |"
+            f"| {r['llm_calls']} | {r['tokens']} | {_per_requirement(r)} | {_usd(r['cost_usd'])} "
+            f"| {r['wall_s']:.1f} s |"
         )
     if len(results) == t["entries"]:  # only spec entries: the totals are theirs
         rows.append(
             f"| **total** ({t['entries']}) | | {t['delivered']} delivered | "
             f"{t['acceptance_passed']}/{t['acceptance_total']} | "
             f"{t['hidden_passed']}/{t['hidden_total']} | {t['fix_rounds']} | {t['llm_calls']} | "
-            f"{t['tokens']} | {_usd(t['cost_usd'])} | {t['run_wall_s']:.1f} s |"
+            f"{t['tokens']} | {_per_requirement(t)} | {_usd(t['cost_usd'])} | "
+            f"{t['run_wall_s']:.1f} s |"
         )
     return rows
+
+
+def _per_requirement(r: dict[str, Any]) -> str:
+    """Tokens per requirement delivered (its tests passed in a delivered run). A
+    ``bench.json`` from before the column has none: ``.get``."""
+    delivered = r.get("requirements_delivered", 0)
+    return f"{r['tokens'] / delivered:.0f}" if delivered else "n/a"
 
 
 def _repo_table(results: list[dict[str, Any]], t: dict[str, Any]) -> list[str]:

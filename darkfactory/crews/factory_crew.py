@@ -24,6 +24,7 @@ from crewai.agents.agent_builder.base_agent import BaseAgent
 from crewai.project import CrewBase, agent
 
 from darkfactory.config import Config
+from darkfactory.crews.manager import Manager
 from darkfactory.tools import build_tool
 from darkfactory.workspace.context import RunContext
 
@@ -64,13 +65,24 @@ class FactoryCrew:
                     exclude={"tools", "llm", "function_calling_llm", "allow_delegation"},
                 ),
                 "tools": [
-                    build_tool(name, self.ctx, self.config.tools_dir)
+                    build_tool(
+                        name,
+                        self.ctx,
+                        self.config.tools_dir,
+                        output_tokens=self._output_tokens(key),
+                    )
                     for name in self._tools(key, a.tools)
                 ],
             }
             for key, a in self.config.agents.items()
         }
         self.tasks_config = {key: t.model_dump() for key, t in self.config.tasks.items()}
+
+    def _output_tokens(self, key: str) -> int:
+        """Most tokens one file read of role ``key`` may take: ``llm.read_file_share`` of
+        its model's context window."""
+        window = int(self.models.llm_for(key).get_context_window_size())
+        return max(1, int(window * self.config.factory.llm.read_file_share))
 
     def _tools(self, key: str, names: list[str]) -> list[str]:
         """A role's tools; on an existing repository, the workers also get the code readers."""
@@ -122,8 +134,8 @@ class FactoryCrew:
         return builtin + extra
 
     def manager(self) -> Agent:
-        """The manager, from its YAML entry: delegation on, no tools."""
-        return Agent(
+        """The manager, from its YAML entry: delegation on, no tools (crews/manager.py)."""
+        return Manager(
             config=self.agents_config["manager"],
             llm=self.models.llm_for("manager"),
             function_calling_llm=self.models.function_calling_llm_for("manager"),
@@ -132,7 +144,7 @@ class FactoryCrew:
         )
 
     # -- one phase ----------------------------------------------------------------------
-    def task_for(self, phase: str, inputs: dict[str, Any]) -> Task:
+    def task_for(self, phase: str, inputs: dict[str, Any], reminder: str = "") -> Task:
         """The phase's task with its ``{placeholders}`` filled.
 
         We fill them here (``str.format``: ``{{`` and ``}}`` are literal braces) rather than
@@ -140,18 +152,21 @@ class FactoryCrew:
         is never taken for a placeholder.
         """
         cfg = self.tasks_config[phase]
+        description = cfg["description"].format_map(inputs)
+        if reminder:  # engine/delegation.py's, appended as is (not a template)
+            description += f"\n\n{reminder}"
         return Task(
             name=phase,
-            description=cfg["description"].format_map(inputs),
+            description=description,
             expected_output=cfg["expected_output"].format_map(inputs),
         )
 
-    def crew_for(self, phase: str, inputs: dict[str, Any]) -> Crew:
+    def crew_for(self, phase: str, inputs: dict[str, Any], reminder: str = "") -> Crew:
         """A hierarchical crew whose manager delegates this phase's task."""
         return Crew(
             name=f"darkfactory-{phase}",
             agents=self.workers(),
-            tasks=[self.task_for(phase, inputs)],
+            tasks=[self.task_for(phase, inputs, reminder)],
             process=Process.hierarchical,
             manager_agent=self.manager(),
             verbose=False,

@@ -15,6 +15,8 @@ Classes (``FailureClass``), most urgent first:
 - ``assertion``: a test's assertion failed: the code does the wrong thing.
 - ``code_error``: the code raised an exception during a test.
 - ``no_tests``: no acceptance test ran, so nothing proves the spec.
+- ``model_protocol``: not a test failure: an agent broke the tool-call protocol three
+  times in a row (``engine.protocol``), so its phase failed and the run with it.
 
 What the sandbox scrubbed after a test run (setuid bits, FIFOs, sockets, device nodes:
 ``ExecResult.scrubbed``) is no failure class: it is gone before the host reads the
@@ -50,6 +52,7 @@ FailureClass = Literal[
     "assertion",
     "code_error",
     "no_tests",
+    "model_protocol",
 ]
 ROUTES: dict[str, str] = {
     "qa_test": "qa_engineer",

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from darkfactory.config import Config
+from darkfactory.engine.delegation import DelegationGuard, run_delegating
 from darkfactory.engine.state import SpecAmbiguity
 from darkfactory.models import ModelPlan
 from darkfactory.models.budget import BudgetMeter
@@ -28,12 +29,35 @@ class CrewPhases:
         self.budget = budget
 
     def run(self, phase: str, inputs: Mapping[str, Any]) -> str:
+        """The phase's answer; run once more with a reminder if nothing was delegated."""
+        roles = {a.role: key for key, a in self.config.agents.items() if key != "manager"}
+        return run_delegating(
+            phase,
+            roles,
+            self.ctx.emit,
+            lambda reminder: self._kickoff(phase, inputs, roles, reminder),
+        )
+
+    def _kickoff(
+        self, phase: str, inputs: Mapping[str, Any], roles: dict[str, str], reminder: str
+    ) -> tuple[str, DelegationGuard]:
         # CrewAI and the crew are imported on the first phase, not at start-up (2-7 s).
         from crewai.hooks.dispatch import HookAborted
 
         from darkfactory.crews.factory_crew import FactoryCrew
+        from darkfactory.crews.prompts import lean_prompts
+        from darkfactory.engine.protocol import ProtocolGuard
+        from darkfactory.models.prompt_guard import PromptGuard
 
-        crew = FactoryCrew(self.config, self.ctx, self.models).crew_for(phase, dict(inputs))
+        crew = FactoryCrew(self.config, self.ctx, self.models).crew_for(
+            phase, dict(inputs), reminder=reminder
+        )
+        guard = DelegationGuard(
+            phase=phase,
+            roles=roles,
+            limit=self.config.factory.max_delegations_per_phase,
+            emit=self.ctx.emit,
+        )
         manager = crew.manager_agent.role if crew.manager_agent is not None else None
         self.ctx.emit(
             "crew_start",
@@ -42,25 +66,53 @@ class CrewPhases:
             manager=manager,
             agents=[a.role for a in crew.agents],
         )
+        # Every prompt of the phase within llm.max_prompt_tokens (cut, or refused).
+        prompts = PromptGuard(self.config.factory.llm.max_prompt_tokens, emit=self.ctx.emit)
+        # Tool-call protocol errors, prose and refusals (engine/protocol.py); its extra
+        # calls count against the budget.
+        protocol = ProtocolGuard(self.ctx.emit, self.budget.check)
         try:
-            with self.budget.enforced():
+            # The delegation guard's hooks first (a stuck phase's aborted call is not
+            # counted); CrewAI's prompt texts, shortened (crews/prompts.json).
+            with (
+                guard.watching(crew.manager_agent),
+                protocol.enforced(phase),
+                self.budget.enforced(),
+                prompts.enforced(),
+                lean_prompts(),
+            ):
                 output = crew.kickoff()
         except HookAborted:
-            stop = self.budget.exhausted
+            stopped = protocol.settled()
+            if stopped is not None:
+                self._ended(phase, type(stopped).__name__)
+                raise stopped from None
+            if guard.stuck is not None:
+                self._ended(phase, type(guard.stuck).__name__)
+                raise guard.stuck from None
+            stop = self.budget.exhausted or prompts.refused
             self._ended(phase, type(stop).__name__ if stop is not None else "HookAborted")
             if stop is not None:
                 raise stop from None
             raise
         except BaseException as exc:
             self._ended(phase, type(exc).__name__)
+            stopped = protocol.settled()
+            if stopped is not None:  # e.g. a provider that refused, then failed
+                raise stopped from exc
             raise
         self._ended(phase, "ok")
+        stopped = protocol.settled()
+        if stopped is not None:  # a coworker's; CrewAI told the manager only
+            raise stopped
         self.raise_if_model_failed()
+        if prompts.refused is not None:  # a coworker's prompt; CrewAI told the manager only
+            raise prompts.refused
         if self.budget.exhausted is not None:  # a coworker hit it; CrewAI hid it from the manager
             raise self.budget.exhausted
         if self.ctx.ambiguities:
             raise SpecAmbiguity(self.ctx.ambiguities)
-        return str(getattr(output, "raw", output))
+        return str(getattr(output, "raw", output)), guard
 
     def _ended(self, phase: str, outcome: str) -> None:
         from crewai.events import crewai_event_bus

@@ -102,6 +102,7 @@ def prompt_inputs(spec: Spec, config: Config, run_dir: Path) -> dict[str, Any]:
         "baseline": "",
         "reproduction": "",
         "checks": "",
+        "previous_work": "",
     }
 
 

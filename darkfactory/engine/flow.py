@@ -28,7 +28,7 @@ from crewai.flow.flow import Flow, listen, or_, router, start
 from crewai.flow.persistence import persist
 from pydantic import PrivateAttr
 
-from darkfactory.engine import acceptance, checkpoints
+from darkfactory.engine import acceptance, checkpoints, protocol
 from darkfactory.engine import deploy as deploying
 from darkfactory.engine.environment import RunEnv
 from darkfactory.engine.state import (
@@ -64,6 +64,8 @@ class FactoryFlow(Flow[RunState]):
 
     _run: RunEnv | None = PrivateAttr(default=None)
     _replayed: int = PrivateAttr(default=0)
+    #: Counts agents' test runs, so each phase's claims can be checked (``previous_work``).
+    _ledger: protocol.WorkLedger = PrivateAttr(default_factory=protocol.WorkLedger)
     #: No CrewAI memory for the flow: nothing reads it, and Flow would build a LanceDB store
     #: (about 1.7 s of start-up, and a database under ~/.local/share) for every run.
     _skip_auto_memory: bool = True
@@ -71,6 +73,7 @@ class FactoryFlow(Flow[RunState]):
     def __init__(self, env: RunEnv, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._run = env
+        env.trace.observers.append(self._ledger.observe)
 
     # -- helpers ------------------------------------------------------------------------
     @property
@@ -103,11 +106,18 @@ class FactoryFlow(Flow[RunState]):
         self.env.trace.write("phase_start")
         self.env.progress(f"phase {name}")
 
-    def _commit(self, name: str, message: str) -> str | None:
-        # A nested .git (a tool cannot write one, a command can) is deleted, never committed.
+    def _remove_nested_git(self) -> None:
+        """A nested .git (a tool cannot write one, a command can) is deleted, and said so.
+
+        Before anything reads the workspace's changes (``gitrepo.uncommitted`` would remove
+        it too, silently) and before every commit: never committed, never unreported.
+        """
         removed = gitrepo.remove_nested_git(self.env.workspace)
         if removed:
             self.env.trace.write("security", what="nested_git_removed", paths=removed)
+
+    def _commit(self, name: str, message: str) -> str | None:
+        self._remove_nested_git()
         sha = gitrepo.commit_all(self.env.workspace, message)
         if sha:
             self.state.commits[name] = sha
@@ -129,6 +139,7 @@ class FactoryFlow(Flow[RunState]):
             found = repo_run.check_named_tests(repo, named)
         else:
             self._crew_phase("reproduce")
+            self._remove_nested_git()
             changed = gitrepo.uncommitted(env.workspace)
             assert env.sandbox is not None
             found = repo_run.check_reproduction(
@@ -152,7 +163,21 @@ class FactoryFlow(Flow[RunState]):
         self._commit("design", f"reproduce: {', '.join(found.tests)[:200]}")
 
     def _crew_phase(self, phase: str, **extra: Any) -> str:
-        return self.env.crew.run(phase, {**self.env.prompt_inputs(), **extra})
+        tests_before = self._ledger.tests
+        answer = self.env.crew.run(phase, {**self.env.prompt_inputs(), **extra})
+        self._remove_nested_git()
+        # What the phase really did (an answer may claim work that was never done).
+        work = protocol.measured(
+            phase,
+            gitrepo.uncommitted(self.env.workspace),
+            self._ledger.tests - tests_before,
+            answer,
+        )
+        self.state.work.append(work)
+        self.env.trace.write(
+            "phase_work", task=phase, files=work.files, tests_run=work.tests_run, answer=work.answer
+        )
+        return answer
 
     # -- phases -------------------------------------------------------------------------
     @start()
@@ -291,6 +316,7 @@ class FactoryFlow(Flow[RunState]):
             route=route,
             fix_round=self.state.fix_round,
             max_fix_rounds=self.state.max_fix_rounds,
+            previous_work=protocol.previous_work(self.state.work),
         )
         if (
             self._commit(f"fix-{self.state.fix_round}", f"fix: round {self.state.fix_round}")

@@ -9,6 +9,7 @@ user can get wrong is checked before the run directory exists.
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import json
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from darkfactory.config import Config
-from darkfactory.engine import deps
+from darkfactory.engine import deps, holdout
 from darkfactory.engine.checkpoints import APPROVED, REJECTED, TerminalProvider
 from darkfactory.engine.crew import CrewPhases
 from darkfactory.engine.docs_check import SandboxDocsChecker
@@ -194,7 +195,13 @@ def prepare_run(
             gitrepo.init(workspace)
             (workspace / ".gitignore").write_text(rundir.WORKSPACE_IGNORE, encoding="utf-8")
             tests_root = workspace / ACCEPTANCE_DIR
-        for test in spec.acceptance_tests:
+        # The sealed holdout goes to runs/<id>/sealed/, never into the workspace.
+        tests = (
+            spec.acceptance_tests
+            if source is not None
+            else holdout.seal(spec.acceptance_tests, config.factory.holdout, run_dir)
+        )
+        for test in tests:
             target = tests_root / test.name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(test.content, encoding="utf-8")
@@ -207,6 +214,15 @@ def prepare_run(
             progress=progress,
             budget_limits=budget_limits,
         )
+        sealed = holdout.load(run_dir)
+        if sealed is not None:
+            env.trace.write(
+                "holdout_sealed",
+                share=sealed.share,
+                seed=sealed.seed,
+                sealed=sealed.sealed,
+                visible=len(sealed.visible),
+            )
         if env.repo is not None and env.sandbox is not None:
             from darkfactory.engine import repo_run
 
@@ -251,16 +267,20 @@ def open_run(
         if (run_dir / "baseline.json").is_file():
             repo.baseline = Baseline.load(run_dir / "baseline.json")
     extra = repo.environment.mounts() if repo is not None else deps.mounts(run_dir)
-    sandbox = open_sandbox(
-        backend,
-        SandboxSpec(
-            workspace=workspace,
-            mounts=[Mount(run_dir / "acceptance", ACCEPTANCE_TARGET, read_only=True), *extra],
-            limits=limits,
-            pythonpath=[] if repo is not None else [deps.DEPS_TARGET],
-            image=config.factory.sandbox.image,
-            hand_over=True,  # the run's own directories (docker as root: see docker.py)
-        ),
+    sandbox_spec = SandboxSpec(
+        workspace=workspace,
+        mounts=[Mount(run_dir / "acceptance", ACCEPTANCE_TARGET, read_only=True), *extra],
+        limits=limits,
+        pythonpath=[] if repo is not None else [deps.DEPS_TARGET],
+        image=config.factory.sandbox.image,
+        hand_over=True,  # the run's own directories (docker as root: see docker.py)
+    )
+    sandbox = open_sandbox(backend, sandbox_spec)
+    # The sealed tests are mounted only in a sandbox of their own, opened by verify.
+    sealed_suite = (
+        holdout.SealedSuite(run_dir, sandbox_spec, functools.partial(open_sandbox, sandbox.backend))
+        if holdout.load(run_dir) is not None
+        else None
     )
     if repo is not None:
         sandbox = repo_run.importable(sandbox, repo.record)
@@ -315,6 +335,7 @@ def open_run(
             sandbox=sandbox,
             trace=trace,
             progress=progress,
+            sealed=sealed_suite,
         ),
         docs=SandboxDocsChecker(
             sandbox=sandbox, workspace=workspace, trace=trace, progress=progress

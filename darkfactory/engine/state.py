@@ -47,6 +47,8 @@ class VerifyRound(BaseModel):
     route: str = "developer"
     acceptance: SuiteResult = Field(default_factory=SuiteResult)
     unit: SuiteResult = Field(default_factory=SuiteResult)
+    #: The sealed holdout's tests (``engine.holdout``); None: the run sealed none.
+    sealed: SuiteResult | None = None
 
 
 class FailedExample(BaseModel):
@@ -111,6 +113,18 @@ class DeployRecord(BaseModel):
     killed: str | None = None
 
 
+class PhaseWork(BaseModel):
+    """What one crew phase really did, measured by the pipeline (``engine.protocol``)."""
+
+    task: str
+    #: Workspace files the phase changed, added or removed (from git, not from the answer).
+    files: list[str] = Field(default_factory=list)
+    #: Test runs by an agent during the phase (run_tests, or pytest through run_command).
+    tests_run: int = 0
+    #: The start of the crew's final answer, cleaned (a model's claim, not a fact).
+    answer: str = ""
+
+
 class RunState(BaseModel):
     """Everything the flow must remember to report or resume a run."""
 
@@ -155,6 +169,8 @@ class RunState(BaseModel):
     feedback: str = ""
     #: The deploy command's result, when one ran.
     deploy: DeployRecord | None = None
+    #: What each crew phase changed and ran, in order (the fix task's ``{previous_work}``).
+    work: list[PhaseWork] = Field(default_factory=list)
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from darkfactory.config import Config
 from darkfactory.engine import deps
-from darkfactory.engine.classify import Diagnosis, diagnose
+from darkfactory.engine.classify import Diagnosis, Failure, diagnose
+from darkfactory.engine.holdout import SealedSuite, exception_type, sealed_summary
 from darkfactory.engine.state import SuiteResult, VerifyRound
 from darkfactory.reporting.trace import Trace
 from darkfactory.sandbox import ACCEPTANCE_TARGET
@@ -36,6 +37,8 @@ class VerifyResult:
     diagnosis: Diagnosis = field(default_factory=Diagnosis)
     #: The generated project's dependencies, installed before the suites ran (None: none).
     dependencies: deps.DepsResult | None = None
+    #: The sealed holdout's tests (``engine.holdout``), run apart; None: the run seals none.
+    sealed: TestRun | None = None
 
     @property
     def passed(self) -> bool:
@@ -52,11 +55,15 @@ class VerifyResult:
             and self.unit.errors == 0
         )
         return (
-            acc.exec.killed is None
-            and acc.collection_error is None
-            and acc.passed > 0
-            and acc.passed == acc.total - acc.skipped
-            and not acc.unreported
+            all(
+                run.exec.killed is None
+                and run.collection_error is None
+                and run.passed > 0
+                and run.passed == run.total - run.skipped
+                and not run.unreported
+                for run in (acc, self.sealed)
+                if run is not None
+            )
             and unit_ok
         )
 
@@ -71,6 +78,11 @@ class VerifyResult:
             "## Acceptance tests (read-only, from the spec)\n"
             + self.acceptance.summary(max_chars // 2)
         )
+        if self.sealed is not None:  # names and exception types only: never a source line
+            parts.append(
+                "## Sealed acceptance tests (hidden from every agent)\n"
+                + sealed_summary(self.sealed, self.links)
+            )
         if self.unit is not None:
             parts.append(
                 "## Unit tests (tests/, written by the QA engineer)\n"
@@ -92,7 +104,7 @@ class VerifyResult:
                 skipped=run.skipped,
                 collection_error=run.collection_error,
                 outcomes={
-                    test_key(o, keep_dirs=run is self.acceptance): o.outcome for o in run.outcomes
+                    test_key(o, keep_dirs=run is not self.unit): o.outcome for o in run.outcomes
                 },
             )
 
@@ -103,6 +115,7 @@ class VerifyResult:
             route=self.diagnosis.route,
             acceptance=suite(self.acceptance),
             unit=suite(self.unit),
+            sealed=suite(self.sealed) if self.sealed is not None else None,
         )
 
 
@@ -133,6 +146,7 @@ class SandboxVerifier:
         sandbox: Sandbox,
         trace: Trace,
         progress: Callable[[str], None] = lambda msg: None,
+        sealed: SealedSuite | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.workspace = run_dir / rundir.WORKSPACE_DIR
@@ -141,6 +155,7 @@ class SandboxVerifier:
         self.sandbox = sandbox
         self.trace = trace
         self.progress = progress
+        self.sealed = sealed
 
     def verify(self, round_no: int) -> VerifyResult:
         self._restore_acceptance_copy()
@@ -168,11 +183,13 @@ class SandboxVerifier:
         unit = None
         if hostio.kind_of(self.workspace, "tests") == "dir":
             unit = run_pytest(self.sandbox, ["tests"], timeout=timeout)
+        sealed = self.sealed.run(timeout=timeout) if self.sealed is not None else None
         links = requirement_links(rundir.with_frozen_tests(self.spec, self.run_dir))
-        result = VerifyResult(
-            round_no, acceptance, unit, links, diagnose(acceptance, unit, self.workspace), installed
-        )
-        for suite, run in (("acceptance", acceptance), ("unit", unit)):
+        diagnosis = diagnose(acceptance, unit, self.workspace)
+        if sealed is not None:
+            diagnosis.failures += sealed_failures(sealed, self.workspace)
+        result = VerifyResult(round_no, acceptance, unit, links, diagnosis, installed, sealed)
+        for suite, run in (("acceptance", acceptance), ("unit", unit), ("sealed", sealed)):
             if run is None:
                 continue
             self.trace.write(
@@ -182,7 +199,7 @@ class SandboxVerifier:
                 duration_s=round(run.exec.duration_s, 3),
                 killed=run.exec.killed,
             )
-            trace_outcomes(self.trace, suite, run, links, keep_dirs=suite == "acceptance")
+            trace_outcomes(self.trace, suite, run, links, keep_dirs=suite != "unit")
         self.trace.write(
             "verify",
             round=round_no,
@@ -191,9 +208,11 @@ class SandboxVerifier:
             unit={"total": unit.total, "passed": unit.passed}
             if unit
             else {"total": 0, "passed": 0},
+            **({"sealed": {"total": sealed.total, "passed": sealed.passed}} if sealed else {}),
         )
         self.progress(
             f"verify round {round_no}: acceptance {acceptance.passed}/{acceptance.total}"
+            + (f", sealed {sealed.passed}/{sealed.total}" if sealed else "")
             + (f", unit {unit.passed}/{unit.total}" if unit else ", no unit tests")
         )
         return result
@@ -233,3 +252,10 @@ def trace_outcomes(
             outcome=o.outcome,
             duration_s=o.duration_s,
         )
+
+
+def sealed_failures(run: TestRun, workspace: Path) -> list[Failure]:
+    """The sealed suite's failures for the diagnosis (suite ``sealed``), each detail only an
+    exception type: the stuck check compares them, and nothing of their source is kept."""
+    found = diagnose(run, None, workspace).failures
+    return [Failure(f.cls, "sealed", f.test, exception_type(f.detail)) for f in found]

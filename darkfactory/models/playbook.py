@@ -69,6 +69,8 @@ class Step(BaseModel):
     thought: str | None = None
     expect: str | list[str] | None = None
     delay_s: float = Field(default=0.0, ge=0, le=600)
+    #: The finish reason the call reports, e.g. ``content_filter`` (a provider's refusal).
+    finish_reason: str | None = Field(default=None, max_length=40)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Step:

@@ -295,5 +295,6 @@ class ScriptedLLM(BaseLLM):
             from_agent=from_agent,
             messages=messages,
             usage=usage,
+            finish_reason=step.finish_reason,
         )
         return response

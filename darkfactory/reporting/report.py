@@ -145,12 +145,46 @@ def _counts(suite: SuiteResult) -> dict[str, int]:
     return {k: getattr(suite, k) for k in ("total", "passed", "failed", "errors")}
 
 
+def _rate(suite: SuiteResult) -> dict[str, Any]:
+    return {
+        "total": suite.total,
+        "passed": suite.passed,
+        "rate": round(suite.passed / suite.total, 3) if suite.total else None,
+    }
+
+
+def _shadow_score(visible: SuiteResult, sealed: SuiteResult | None) -> dict[str, Any] | None:
+    """The visible and the sealed pass rates side by side (None: the run sealed no test)."""
+    if sealed is None:
+        return None
+    return {
+        "visible": _rate(visible),
+        "sealed": _rate(sealed),
+        "sealed_tests": sorted(sealed.outcomes),
+    }
+
+
+def shadow_line(report: dict[str, Any]) -> str | None:
+    """``visible 6/6 (100%), sealed 1/2 (50%)``, or None when nothing was sealed."""
+    held = report.get("holdout")
+    if not held:
+        return None
+
+    def part(name: str) -> str:
+        r = held[name]
+        rate = "-" if r["rate"] is None else f"{r['rate']:.0%}"
+        return f"{name} {r['passed']}/{r['total']} ({rate})"
+
+    return f"{part('visible')}, {part('sealed')}"
+
+
 def build_report(run_dir: Path, saved: dict[str, Any] | RunState) -> dict[str, Any]:
     """report.json's content, from the run directory alone (its state, trace and spec)."""
     state = saved if isinstance(saved, RunState) else RunState.model_validate(saved)
     records = read_trace(run_dir / "trace.jsonl") if (run_dir / "trace.jsonl").exists() else []
     last = state.verify_rounds[-1] if state.verify_rounds else VerifyRound()
     acc, unit = last.acceptance, last.unit
+    sealed = last.sealed or SuiteResult()
     spec = rundir.load_spec(run_dir)
     run_start = next((r for r in records if r["kind"] == "run_start"), {})
     models: dict[str, str] = run_start.get("models") or {}
@@ -172,7 +206,8 @@ def build_report(run_dir: Path, saved: dict[str, Any] | RunState) -> dict[str, A
         "status": status,
         "reason": reason,
         "spec": {"format": spec.format, "title": spec.title, "source": spec.source},
-        "requirements": requirement_matrix(spec, acc.outcomes),
+        "requirements": requirement_matrix(spec, {**acc.outcomes, **sealed.outcomes}),
+        "holdout": _shadow_score(acc, last.sealed),
         "acceptance": {
             "total": acc.total,
             "passed": acc.passed,
@@ -190,6 +225,7 @@ def build_report(run_dir: Path, saved: dict[str, Any] | RunState) -> dict[str, A
                 "passed": r.passed,
                 "acceptance": _counts(r.acceptance),
                 "unit": _counts(r.unit),
+                **({"sealed": _counts(r.sealed)} if r.sealed is not None else {}),
                 **({} if r.passed else {"classes": r.classes, "route": r.route}),
             }
             for r in state.verify_rounds
@@ -267,6 +303,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- Spec: {report['spec']['title']} ({report['spec']['format']}, `{report['spec']['source']}`)",
         f"- Why: {report['reason'] or '-'}",
         f"- Acceptance tests: {_suite_line(report, 'acceptance')}",
+        *(
+            [f"- Shadow score (sealed holdout): {shadow_line(report)}"]
+            if shadow_line(report)
+            else []
+        ),
         f"- Unit tests: {_suite_line(report, 'unit_tests')}",
         f"- Fix rounds: {report['fix_rounds']}",
         f"- Docs: {_docs_line(report['docs'])}",
@@ -292,8 +333,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     for v in report["verify_rounds"]:
         a, u = v["acceptance"], v["unit"]
         what = "passed" if v["passed"] else f"failed: {', '.join(v['classes'])} -> {v['route']}"
+        held = v.get("sealed")
+        sealed = f", sealed {held['passed']}/{held['total']}" if held else ""
         lines.append(
-            f"- round {v['round']}: acceptance {a['passed']}/{a['total']}, unit {u['passed']}/{u['total']}, {what}"
+            f"- round {v['round']}: acceptance {a['passed']}/{a['total']}{sealed}, unit {u['passed']}/{u['total']}, {what}"
         )
     repo = report.get("repository")
     if repo:
@@ -376,6 +419,7 @@ def render_html(report: dict[str, Any]) -> str:
         docs_line=_docs_line(report["docs"]),
         acceptance_line=_suite_line(report, "acceptance"),
         unit_line=_suite_line(report, "unit_tests"),
+        shadow_line=shadow_line(report),
     )
 
 

@@ -127,6 +127,12 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
     "phase_start": {},
     "phase_end": {},
     "acceptance_frozen": {"files": "the acceptance test files, now read-only"},
+    "holdout_sealed": {
+        "share": "the holdout share (factory.yaml)",
+        "seed": "sha256 of the spec's tests, which seeds the choice",
+        "sealed": "the sealed tests (file::test), out of every agent's reach",
+        "visible": "how many tests the agents see",
+    },
     "acceptance_restored": {"reason": "why the workspace copy was put back"},
     "crew_start": {
         "task": "the tasks.yaml task the phase's crew runs",
@@ -148,6 +154,23 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
         "wait_s": "seconds waited before the retry (Retry-After or backoff)",
         "error": "the failed attempt's error (keys redacted)",
     },
+    "prompt_cut": {
+        "role": "the agent's role",
+        "model": "model string",
+        "ceiling": "llm.max_prompt_tokens or the model's context window, whichever is smaller",
+        "tokens_before": "estimated prompt tokens (4 characters each) before the cut",
+        "tokens_after": "estimated prompt tokens sent",
+        "dropped": "earlier tool outputs replaced by a notice",
+        "turns": "other earlier messages replaced by a notice",
+        "shortened": "newest tool outputs shortened in the middle",
+    },
+    "prompt_refused": {
+        "role": "the agent's role",
+        "model": "model string",
+        "ceiling": "the prompt's ceiling",
+        "tokens": "estimated tokens left after every allowed cut (the call is not made)",
+        "tokens_before": "estimated tokens before cutting",
+    },
     "delegation": {
         "by": "the manager's role",
         "coworker": "the role delegated to",
@@ -165,6 +188,11 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
         "ok": "done or refused",
         "bytes": "bytes read or written",
     },
+    "fence_unwrapped": {
+        "tool": "write_file",
+        "path": "workspace-relative path of the file written",
+        "info": "the fence's info string (e.g. python; empty when it had none)",
+    },
     "sandbox_exec": {
         "argv": "the command",
         "exit_code": "its exit code",
@@ -173,7 +201,7 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
     },
     "test_run": {"paths": "what an agent ran", "total": "tests", "passed": "passed"},
     "test_outcome": {
-        "suite": "acceptance or unit",
+        "suite": "acceptance, sealed (the holdout) or unit",
         "test": "file::test",
         "requirements": "requirement ids it proves",
         "outcome": "passed, failed, error or skipped",
@@ -192,6 +220,30 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
         "route": "role key the fix goes to",
         "signature": "stuck-detection signature",
         "failures": "class, suite, test of each",
+    },
+    "phase_work": {
+        "task": "the crew task the phase ran",
+        "files": "workspace files it changed, added or removed (from git, not from its answer)",
+        "tests_run": "test runs by its agents (run_tests, or pytest through run_command)",
+        "answer": "the start of the crew's final answer, cleaned",
+    },
+    "protocol_error": {
+        "role": "the agent's role",
+        "error": "unknown_tool, invalid_json, bad_arguments or prose",
+        "tool": "the tool it named (empty for prose)",
+        "detail": "what was wrong (the JSON error, the schema's complaint), bounded",
+        "streak": "consecutive protocol errors of this agent so far",
+        "limit": "the streak that fails the phase (3)",
+    },
+    "protocol_failure": {
+        "role": "the agent's role",
+        "failure_class": "model_protocol",
+        "errors": "the kinds of the errors in the streak",
+    },
+    "model_refusal": {
+        "role": "the agent's role",
+        "text": "what it said, cleaned and cut to 300 characters (empty if nothing)",
+        "finish_reason": "the provider's refusal finish reason, or null",
     },
     "fix_round": {"round": "1-based", "route": "the role the fix is routed to"},
     "doc_example": {
@@ -216,6 +268,26 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
     "recheck": {"files": "files other than docs that the docs phases changed: tested again"},
     "ambiguity": {"question": "what a person must answer", "reason": "why the spec cannot"},
     "escalation": {"reason": "why a person must look"},
+    "no_delegation": {
+        "attempt": "1: the phase runs once more with a reminder; 2: the run is escalated",
+        "answer": "the manager's answer (first 500 characters)",
+    },
+    "delegation_normalised": {
+        "mode": "delegate or ask",
+        "coworker": "the role it went to",
+        "fixed": "what was mended: an object given as text, a loosely named coworker, ...",
+    },
+    "delegation_refused": {
+        "mode": "delegate or ask",
+        "reason": "unknown_coworker, ambiguous_coworker, missing_task or repeated",
+        "coworker": "the coworker as the manager named it",
+        "attempt": "the manager's delegation number in the phase",
+    },
+    "delegation_stuck": {
+        "attempts": "delegations the manager tried in the phase",
+        "limit": "max_delegations_per_phase",
+        "reason": "the reason the run is escalated with",
+    },
     "budget": {
         "exhausted": "which budget",
         "llm_calls": "calls used",

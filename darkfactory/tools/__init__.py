@@ -95,13 +95,16 @@ def tool_class(name: str, tools_dir: Path | None = None) -> type[BaseTool]:
     return _the_tool_class(module, source.origin)
 
 
-def build_tool(name: str, ctx: RunContext, tools_dir: Path | None = None) -> BaseTool:
-    """An instance of tool ``name`` bound to the run ``ctx``."""
+def build_tool(
+    name: str, ctx: RunContext, tools_dir: Path | None = None, *, output_tokens: int | None = None
+) -> BaseTool:
+    """An instance of tool ``name`` bound to the run ``ctx``; a ``WorkspaceTool`` that
+    reads files keeps each answer within ``output_tokens`` (``WorkspaceTool.output_tokens``)."""
     from darkfactory.tools._base import WorkspaceTool
 
     cls = tool_class(name, tools_dir)
     if issubclass(cls, WorkspaceTool):
-        return cls(ctx=ctx)  # type: ignore[call-arg]
+        return cls(ctx=ctx, output_tokens=output_tokens)  # type: ignore[call-arg]
     return cls()  # type: ignore[call-arg]
 
 

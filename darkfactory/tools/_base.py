@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from crewai.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field
 
+from darkfactory.tools._prompt import LeanTool
 from darkfactory.workspace.context import RunContext
 
 
@@ -28,7 +28,7 @@ class ToolArgs(BaseModel):
     model_config = ConfigDict(json_schema_extra=_drop_titles)
 
 
-class WorkspaceTool(BaseTool):
+class WorkspaceTool(LeanTool):
     """A CrewAI tool bound to one run: its workspace, sandbox and protected paths.
 
     Subclasses set ``name``, ``description``, ``args_schema`` and implement ``_run``.
@@ -36,6 +36,12 @@ class WorkspaceTool(BaseTool):
     """
 
     ctx: Any = Field(exclude=True, description="the RunContext this tool works in")
+    output_tokens: int | None = Field(
+        default=None,
+        exclude=True,
+        description="most tokens (4 characters each) one answer may take: a share of the "
+        "role's model context window (llm.read_file_share); None: the tool's own caps",
+    )
 
     @property
     def run_context(self) -> RunContext:

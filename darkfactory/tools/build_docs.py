@@ -17,12 +17,10 @@ class BuildDocsArgs(ToolArgs):
 class BuildDocsTool(WorkspaceTool):
     name: str = "build_docs"
     description: str = (
-        "Build the docs with `python -m mkdocs build --strict` in the run's sandbox, from "
-        "mkdocs.yml in the workspace root, and return OK with the pages built, or FAILED "
-        "with every warning and error (strict: any warning fails, e.g. a link to a missing "
-        "page, a nav entry without its page, a `::: module` that cannot be imported). The "
-        "site is thrown away: nothing is written to the workspace. The pipeline runs the "
-        "same build after the documentation task."
+        "Run `mkdocs build --strict` in the sandbox on the workspace's mkdocs.yml; returns "
+        "OK with the pages built, or FAILED with every warning and error (any warning fails: "
+        "a broken link, a nav entry without its page, a `::: module` that does not import). "
+        "Writes nothing to the workspace. The pipeline runs the same check."
     )
     args_schema: type[BaseModel] = BuildDocsArgs
 

@@ -18,9 +18,9 @@ class DeleteFileArgs(ToolArgs):
 class DeleteFileTool(WorkspaceTool):
     name: str = "delete_file"
     description: str = (
-        "Delete a file, a symlink (not what it points to) or an empty directory. Paths are "
-        "relative to the workspace root; refuses paths outside it, the root itself, "
-        "directories that still have files, and the read-only acceptance/ and .git/."
+        "Delete a file, a symlink (not its target) or an empty directory. Refuses paths "
+        "outside the workspace, its root, directories with files in them, acceptance/ and "
+        ".git/."
     )
     args_schema: type[BaseModel] = DeleteFileArgs
 

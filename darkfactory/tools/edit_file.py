@@ -31,24 +31,23 @@ class EditFileArgs(ToolArgs):
     old_text: str = Field(
         min_length=1,
         description=(
-            "The exact text to replace, indentation and line breaks included, without "
-            "read_file's line numbers; add surrounding lines to make it unique."
+            "The exact text to replace, whitespace included, without read_file's line "
+            "numbers; add surrounding lines to make it unique."
         ),
     )
     new_text: str = Field(description="Its replacement (empty deletes old_text).")
     replace_all: bool = Field(
-        default=False, description="Replace every occurrence instead of exactly one."
+        default=False, description="Replace every occurrence, not exactly one."
     )
 
 
 class EditFileTool(WorkspaceTool):
     name: str = "edit_file"
     description: str = (
-        "Change part of a UTF-8 text file: old_text must match exactly and occur once (or "
-        "set replace_all). Otherwise the error shows the closest region of the file, or the "
-        "line of each occurrence. To rewrite a whole file use write_file. Paths are relative "
-        "to the workspace root; refuses paths outside it (symlinks included), binary files, "
-        "and the read-only acceptance/ and .git/."
+        "Replace old_text with new_text in a UTF-8 text file. old_text must occur exactly "
+        "once (or set replace_all); if not, the error shows the closest region or each "
+        "occurrence's line. Refuses paths outside the workspace (symlinks too), binary "
+        "files, acceptance/ and .git/."
     )
     args_schema: type[BaseModel] = EditFileArgs
 

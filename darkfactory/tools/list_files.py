@@ -15,17 +15,16 @@ MAX_ENTRIES = 500
 class ListFilesArgs(ToolArgs):
     path: str = Field(
         default=".",
-        description="Directory to list, e.g. 'src'. Default '.': the whole workspace.",
+        description="Directory to list, e.g. 'src'; '.' is the whole workspace.",
     )
 
 
 class ListFilesTool(WorkspaceTool):
     name: str = "list_files"
     description: str = (
-        "List the files under a workspace directory, recursively, with their sizes in bytes "
-        f"(at most {MAX_ENTRIES}; list a subdirectory for more). Skips .git and caches; "
-        "marks symlinks and does not follow them. Paths are relative to the workspace root; "
-        "refuses paths outside it."
+        "List the files under a directory, recursively, with their sizes in bytes (at most "
+        f"{MAX_ENTRIES}: list a subdirectory for more); skips .git and caches, marks symlinks "
+        "without following them. Refuses paths outside the workspace."
     )
     args_schema: type[BaseModel] = ListFilesArgs
 

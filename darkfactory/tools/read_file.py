@@ -20,12 +20,18 @@ MAX_CHARS = 60_000
 #: Without a range only the head of a file is shown, so a large file never fills a prompt.
 HEAD_LINES = 500
 HEAD_CHARS = 20_000
+#: Tokens are estimated at 4 characters each (as the scripted model and CrewAI's fallback do).
+CHARS_PER_TOKEN = 4
+#: Characters of an answer kept for its header and its notice when it is sized to a context.
+FRAME_CHARS = 400
+#: What a line's number and tab add (``numbered``), plus its newline.
+NUMBER_CHARS = 8
 
 
 class ReadFileArgs(ToolArgs):
     path: str = Field(description="File to read, e.g. 'src/app.py'.")
     start_line: int | None = Field(
-        default=None, ge=1, description="First line to show (1-based). Default: the first."
+        default=None, ge=1, description="First line to show, 1-based. Default: the first."
     )
     end_line: int | None = Field(
         default=None, ge=1, description="Last line to show (inclusive). Default: the last."
@@ -35,12 +41,11 @@ class ReadFileArgs(ToolArgs):
 class ReadFileTool(WorkspaceTool):
     name: str = "read_file"
     description: str = (
-        "Read a UTF-8 text file, each line shown as its number, a tab, then the text (leave "
-        "the number and tab out of edit_file's old_text). Output is cut at "
+        "Read a UTF-8 text file: each line as its number, a tab, then the text (leave both "
+        "out of edit_file's old_text). Output is cut at "
         f"{HEAD_LINES} lines or {HEAD_CHARS} characters without a range ({MAX_LINES} or "
         f"{MAX_CHARS} with one), with the start_line that reads on. "
-        "Paths are relative to the workspace root; refuses paths outside it (symlinks "
-        "included), directories and binary files. Acceptance tests can be read, never changed."
+        "Refuses paths outside the workspace (symlinks too), directories and binary files."
     )
     args_schema: type[BaseModel] = ReadFileArgs
 
@@ -76,23 +81,43 @@ class ReadFileTool(WorkspaceTool):
         ranged = start_line is not None or end_line is not None
         max_lines = MAX_LINES if ranged else min(HEAD_LINES, MAX_LINES)
         max_chars = MAX_CHARS if ranged else min(HEAD_CHARS, MAX_CHARS)
+        # The role's share of its model's context, in characters of the numbered answer.
+        fit = self._context_chars()
+        line_chars = 2000 if fit is None else max(1, min(2000, fit // 2))
         shown_lines: list[str] = []
-        chars = 0
+        chars = used = 0
+        by_context = False
         for line in lines[first - 1 : last]:
             if len(shown_lines) >= max_lines or (shown_lines and chars + len(line) > max_chars):
                 break
+            cost = min(len(line), line_chars + 40) + NUMBER_CHARS
+            if fit is not None and shown_lines and used + cost > fit:
+                by_context = True
+                break
             shown_lines.append(line)
             chars += len(line) + 1
+            used += cost
         shown_last = first + len(shown_lines) - 1
         crlf = ", CRLF line endings" if "\r\n" in text else ""
         header = f"{shown}: lines {first}-{shown_last} of {total} ({size} bytes{crlf})"
-        body = numbered(shown_lines, first)
+        body = numbered(shown_lines, first, max_line_chars=line_chars)
         out = f"{header}\n{body}"
         if shown_last < last:
+            why = (
+                "to fit this role's share of its model's context (llm.read_file_share)"
+                if by_context
+                else "to keep the output small"
+            )
             out += (
-                f"\n[cut after line {shown_last} to keep the output small: call read_file with "
+                f"\n[cut after line {shown_last} {why}: call read_file with "
                 f"start_line={shown_last + 1} to read on"
                 + ("]" if ranged else ", or with start_line and end_line for the lines you need]")
             )
-        ctx.emit("file_op", tool=self.name, path=rel, ok=True, bytes=size)
+        ctx.emit("file_op", tool=self.name, path=rel, ok=True, bytes=size, cut=shown_last < last)
         return out
+
+    def _context_chars(self) -> int | None:
+        """Characters of numbered lines one answer may hold (``output_tokens``), if sized."""
+        if self.output_tokens is None:
+            return None
+        return max(CHARS_PER_TOKEN * self.output_tokens - FRAME_CHARS, 200)

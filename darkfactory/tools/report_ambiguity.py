@@ -22,9 +22,8 @@ class ReportAmbiguityTool(WorkspaceTool):
     name: str = "report_ambiguity"
     description: str = (
         "Report that the spec is ambiguous or contradictory on a point that decides what to "
-        "build: the run stops after this phase and asks a person (status: escalated). Only "
-        "when no reading of the spec is clearly right; never for what the design or the "
-        "acceptance tests settle."
+        "build: the run stops after this phase and asks a person. Only when no reading is "
+        "clearly right; never for what the design or the acceptance tests settle."
     )
     args_schema: type[BaseModel] = ReportAmbiguityArgs
 

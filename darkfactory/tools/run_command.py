@@ -28,16 +28,16 @@ _LIMIT_TEXT = {
 class RunCommandArgs(ToolArgs):
     argv: list[str] = Field(
         description=(
-            "Program and arguments, e.g. ['python', 'app.py', '--help']; run directly, not "
-            "by a shell: for pipes, redirection or && pass ['sh', '-c', 'command line']."
+            "Program and arguments, e.g. ['python', 'app.py']; no shell: for pipes, "
+            "redirection or && pass ['sh', '-c', 'command line']."
         )
     )
     timeout_s: float | None = Field(
         default=None,
         gt=0,
         description=(
-            "Seconds before the command and all it started are killed. Default: the "
-            "sandbox's limit; at most the run's test timeout."
+            "Seconds before it and all it started are killed. Default: the sandbox's "
+            "limit; at most the run's test timeout."
         ),
     )
 
@@ -45,14 +45,11 @@ class RunCommandArgs(ToolArgs):
 class RunCommandTool(WorkspaceTool):
     name: str = "run_command"
     description: str = (
-        "Run one command in the run's sandbox, in the workspace, and return its exit code, "
-        "stdout and stderr (long output cut in the middle) and the limit that ended it, if "
-        "one did. The sandbox has no network (installing from the internet fails), no host "
-        "files but the workspace, limits on time, memory, CPU, processes, file size and "
-        "output, a disk quota on the workspace, and a minimal environment (PATH, "
-        "HOME=/tmp, PYTHONPATH=the workspace). After it, setuid/setgid bits are stripped "
-        "and FIFOs, sockets and device files removed from the workspace. Refuses an empty "
-        "argv and NUL characters. For the test suites use run_tests."
+        "Run one command in the sandbox, in the workspace; returns its exit code, stdout "
+        "and stderr (long output cut in the middle) and the limit that stopped it, if any. "
+        "The sandbox has no network (installs from the internet fail), no host files but "
+        "the workspace, limits on time, memory, processes and output, and PYTHONPATH=the "
+        "workspace. Refuses an empty argv and NUL characters. For tests use run_tests."
     )
     args_schema: type[BaseModel] = RunCommandArgs
 

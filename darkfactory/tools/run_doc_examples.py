@@ -14,24 +14,19 @@ MAX_SUMMARY_CHARS = 6000
 class RunDocExamplesArgs(ToolArgs):
     files: list[str] = Field(
         default_factory=list,
-        description=(
-            "Only these Markdown files, e.g. ['README.md']. Default: README.md and every "
-            "docs/**/*.md, as the pipeline checks them."
-        ),
+        description="Only these Markdown files, e.g. ['README.md']. Default: all of them.",
     )
 
 
 class RunDocExamplesTool(WorkspaceTool):
     name: str = "run_doc_examples"
     description: str = (
-        "Run every code example of README.md and docs/**/*.md in the run's sandbox, each on "
-        "its own in a scratch copy of the workspace (working directory = the workspace "
-        "root, its modules importable, written files thrown away): a ```python block as a "
-        "script, a block starting with `>>>` with doctest (ELLIPSIS on). Blocks after a line "
-        f"`{NO_RUN}`, and blocks in other languages (```sh, ```text), are not run. Returns "
-        "how many ran and passed, then each failure as FILE:LINE with its traceback or the "
-        "doctest's expected and actual output. The pipeline runs the same examples after "
-        "the documentation task."
+        "Run the code examples of README.md and docs/**/*.md in the sandbox, each alone in "
+        "a scratch copy of the workspace (the working directory, its modules importable): "
+        "```python blocks as scripts, blocks starting with `>>>` as doctests (ELLIPSIS on); "
+        f"not blocks after a line `{NO_RUN}` or in other languages. Returns the counts and "
+        "each failure as FILE:LINE with its traceback or expected and actual output. The "
+        "pipeline runs the same check."
     )
     args_schema: type[BaseModel] = RunDocExamplesArgs
 

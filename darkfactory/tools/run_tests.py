@@ -21,8 +21,8 @@ class RunTestsArgs(ToolArgs):
     paths: list[str] = Field(
         default_factory=lambda: ["tests"],
         description=(
-            "Directories, test files or single tests, e.g. ['tests/test_app.py::test_empty']; "
-            "'acceptance' is the spec's read-only acceptance tests. Default: ['tests']."
+            "Test directories, files or ids, e.g. ['tests/test_app.py::test_empty']; "
+            "'acceptance' is the spec's acceptance tests. Default: ['tests']."
         ),
     )
 
@@ -30,11 +30,10 @@ class RunTestsArgs(ToolArgs):
 class RunTestsTool(WorkspaceTool):
     name: str = "run_tests"
     description: str = (
-        "Run pytest in the run's sandbox on workspace paths and return the counts of passed, "
-        "failed, erroring and skipped tests and each failing test with its assertion "
-        "message; or why the tests could not be collected, or that the time limit killed "
-        "them. Writes nothing to the workspace itself (the tests may). Paths are relative to "
-        "the workspace root; refuses paths outside it and paths that do not exist."
+        "Run pytest in the sandbox; returns the passed, failed, error and skipped counts and "
+        "each failure with its assertion message, or why collection failed, or that the "
+        "time limit killed the tests. Refuses paths outside the workspace and paths that do "
+        "not exist."
     )
     args_schema: type[BaseModel] = RunTestsArgs
 

@@ -1,7 +1,7 @@
 """What a run directory holds, and who works in it: the one place that knows its layout.
 
 ``runs/<id>/``: ``spec/`` (the spec as given, ``spec.json`` as parsed), ``config/`` and
-the project's ``tools/`` (as the run started with them), ``acceptance/`` (the frozen tests), ``workspace/`` (the project, a git repository),
+the project's ``tools/`` (as the run started with them), ``acceptance/`` (the frozen tests), ``sealed/`` and ``holdout.json`` (the sealed holdout), ``workspace/`` (the project, a git repository),
 ``trace.jsonl``, ``report.*``, ``.lock``; ``runs/flows.db`` holds every run's flow state.
 """
 
@@ -23,6 +23,9 @@ from darkfactory.workspace import hostio
 SPEC_DIR = "spec"
 SPEC_JSON = "spec.json"
 ACCEPTANCE_DIR = "acceptance"
+#: The sealed holdout (``engine.holdout``): tests no agent sees, and which ones they are.
+SEALED_DIR = "sealed"
+HOLDOUT_FILE = "holdout.json"
 WORKSPACE_DIR = "workspace"
 TRACE_FILE = "trace.jsonl"
 LOCK_FILE = ".lock"
@@ -43,13 +46,16 @@ def load_spec(run_dir: Path) -> Spec:
 
 
 def with_frozen_tests(spec: Spec, run_dir: Path) -> Spec:
-    """``spec`` with the acceptance tests frozen in ``run_dir/acceptance`` (if there are any)."""
+    """``spec`` with the acceptance tests frozen in ``run_dir/acceptance`` (if there are any)
+    and the sealed ones of ``run_dir/sealed``: for requirement links on the host, never a prompt.
+    """
     found, _ = hostio.files(run_dir, ACCEPTANCE_DIR, suffix=".py")
     if not found:
         return spec
+    sealed, _ = hostio.files(run_dir, SEALED_DIR, suffix=".py")
     tests = [
         AcceptanceTest(name=name, content=data.decode("utf-8", "replace"))
-        for name, data in found.items()
+        for name, data in [*found.items(), *sealed.items()]
     ]
     return spec.model_copy(update={"acceptance_tests": tests})
 

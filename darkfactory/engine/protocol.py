@@ -1,0 +1,432 @@
+"""Models that break the agent protocol: bad tool calls, rambling, refusals, empty claims.
+
+``ProtocolGuard`` judges every text answer of a phase before CrewAI acts on it; ``WorkLedger``
+and ``previous_work`` tell the fix task what the crew's earlier answers really changed.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import json
+import re
+import threading
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from typing import Any, Literal
+
+from crewai.agents.parser import AgentAction, AgentFinish, OutputParserError, parse
+from crewai.hooks import (
+    register_after_llm_call_hook,
+    register_before_llm_call_hook,
+    unregister_after_llm_call_hook,
+    unregister_before_llm_call_hook,
+)
+from crewai.hooks.dispatch import HookAborted
+from crewai.hooks.llm_hooks import model_call_hooks_dispatched
+from crewai.utilities.string_utils import sanitize_tool_name
+from pydantic import BaseModel, ValidationError
+
+from darkfactory.engine.state import Escalate, PhaseWork
+from darkfactory.errors import DarkFactoryError
+
+#: Consecutive protocol errors by one agent that fail its phase (class ``model_protocol``).
+MAX_PROTOCOL_ERRORS = 3
+#: Most characters of a model's text quoted in a reason, a trace event or a prompt.
+MAX_QUOTE_CHARS = 300
+#: Finish reasons with which providers report that they refused (lower case).
+REFUSAL_FINISH_REASONS = frozenset(
+    {"content_filter", "content_filtered", "refusal", "safety", "prohibited_content", "blocklist"}
+)
+#: How a refusal starts (after an optional apology), compared in lower case.
+_REFUSAL = re.compile(
+    r"^(?:(?:i'?m|i am)\s+(?:so\s+|very\s+|really\s+)?sorry|sorry|unfortunately|apologies)?"
+    r"[\s,.!:;-]*(?:but\s+)?"
+    r"(?:i\s+(?:can'?t|cannot|can not|won'?t|will not|am unable to|'?m unable to|am not able to"
+    r"|'?m not able to)\s+(?:help|assist|comply|do that|do this|fulfil|fulfill|continue with"
+    r"|provide (?:that|this|help|assistance))"
+    r"|i\s+(?:must|have to)\s+decline|i\s+refuse\b)"
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)")
+_ACTION_INPUT = re.compile(r"Action\s*\d*\s*Input\s*\d*\s*:[\s]*(.*)", re.S)
+
+Kind = Literal["ok", "answer", "refusal", "unknown_tool", "invalid_json", "bad_arguments", "prose"]
+PROTOCOL_ERRORS: tuple[Kind, ...] = ("unknown_tool", "invalid_json", "bad_arguments", "prose")
+
+#: What an agent is told after each kind of protocol error (``{tool}``, ``{tools}``,
+#: ``{expected}``, ``{detail}``).
+NOTES: dict[str, str] = {
+    "unknown_tool": (
+        "Your last reply called the tool '{tool}', which you do not have. Your tools are "
+        "exactly: {tools}. Reply again with one of them (Thought:, Action:, Action Input: "
+        "a JSON object) or with your final answer (Thought:, Final Answer:)."
+    ),
+    "invalid_json": (
+        "Your last reply's Action Input for '{tool}' is not a JSON object ({detail}). "
+        "'{tool}' takes: {expected}. Reply again with Action Input as one JSON object."
+    ),
+    "bad_arguments": (
+        "Your last reply's arguments do not fit the tool '{tool}': {detail}. "
+        "'{tool}' takes: {expected}. Reply again with arguments that fit."
+    ),
+    "prose": (
+        "Your last reply was neither a tool call nor a final answer. Reply in exactly one "
+        "of two formats: to use a tool, 'Thought: ...' then 'Action: <one of {tools}>' then "
+        "'Action Input: <a JSON object>'; when the task is done, 'Thought: ...' then "
+        "'Final Answer: <your answer>'."
+    ),
+}
+
+
+def quote(text: str, limit: int = MAX_QUOTE_CHARS) -> str:
+    """A model's text made safe to quote: no control characters, one line, bounded."""
+    text = unicodedata.normalize("NFC", text[: limit * 8])
+    text = " ".join(_CONTROL.sub(" ", _ANSI.sub("", text)).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def refusal_in(text: str) -> str | None:
+    """The refusal a reply (a final answer or prose) starts with, quoted; None if none."""
+    answer = text.split("Final Answer:")[-1] if "Final Answer:" in text else text
+    answer = re.sub(r"^\s*Thought\s*:", "", answer.strip())
+    said = quote(answer)
+    probe = said.lower().replace("\u2019", "'").lstrip("\"'*` ")
+    return said if _REFUSAL.match(probe) else None
+
+
+# -- judging one reply ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Verdict:
+    """What one reply is: fine (``ok``/``answer``), a refusal, or a protocol error."""
+
+    kind: Kind
+    tool: str = ""
+    detail: str = ""
+
+    @property
+    def is_error(self) -> bool:
+        return self.kind in PROTOCOL_ERRORS
+
+
+def _select(name: str, tools: Mapping[str, type[BaseModel] | None]) -> str | None:
+    """The tool CrewAI would run for ``name`` (its own rule: same name, or 85% alike)."""
+    wanted = sanitize_tool_name(name)
+    if wanted in tools:
+        return wanted
+    best = max(tools, key=lambda t: SequenceMatcher(None, t, wanted).ratio(), default=None)
+    if best is not None and SequenceMatcher(None, best, wanted).ratio() > 0.85:
+        return best
+    return None
+
+
+def _lenient_object(raw: str) -> dict[str, Any] | None:
+    """The arguments as CrewAI reads them (JSON or a Python literal), if they are an object."""
+    for load in (json.loads, ast.literal_eval):
+        with contextlib.suppress(ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            value = load(raw)
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+def _strict_json_error(raw: str) -> str | None:
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        return f"JSON error: {exc}"
+    return None if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
+
+
+def _schema_problems(schema: type[BaseModel], args: dict[str, Any]) -> str | None:
+    try:
+        schema.model_validate(args)
+    except ValidationError as exc:
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+    return None
+
+
+def judge(text: str, tools: Mapping[str, type[BaseModel] | None]) -> Verdict:
+    """Judge one reply against the agent's tools (sanitized name -> args schema)."""
+    try:
+        parsed = parse(text)
+    except OutputParserError:
+        parsed = None
+    if parsed is None or isinstance(parsed, AgentFinish):
+        refused = refusal_in(text)
+        if refused is not None:
+            return Verdict("refusal", detail=refused)
+        return Verdict("answer") if parsed is not None else Verdict("prose")
+    assert isinstance(parsed, AgentAction)
+    tool = _select(parsed.tool, tools)
+    if tool is None:
+        return Verdict("unknown_tool", tool=quote(parsed.tool, 80))
+    found = _ACTION_INPUT.search(text)
+    raw = found.group(1).strip().strip("`").strip() if found else ""
+    strict = _strict_json_error(raw)
+    args = _lenient_object(raw) if strict else json.loads(raw)
+    if args is None:  # CrewAI may still repair it: judge what it would run
+        args = _lenient_object(parsed.tool_input)
+    if args is None:
+        return Verdict("invalid_json", tool=tool, detail=quote(strict or "empty", 160))
+    schema = tools[tool]
+    problems = _schema_problems(schema, args) if schema is not None else None
+    if problems is not None:
+        kind: Kind = "invalid_json" if strict else "bad_arguments"
+        return Verdict(kind, tool=tool, detail=quote(strict or problems, 240))
+    return Verdict("ok", tool=tool)
+
+
+def expected_args(schema: type[BaseModel] | None) -> str:
+    """A tool's arguments as the model should send them, from its args schema."""
+    if schema is None:
+        return "a JSON object"
+    spec = schema.model_json_schema()
+    required = set(spec.get("required", []))
+    fields = [
+        f'"{name}": {prop.get("type", "value")}{"" if name in required else " (optional)"}'
+        for name, prop in spec.get("properties", {}).items()
+    ]
+    return "{" + ", ".join(fields) + "}"
+
+
+def note_for(verdict: Verdict, tools: Mapping[str, type[BaseModel] | None]) -> str:
+    """What the agent is told about a protocol error: its tools, or the expected arguments."""
+    return NOTES[verdict.kind].format(
+        tool=verdict.tool,
+        tools=", ".join(sorted(tools)) or "(none)",
+        expected=expected_args(tools.get(verdict.tool)),
+        detail=verdict.detail,
+    )
+
+
+# -- how a phase ends -----------------------------------------------------------------------
+class ModelProtocolError(DarkFactoryError):
+    """An agent broke the tool protocol ``MAX_PROTOCOL_ERRORS`` times in a row (the run fails)."""
+
+    failure_class = "model_protocol"
+
+    def __init__(self, role: str, phase: str, errors: Sequence[Verdict]) -> None:
+        self.role = role
+        self.phase = phase
+        self.errors = list(errors)
+        what = ", ".join(f"{e.kind} {e.tool}".strip() for e in errors)
+        super().__init__(
+            f"model_protocol: the {role} broke the tool protocol {len(errors)} times in a "
+            f"row in phase {phase} ({what}); its model does not follow CrewAI's tool-call "
+            "format: give the role a more capable model (agents.yaml llm: or --model) and "
+            "start a new run"
+        )
+
+
+class ModelRefused(Escalate):
+    """An agent's model refused the task: a person must look (the run is escalated)."""
+
+    def __init__(self, role: str, phase: str, said: str, finish_reason: str | None) -> None:
+        self.role = role
+        self.phase = phase
+        self.said = said
+        self.finish_reason = finish_reason
+        how = f" (finish reason {finish_reason})" if finish_reason else ""
+        super().__init__(
+            f'the {role}\'s model refused in phase {phase}{how}: "{said or "(no text)"}"; '
+            "a person should look at the spec and the model"
+        )
+
+
+Emit = Callable[..., None]
+
+
+class ProtocolGuard:
+    """Judges each text reply of a phase's agents before CrewAI acts on it.
+
+    A protocol error (a tool the agent lacks, arguments that are no JSON object or do not
+    fit the schema, prose that is neither a tool call nor an answer) is sent back with a
+    note naming the tools or the expected arguments, and the model is asked again, at most
+    ``MAX_PROTOCOL_ERRORS - 1`` times in a row; then the phase stops (``stop``). A refusal
+    stops it at once. ``before_call`` runs before each such extra call (the budget).
+    """
+
+    def __init__(self, emit: Emit, before_call: Callable[[], None]) -> None:
+        self.emit = emit
+        self.before_call = before_call
+        self.phase = ""
+        #: What stopped the phase: ``ModelProtocolError`` or ``ModelRefused``.
+        self.stop: DarkFactoryError | None = None
+        self._finish: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def enforced(self, phase: str) -> Iterator[ProtocolGuard]:
+        """Install the guard's hooks (and the finish-reason listener) for one phase."""
+        from crewai.events import crewai_event_bus
+        from crewai.events.types.llm_events import LLMCallCompletedEvent
+
+        self.phase, self.stop = phase, None
+        register_before_llm_call_hook(self._before)
+        register_after_llm_call_hook(self._after)
+        crewai_event_bus.register_handler(LLMCallCompletedEvent, self._completed)
+        try:
+            yield self
+        finally:
+            unregister_before_llm_call_hook(self._before)
+            unregister_after_llm_call_hook(self._after)
+            crewai_event_bus.off(LLMCallCompletedEvent, self._completed)
+
+    # -- hooks ----------------------------------------------------------------------------
+    def _before(self, context: Any) -> None:
+        if self.stop is not None:  # every later call of the phase, e.g. the manager's
+            raise HookAborted(str(self.stop), source="darkfactory.engine.protocol")
+
+    def _completed(self, source: Any, event: Any) -> None:
+        reason = str(getattr(event, "finish_reason", None) or "").lower()
+        if reason in REFUSAL_FINISH_REASONS:
+            with self._lock:
+                self._finish[str(event.agent_role or "")] = reason
+
+    def _after(self, context: Any) -> str | None:
+        executor = context.executor
+        response = context.response
+        if executor is None or not isinstance(response, str):
+            return None
+        role = str(getattr(context.agent, "role", "") or "?")
+        tools = {
+            sanitize_tool_name(t.name): getattr(t, "args_schema", None)
+            for t in (getattr(executor, "tools", None) or [])
+        }
+        # With native function calling, tool calls never come as text: a text reply is the
+        # final answer (only a refusal is judged), never prose to remind about.
+        native = bool(getattr(getattr(executor, "state", None), "use_native_tools", False))
+        errors: list[Verdict] = []
+        while True:
+            verdict = self._judge(role, response, tools)
+            if native and verdict.kind in PROTOCOL_ERRORS:
+                verdict = Verdict("answer")
+            if verdict.kind == "refusal":
+                self.emit(
+                    "model_refusal",
+                    role=role,
+                    text=verdict.detail,
+                    finish_reason=verdict.tool or None,
+                )
+                self._stop(ModelRefused(role, self.phase, verdict.detail, verdict.tool or None))
+            if not verdict.is_error:
+                return response if errors else None
+            errors.append(verdict)
+            self.emit(
+                "protocol_error",
+                role=role,
+                error=verdict.kind,
+                tool=verdict.tool,
+                detail=verdict.detail,
+                streak=len(errors),
+                limit=MAX_PROTOCOL_ERRORS,
+            )
+            if len(errors) >= MAX_PROTOCOL_ERRORS:
+                failed = ModelProtocolError(role, self.phase, errors)
+                self.emit(
+                    "protocol_failure",
+                    role=role,
+                    failure_class=failed.failure_class,
+                    errors=[e.kind for e in errors],
+                )
+                self._stop(failed)
+            response = self._ask_again(context, response, note_for(verdict, tools))
+
+    def _judge(self, role: str, response: str, tools: Mapping[str, Any]) -> Verdict:
+        from crewai.events import crewai_event_bus
+
+        crewai_event_bus.flush(timeout=10.0)  # the finish reason of the call just made
+        with self._lock:
+            finish = self._finish.pop(role, None)
+        if finish is not None:
+            return Verdict("refusal", tool=finish, detail=refusal_in(response) or quote(response))
+        return judge(response, tools)
+
+    def settled(self) -> DarkFactoryError | None:
+        """What stopped the phase, or a refusal only a finish reason showed (e.g. a
+        provider call that refused and then failed its retries): ``CrewPhases`` raises it."""
+        from crewai.events import crewai_event_bus
+
+        if self.stop is None:
+            crewai_event_bus.flush(timeout=10.0)
+            with self._lock:
+                late = next(iter(self._finish.items()), None)
+                self._finish.clear()
+            if late is not None:
+                role, reason = late
+                self.emit("model_refusal", role=role, text="", finish_reason=reason)
+                self.stop = ModelRefused(role, self.phase, "", reason)
+        return self.stop
+
+    def _stop(self, error: DarkFactoryError) -> None:
+        if self.stop is None:
+            self.stop = error
+        raise HookAborted(str(self.stop), source="darkfactory.engine.protocol")
+
+    def _ask_again(self, context: Any, response: str, note: str) -> str:
+        """The bad reply and the note go into the agent's conversation; the model answers."""
+        context.messages.append({"role": "assistant", "content": response[:4000]})
+        context.messages.append({"role": "user", "content": note})
+        try:
+            self.before_call()
+        except DarkFactoryError as exc:  # the budget: CrewPhases raises it after the crew
+            raise HookAborted(str(exc), source="darkfactory.engine.protocol") from exc
+        with model_call_hooks_dispatched():
+            answer = context.llm.call(
+                list(context.messages),
+                callbacks=getattr(context.executor, "callbacks", None),
+                from_task=context.task,
+                from_agent=context.agent,
+            )
+        return answer if isinstance(answer, str) else ""
+
+
+# -- claims without work ---------------------------------------------------------------------
+class WorkLedger:
+    """Counts the test runs agents make (a trace observer: ``Trace.observers``)."""
+
+    def __init__(self) -> None:
+        self.tests = 0
+
+    def observe(self, record: Mapping[str, Any]) -> None:
+        kind = record.get("kind")
+        if kind == "test_run":
+            self.tests += 1
+        elif kind == "sandbox_exec" and record.get("tool") == "run_command":
+            argv = record.get("argv")
+            if isinstance(argv, list) and any("pytest" in str(a) for a in argv[:4]):
+                self.tests += 1
+
+
+def measured(task: str, files: list[str], tests_run: int, answer: str) -> PhaseWork:
+    return PhaseWork(task=task, files=files[:50], tests_run=tests_run, answer=quote(answer, 200))
+
+
+def previous_work(work: Sequence[PhaseWork]) -> str:
+    """The fix task's ``{previous_work}``: what the answers since the last fix really did."""
+    last_fix = max((i for i, w in enumerate(work) if w.task == "fix"), default=0)
+    recent = list(work[last_fix:])
+    if not recent:
+        return ""
+    lines = ["What the pipeline measured of the crew's previous answers (not what they said):"]
+    idle = []
+    for w in recent:
+        files = ", ".join(w.files[:12]) + (" ..." if len(w.files) > 12 else "")
+        changed = f"changed {files}" if w.files else "changed no file"
+        ran = f"ran the tests {w.tests_run} time(s)" if w.tests_run else "ran no test"
+        lines.append(f'- {w.task}: {changed}; {ran}; its answer began: "{w.answer}"')
+        if not w.files and not w.tests_run:
+            idle.append(w.task)
+    for task in idle:
+        lines.append(
+            f"The previous {task} answer changed nothing: no file changed and no test ran, "
+            "whatever it said. Have the work done with the tools; the pipeline reads the "
+            "files and runs the tests itself."
+        )
+    return "\n".join(lines)
