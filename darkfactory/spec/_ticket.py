@@ -63,22 +63,7 @@ from darkfactory.spec.model import (
 from darkfactory.spec.trace import requirement_links
 from darkfactory.yamlio import KeyPath
 
-TICKET_KEYS = (
-    "title",
-    "description",
-    "acceptance_criteria",
-    "acceptance_tests",
-    "examples",
-    "repo",
-    "base",
-    "kind",
-    "failing_tests",
-    "test_command",
-    "modules",
-    "coverage_gain",
-    "migration",
-)
-#: Keys that only make sense with ``repo:``.
+#: The keys of the repository a ticket is about (``repo:`` names it, or ``--repo``).
 TARGET_KEYS = (
     "base",
     "kind",
@@ -87,6 +72,15 @@ TARGET_KEYS = (
     "modules",
     "coverage_gain",
     "migration",
+)
+TICKET_KEYS = (
+    "title",
+    "description",
+    "acceptance_criteria",
+    "acceptance_tests",
+    "examples",
+    "repo",
+    *TARGET_KEYS,
 )
 MIGRATION_KEYS = ("gone", "warnings_as_errors", "imports")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
