@@ -318,3 +318,61 @@ def test_honest_developer_is_delivered_with_both_pass_rates(tmp_path: Path) -> N
     ws_tests = (run / "workspace" / "acceptance" / "test_wordcount.py").read_text()
     for key in report["holdout"]["sealed_tests"]:
         assert f"def {key.split('::')[1]}(" not in ws_tests
+
+
+def ticket_with_holdout(tmp_path: Path, holdout_value: Any, **extra: Any) -> Path:
+    data = yaml.safe_load(Path(EXAMPLE_SPEC).read_text(encoding="utf-8"))
+    data.update(holdout=holdout_value, **extra)
+    path = tmp_path / "wordcount-sealed.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("value", "extra", "says", "key"),
+    [
+        (
+            ["test_wordcount.py::test_kyes"],
+            {},
+            "did you mean 'test_wordcount.py::test_keys'",
+            "holdout.0",
+        ),
+        ("test_wordcount.py::test_keys", {}, "must be a list", "holdout"),
+        (["test_wordcount.py::test_keys"], {"repo": "../r"}, "cannot seal tests yet", "holdout"),
+    ],
+)
+def test_a_tickets_holdout_is_checked_where_it_is_written(
+    tmp_path: Path, value: Any, extra: dict[str, Any], says: str, key: str
+) -> None:
+    from darkfactory.errors import SpecError
+
+    with pytest.raises(SpecError) as caught:
+        load_spec(ticket_with_holdout(tmp_path, value, **extra))
+    assert says in str(caught.value) and caught.value.key == key and caught.value.line
+
+
+def test_a_ticket_may_not_seal_every_test(tmp_path: Path) -> None:
+    from darkfactory.errors import SpecError
+    from darkfactory.spec.trace import requirement_links
+
+    every = list(requirement_links(load_spec(Path(EXAMPLE_SPEC))))
+    with pytest.raises(SpecError, match="seals every acceptance test"):
+        load_spec(ticket_with_holdout(tmp_path, every))
+
+
+@NEEDS_BWRAP
+@pytest.mark.e2e
+def test_a_ticket_seals_the_tests_it_names(tmp_path: Path) -> None:
+    named = "test_wordcount.py::test_words_split_on_any_whitespace"
+    spec = ticket_with_holdout(tmp_path, [named])
+    assert load_spec(spec).holdout == [named]
+    out = tmp_path / "runs"
+    code = run_spec(out, example_playbook(), spec=spec)  # factory.yaml's share is 0
+    run = only_run(out)
+    report = report_of(run)
+    assert code == 0 and report["status"] == "delivered", report["reason"]
+    assert report["holdout"]["sealed_tests"] == [named]
+    assert report["holdout"]["sealed"] == {"total": 1, "passed": 1, "rate": 1.0}
+    ws_tests = (run / "workspace" / "acceptance" / "test_wordcount.py").read_text()
+    assert "def test_words_split_on_any_whitespace(" not in ws_tests
+    assert "def test_keys(" in ws_tests

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,8 +86,9 @@ class Split:
     holdout: Holdout
 
 
-def split(tests: list[AcceptanceTest], share: float) -> Split:
-    """Seal ``share`` of the test functions (at least one, never all), chosen by the seed.
+def split(tests: list[AcceptanceTest], share: float, named: Sequence[str] = ()) -> Split:
+    """Seal ``share`` of the test functions (at least one, never all), chosen by the seed,
+    or the tests a ticket ``named`` (``file::name``, checked when the ticket was read).
 
     Each test file keeps its other code (imports, helpers, fixtures) in both parts; a test
     file left with no test of a part is not in that part; other files are in both.
@@ -100,6 +101,8 @@ def split(tests: list[AcceptanceTest], share: float) -> Split:
     count = min(len(every) - 1, max(1, math.floor(share * len(every) + 0.5))) if share else 0
     ranked = sorted(every, key=lambda k: hashlib.sha256(f"{seed}\0{k}".encode()).hexdigest())
     sealed_ids = set(ranked[: max(0, count)])
+    if named:
+        sealed_ids = {k for k in every if k in named}
     visible: list[AcceptanceTest] = []
     sealed: list[AcceptanceTest] = []
     for test in tests:
@@ -130,12 +133,15 @@ def split(tests: list[AcceptanceTest], share: float) -> Split:
     )
 
 
-def seal(tests: list[AcceptanceTest], share: float, run_dir: Path) -> list[AcceptanceTest]:
+def seal(
+    tests: list[AcceptanceTest], share: float, run_dir: Path, named: Sequence[str] = ()
+) -> list[AcceptanceTest]:
     """Write the sealed part under ``run_dir`` (``SEALED_DIR``, ``HOLDOUT_FILE``); the rest back.
 
-    Nothing is sealed (and nothing written) with ``share`` 0 or fewer than two tests.
+    Nothing is sealed (and nothing written) with ``share`` 0 and no ``named`` tests, or
+    fewer than two tests.
     """
-    parts = split(tests, share)
+    parts = split(tests, share, named)
     if not parts.holdout.sealed:
         return tests
     root = run_dir / SEALED_DIR

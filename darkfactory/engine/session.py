@@ -199,7 +199,9 @@ def prepare_run(
         tests = (
             spec.acceptance_tests
             if source is not None
-            else holdout.seal(spec.acceptance_tests, config.factory.holdout, run_dir)
+            else holdout.seal(
+                spec.acceptance_tests, config.factory.holdout, run_dir, named=spec.holdout
+            )
         )
         for test in tests:
             target = tests_root / test.name

@@ -27,6 +27,9 @@ Keys (any other key is an error, to catch typos):
     ``base`` the ref to start from, ``kind`` one of bug, feature, tests, docs, migrate,
     ``failing_tests`` test ids that fail at base and must pass, ``test_command`` an argv.
     ``--repo``, ``--base`` and ``--kind`` on the command line override them.
+``holdout``
+    Acceptance tests (``FILE::FUNCTION``) sealed from every agent and run by verify
+    (docs/misbehaving-models.md); not on a ticket for a repository, never all of them.
 ``modules``, ``coverage_gain``, ``migration``
     A ``tests`` ticket's modules (dotted names) whose line coverage must rise by at least
     ``coverage_gain`` percentage points (default 1); a ``docs`` ticket's modules the API
@@ -81,6 +84,7 @@ TICKET_KEYS = (
     "examples",
     "repo",
     *TARGET_KEYS,
+    "holdout",
 )
 MIGRATION_KEYS = ("gone", "warnings_as_errors", "imports")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -222,6 +226,9 @@ def parse_ticket(yaml_text: str, *, file: Path, body: str | None = None) -> Spec
         source=str(file),
         target=target,
     )
+    sealed = _holdout(t, data.get("holdout"), spec)
+    if sealed:
+        spec = spec.model_copy(update={"holdout": sealed})
     if not requirements and not requirement_links(spec):
         raise t.fail(
             "the ticket has no acceptance_criteria, and its acceptance_tests define no test "
@@ -317,6 +324,45 @@ def _target(t: _Ticket, data: dict[Any, Any]) -> RepoTarget | None:
         message, key, hint = problem
         raise t.fail(message, (key,) if key in data else ("kind",), hint=hint)
     return target
+
+
+def _holdout(t: _Ticket, value: Any, spec: Spec) -> list[str]:
+    """``holdout:``: acceptance tests the ticket seals, each one that exists; never all."""
+    path: KeyPath = ("holdout",)
+    if value is None:
+        return []
+    if spec.target is not None:
+        raise t.fail(
+            "holdout: seals a new project's acceptance tests; a ticket on a repository "
+            "cannot seal tests yet",
+            path,
+            hint="remove holdout:, or run the ticket as a new project",
+        )
+    if not isinstance(value, list) or not value:
+        raise t.fail(
+            "holdout must be a list of acceptance tests",
+            path,
+            hint="e.g. [test_acceptance.py::test_empty_input]",
+        )
+    names = [t.text(x, (*path, i), "a test") for i, x in enumerate(value)]
+    known = list(requirement_links(spec))
+    for i, name in enumerate(names):
+        if not any(k == name or k.startswith(name + "::") for k in known):
+            close = difflib.get_close_matches(name, known, n=1)
+            raise t.fail(
+                f"{name!r} is not one of the ticket's acceptance tests",
+                (*path, i),
+                hint=f"did you mean {close[0]!r}?"
+                if close
+                else "name a test as FILE::FUNCTION (or FILE::CLASS)",
+            )
+    if all(any(k == n or k.startswith(n + "::") for n in names) for k in known):
+        raise t.fail(
+            "holdout seals every acceptance test: the agents would have none to work from",
+            path,
+            hint="leave at least one test visible",
+        )
+    return sorted(set(names))
 
 
 def _names(t: _Ticket, value: Any, path: KeyPath, what: str, hint: str) -> list[str]:

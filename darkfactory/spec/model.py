@@ -137,6 +137,11 @@ class Spec(BaseModel):
     target: RepoTarget | None = Field(
         default=None, description="the existing repository to change; None: a new project"
     )
+    holdout: list[str] = Field(
+        default_factory=list,
+        description="acceptance tests (file::name) the ticket seals: kept from every agent, "
+        "run by verify (a ticket's holdout:; factory.yaml's holdout share otherwise)",
+    )
     test_links: dict[str, list[str]] | None = Field(
         default=None,
         description="test key -> requirement ids, when the spec links tests itself (a test "
