@@ -226,6 +226,13 @@ class Coverage:
         }
 
     @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Coverage:
+        """Back from ``to_dict`` (a run's own file: ``coverage_base.json``, ``verdict.json``)."""
+        return cls(
+            int(data["covered"]), int(data["statements"]), int(data["files"]), str(data["error"])
+        )
+
+    @classmethod
     def of(cls, measured: dict[str, Any] | None) -> Coverage:
         """From ``TestRun.coverage`` (nothing measured is 0 of 0, with why)."""
         if not measured:
@@ -269,11 +276,13 @@ def documented_modules(target: RepoTarget, workspace: Path, project: Project) ->
     found: list[str] = []
     for root in project.import_roots:
         base = workspace / root
-        if not base.is_dir():
+        if base.is_symlink() or not base.is_dir():
             continue
         for entry in sorted(base.iterdir()):
             name = entry.name
             if name.startswith((".", "_")) or name in _TEST_DIRS or name in ("docs", "src"):
+                continue
+            if entry.is_symlink():  # model-written: a link is never followed on the host
                 continue
             if entry.is_dir() and (entry / "__init__.py").is_file() and name.isidentifier():
                 found.append(name)

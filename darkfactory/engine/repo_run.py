@@ -236,10 +236,7 @@ def _base_coverage(run_dir: Path) -> repo_checks.Coverage:
     path = run_dir / COVERAGE_BASE
     if not path.is_file():
         return repo_checks.Coverage(0, 0, 0, "coverage was not measured at base")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return repo_checks.Coverage(
-        int(data["covered"]), int(data["statements"]), int(data["files"]), str(data["error"])
-    )
+    return repo_checks.Coverage.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def baseline_text(found: Baseline | None) -> str:
@@ -588,8 +585,8 @@ def pull_request_facts(
         cov = verdict["coverage"]
         coverage = delivering.CoverageChange(
             modules=tuple(cov["modules"]) or ("the project's packages",),
-            before_percent=_percent(cov["base"]),
-            after_percent=_percent(cov["final"]),
+            before_percent=repo_checks.Coverage.from_dict(cov["base"]).percent,
+            after_percent=repo_checks.Coverage.from_dict(cov["final"]).percent,
         )
     repro_path = run_dir / "reproduction.json"
     reproduction = None
@@ -621,11 +618,6 @@ def pull_request_facts(
             if t not in must and not t.startswith(repo_checks.PREFIX)
         ),
     )
-
-
-def _percent(measured: dict[str, int]) -> float:
-    """A coverage's percentage from its counts (as ``Coverage.text`` shows it)."""
-    return 100.0 * measured["covered"] / measured["statements"] if measured["statements"] else 0.0
 
 
 def save_must_pass(run_dir: Path, tests: list[str]) -> None:

@@ -469,3 +469,19 @@ def test_a_coverage_record_that_is_not_counts_is_not_read() -> None:
         found = Coverage.of(forged)
         assert found.statements == 0 and "not well formed" in found.error
     assert Coverage.of(None).error and Coverage.of({"error": "NoDataError"}).error == "NoDataError"
+
+
+def test_documented_modules_never_follow_a_link_in_the_workspace(tmp_path: Path) -> None:
+    from darkfactory.engine.repo_checks import documented_modules
+    from darkfactory.repo.project import Project
+    from darkfactory.spec import RepoTarget
+
+    outside = tmp_path / "outside" / "secret_pkg"
+    outside.mkdir(parents=True)
+    (outside / "__init__.py").write_text("")
+    ws = tmp_path / "ws"
+    (ws / "shapes").mkdir(parents=True)
+    (ws / "shapes" / "__init__.py").write_text("")
+    (ws / "linked").symlink_to(outside, target_is_directory=True)
+    target = RepoTarget(repo="r", kind="docs")
+    assert documented_modules(target, ws, Project()) == ["shapes"]
