@@ -190,3 +190,22 @@ def test_crewai_max_execution_time_waits_for_the_role_then_discards_its_work() -
         role.execute_task(Task(description="d", expected_output="e", agent=role))
     assert time.monotonic() - started >= 2.5  # not stopped at 1 s: it ran to the end
     assert "waits for the role to finish" in REFUSED_AGENT_KEYS["max_execution_time"].why
+
+
+def test_a_new_crew_never_gets_an_earlier_runs_agents(plan: ModelPlan, tmp_path: Path) -> None:
+    """CrewAI's ``@agent`` memoizes in one cache for the whole process, keyed by
+    ``id(self)``: a crew built where a freed one had been got the old run's agents (its
+    model, its tools on the old workspace; seen as a rehearsal calling another test's
+    playbook). Our crews keep nothing there, and each builds its own agents."""
+    from crewai.project import utils as crewai_memo
+
+    plan.check()
+    before = dict(crewai_memo.cache._cache)
+    crews = [FactoryCrew(plan.config, RunContext(workspace=tmp_path / n), plan) for n in "ab"]
+    agents = [crew.workers() for crew in crews]
+    assert crewai_memo.cache._cache == before  # nothing a later crew could pick up
+    ids = {id(agent) for team in agents for agent in team}
+    assert len(ids) == sum(len(team) for team in agents)
+    assert crews[0].architect() is not crews[0].architect()
+    tools = [next(t for t in team[1].tools if t.name == "write_file") for team in agents]
+    assert [t.ctx.workspace for t in tools] == [tmp_path / "a", tmp_path / "b"]

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from crewai import Agent, Crew, Process, Task
 from crewai.agents.agent_builder.base_agent import BaseAgent
-from crewai.project import CrewBase, agent
+from crewai.project import CrewBase
 
 from darkfactory.config import Config
 from darkfactory.crews.manager import Manager
@@ -91,6 +91,11 @@ class FactoryCrew:
         return [*names, *(t for t in REPO_TOOLS if t not in names)]
 
     # -- agents -------------------------------------------------------------------------
+    # Plain methods, not CrewAI's ``@agent``: that decorator memoizes in one cache for the
+    # whole process, keyed by ``id(self)``. Once a run's crew is freed, the next crew built
+    # at the same address got the old run's agents -- its model, and its tools bound to the
+    # old run's workspace -- and the cache kept every run's agents alive. A bench with
+    # ``--jobs`` and the service's workers build many crews in one process.
     def _agent(self, key: str) -> Agent:
         return Agent(
             config=self.agents_config[key],
@@ -101,30 +106,25 @@ class FactoryCrew:
             max_retry_limit=1,
         )
 
-    @agent
     def architect(self) -> Agent:
         return self._agent("architect")
 
-    @agent
     def developer(self) -> Agent:
         return self._agent("developer")
 
-    @agent
     def qa_engineer(self) -> Agent:
         return self._agent("qa_engineer")
 
-    @agent
     def tech_writer(self) -> Agent:
         return self._agent("tech_writer")
 
     def workers(self) -> list[BaseAgent]:
         """Every role but the manager: the four built-in ones, then any the user added."""
-        # CrewBase's @agent wrappers are bound at instantiation; mypy cannot see that.
         builtin: list[BaseAgent] = [
-            self.architect(),  # type: ignore[call-arg]
-            self.developer(),  # type: ignore[call-arg]
-            self.qa_engineer(),  # type: ignore[call-arg]
-            self.tech_writer(),  # type: ignore[call-arg]
+            self.architect(),
+            self.developer(),
+            self.qa_engineer(),
+            self.tech_writer(),
         ]
         extra: list[BaseAgent] = [
             self._agent(key)
