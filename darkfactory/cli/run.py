@@ -13,7 +13,6 @@ if TYPE_CHECKING:
 
 from darkfactory.cli._common import (
     Subparsers,
-    UsageError,
     add_run_options,
     budget_overrides,
     load_dotenv,
@@ -106,23 +105,7 @@ def start_run(
 
 def with_target(spec: Spec, args: argparse.Namespace) -> Spec:
     """``spec`` with ``--repo``, ``--base`` and ``--kind`` over its own ``repo:`` keys."""
-    from darkfactory.spec import RepoTarget
+    from darkfactory.spec.loader import with_target as apply
 
     repo, base, kind = (getattr(args, k, None) for k in ("repo", "base", "kind"))
-    if repo is None and spec.target is None:
-        if base is not None or kind is not None:
-            raise UsageError(
-                "--base and --kind go with a repository",
-                hint="add --repo PATH_OR_URL, or repo: in the ticket",
-            )
-        return spec
-    if repo is None and spec.target is not None and not spec.target.repo:
-        keys = ", ".join(sorted(spec.target.model_fields_set - {"repo"}))
-        raise UsageError(
-            f"{spec.source}: the ticket's keys for a repository ({keys}) need one, and it "
-            "names none",
-            hint="add --repo PATH_OR_URL, or repo: in the ticket",
-        )
-    target = spec.target or RepoTarget(repo=repo or "")
-    update = {k: v for k, v in (("repo", repo), ("base", base), ("kind", kind)) if v is not None}
-    return spec.model_copy(update={"target": target.model_copy(update=update)})
+    return apply(spec, repo=repo, base=base, kind=kind, flags=True)

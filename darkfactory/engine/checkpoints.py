@@ -190,6 +190,7 @@ def decide(
         state.pending_checkpoint = PendingCheckpoint(
             checkpoint=name,
             message=message,
+            summary=summary,
             requested_at=time.time(),
             approve=commands[0],
             reject=commands[1],

@@ -13,8 +13,6 @@ import functools
 import getpass
 import json
 import os
-import re
-import secrets
 import shutil
 import sys
 import time
@@ -135,11 +133,6 @@ def continue_run(
     return execute(env, resume=True)
 
 
-def new_run_id(title: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:32] or "run"
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
-
-
 def prepare_run(
     spec: Spec,
     config: Config,
@@ -149,6 +142,7 @@ def prepare_run(
     backend: str,
     progress: Callable[[str], None] = lambda msg: None,
     budget_limits: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> RunEnv:
     """Create ``runs/<id>/`` with spec/, workspace/ (a git repo), acceptance/ and the sandbox.
 
@@ -160,7 +154,7 @@ def prepare_run(
         from darkfactory.engine import repo_run  # repositories only: not on a new project's path
 
         source = repo_run.check(spec, config)
-    run_id = new_run_id(spec.title)
+    run_id = run_id or rundir.new_run_id(spec.title)  # the service names its runs when queued
     run_dir = (runs_dir / run_id).resolve()
     workspace = run_dir / "workspace"
     run_dir.mkdir(parents=True)
@@ -513,7 +507,7 @@ def _report(env: RunEnv, flow: Any) -> dict[str, Any]:
     return write_report(env.run_dir, flow.state)
 
 
-def approve(run_dir: Path, *, reject: bool, reason: str) -> RunState:
+def approve(run_dir: Path, *, reject: bool, reason: str, by: str | None = None) -> RunState:
     """Record a person's decision on the checkpoint the run in ``run_dir`` waits at.
 
     Returns the saved state (with the decision in ``pending_checkpoint``), ready for
@@ -535,7 +529,7 @@ def approve(run_dir: Path, *, reject: bool, reason: str) -> RunState:
         )
     pending.decision = REJECTED if reject else APPROVED
     pending.reason = reason
-    pending.by = f"{getpass.getuser()} (darkfactory approve)"
+    pending.by = by or f"{getpass.getuser()} (darkfactory approve)"
     pending.mode = "ask"
     pending.at = time.time()
     store = persistence_for(run_dir)

@@ -93,6 +93,9 @@ class PendingCheckpoint(BaseModel):
 
     checkpoint: str
     message: str = ""
+    #: What the person is asked to approve, as the terminal shows it (the review summary,
+    #: the deploy command): the service's inbox shows it too.
+    summary: str = ""
     requested_at: float = 0.0
     approve: str = ""
     reject: str = ""

@@ -55,6 +55,13 @@ def _accounting(records: list[dict[str, Any]]) -> dict[str, Any]:
     return run
 
 
+def llm_usage(trace: Path) -> dict[str, Any]:
+    """Calls, tokens and cost so far, from a run's trace (a running run has no report)."""
+    records = read_trace(trace) if trace.is_file() else []
+    usage = _accounting(records)
+    return {k: usage[k] for k in ("calls", "prompt_tokens", "completion_tokens", "cost_usd")}
+
+
 def _timeline(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     spans: list[dict[str, Any]] = []
     for r in records:

@@ -229,3 +229,36 @@ def _check_format(fmt: str, path: Path) -> SpecFormat:
             hint=f"use one of: {', '.join(SPEC_FORMATS)} (or leave it out to detect it from the file)",
         )
     return cast(SpecFormat, fmt)
+
+
+def with_target(
+    spec: Spec,
+    *,
+    repo: str | None,
+    base: str | None,
+    kind: str | None,
+    flags: bool = False,
+) -> Spec:
+    """``spec`` with a repository, base and kind given besides it (``run --repo``, a service
+    request's fields) over its own ``repo:`` keys. ``flags``: name them as options."""
+    from darkfactory.spec.model import RepoTarget
+
+    name = (lambda k: f"--{k}") if flags else (lambda k: k)
+    add = "--repo PATH_OR_URL" if flags else "repo (a path or URL)"
+    if repo is None and spec.target is None:
+        if base is not None or kind is not None:
+            raise SpecError(
+                f"{name('base')} and {name('kind')} go with a repository",
+                hint=f"add {add}, or repo: in the ticket",
+            )
+        return spec
+    if repo is None and spec.target is not None and not spec.target.repo:
+        keys = ", ".join(sorted(spec.target.model_fields_set - {"repo"}))
+        raise SpecError(
+            f"{spec.source}: the ticket's keys for a repository ({keys}) need one, and it "
+            "names none",
+            hint=f"add {add}, or repo: in the ticket",
+        )
+    target = spec.target or RepoTarget(repo=repo or "")
+    update = {k: v for k, v in (("repo", repo), ("base", base), ("kind", kind)) if v is not None}
+    return spec.model_copy(update={"target": target.model_copy(update=update)})

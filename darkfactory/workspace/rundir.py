@@ -11,7 +11,10 @@ import contextlib
 import fcntl
 import json
 import os
+import re
+import secrets
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,12 @@ LOCK_FILE = ".lock"
 WORKSPACE_IGNORE = "__pycache__/\n*.pyc\n.pytest_cache/\nsite/\n"
 #: CrewAI's flow persistence (SQLite), shared by the runs of one runs directory.
 FLOWS_DB = "flows.db"
+
+
+def new_run_id(title: str) -> str:
+    """``20261207-081500-word-count-cli-3f9a``: when, what, and 16 random bits."""
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:32] or "run"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(2)}"
 
 
 def spec_json(run_dir: Path) -> Path:
