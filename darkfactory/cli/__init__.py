@@ -23,6 +23,7 @@ from darkfactory.cli import (
     run,
     runs,
     sandbox,
+    serve,
     validate,
     watch,
 )
@@ -40,6 +41,7 @@ COMMANDS: tuple[Command, ...] = (
     resume,
     approve,
     watch,
+    serve,
     report,
     runs,
     validate,
