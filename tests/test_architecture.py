@@ -29,7 +29,16 @@ LAYERS: dict[str, set[str]] = {
     },
     # darkfactory serve: the queue, the workers, the API and the dashboard around the engine.
     "darkfactory.service": {"engine", "spec", "workspace", "reporting", "models"},
-    "darkfactory.bench": {"engine", "repo", "spec", "sandbox", "workspace", "models", "reporting"},
+    "darkfactory.bench": {
+        "engine",
+        "repo",
+        "spec",
+        "sandbox",
+        "workspace",
+        "models",
+        "reporting",
+        "service",
+    },
     "darkfactory.engine": {"repo", "spec", "sandbox", "workspace", "models", "reporting", "crews"},
     # Existing repositories, below the engine: the host pip download is engine/deps.py's.
     "darkfactory.repo": {"workspace", "sandbox", "spec", "models", "engine.deps"},

@@ -35,6 +35,7 @@ from test_docs import REPO
 DIAGRAMS = {
     "how-it-works": ["spec approval", "docs_check", "deliver (exit 0)"],
     "architecture": ["cli/", "engine/", "sandbox/", "reporting/", "yamlio.py"],
+    "scaling-out": ["Redis broker", "run store", "machine B"],
 }
 #: What Material fetches Mermaid from when the page has no ``mermaid`` of its own.
 CDN = "unpkg.com"

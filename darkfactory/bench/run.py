@@ -257,6 +257,9 @@ class Options:
     sandbox: str | None = None
     config: Path | None = None
     run_timeout_s: float = RUN_TIMEOUT_S
+    #: ``bench --broker``: spec entries run on Celery workers (bench/remote.py).
+    broker: str | None = None
+    store: Path | None = None
 
 
 def run_entry(entry: Entry, opts: Options) -> Result:
@@ -286,7 +289,21 @@ def run_entry(entry: Entry, opts: Options) -> Result:
     env = {"CREWAI_STORAGE_DIR": str(runs_dir / ".crewai")}
     started_wall = time.time()
     started = time.perf_counter()
-    code, stdout, stderr = _run_process(argv, timeout=opts.run_timeout_s, env=env)
+    if opts.broker and opts.store and entry.task is None and entry.spec.is_file():
+        from darkfactory.bench.remote import run_remote
+
+        code, stdout, stderr = run_remote(
+            entry.spec,
+            broker=opts.broker,
+            store=opts.store,
+            runs_dir=runs_dir,
+            model=model,
+            sandbox=opts.sandbox,
+            config=opts.config,
+            timeout=opts.run_timeout_s,
+        )
+    else:
+        code, stdout, stderr = _run_process(argv, timeout=opts.run_timeout_s, env=env)
     wall = time.perf_counter() - started
     log.write_text(
         f"$ {' '.join(argv)}\n# exit code {code}, {wall:.1f} s\n\n## stderr\n{stderr}\n"
@@ -558,10 +575,18 @@ def bench(
     config: Path | None = None,
     only: list[str] | None = None,
     quiet: bool = False,
+    broker: str | None = None,
+    store: Path | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Run the suite; (exit code, the summary also written to ``out``)."""
     if jobs < 1:
         raise BenchError(f"--jobs must be at least 1, got {jobs}")
+    if broker is not None:
+        if store is None:
+            raise BenchError("--broker needs --store DIR: the run store the workers share")
+        from darkfactory.bench.remote import connect
+
+        connect(broker, store)  # exit 2 now, not after the first entry
     entries = discover(suite_dir, scripted=model == SCRIPTED, only=only)
     tasks = sum(e.task is not None for e in entries)
     if tasks and not quiet:
@@ -576,7 +601,7 @@ def bench(
     checked_s = time.perf_counter() - checked
     out = out or default_out()
     out.mkdir(parents=True, exist_ok=True)
-    opts = Options(out=out, model=model, sandbox=sandbox, config=config)
+    opts = Options(out=out, model=model, sandbox=sandbox, config=config, broker=broker, store=store)
 
     def report(result: Result, done: int) -> None:
         if quiet:
@@ -614,6 +639,7 @@ def bench(
         "model": model,
         "jobs": jobs,
         "sandbox": sandbox,
+        "broker": broker,
         "started_at": started_at,
         "machine": {**_machine(), "loadavg_start": load_before, "loadavg_end": _loadavg()},
         "results": rows,

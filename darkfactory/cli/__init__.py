@@ -26,6 +26,7 @@ from darkfactory.cli import (
     serve,
     validate,
     watch,
+    worker,
 )
 from darkfactory.cli._common import Command, Subparsers
 from darkfactory.cli.rehearse import EXAMPLE_PLAYBOOK, EXAMPLE_SPEC
@@ -42,6 +43,7 @@ COMMANDS: tuple[Command, ...] = (
     approve,
     watch,
     serve,
+    worker,
     report,
     runs,
     validate,

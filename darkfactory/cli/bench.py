@@ -44,6 +44,12 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         "--entry", action="append", default=None, help="run only this entry (repeatable)"
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--broker",
+        default=None,
+        help="run the spec entries on Celery workers (redis://HOST:PORT/DB; docs/scaling-out.md)",
+    )
+    p.add_argument("--store", type=Path, default=None, help="with --broker: the shared run store")
     return p
 
 
@@ -64,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         config=args.config,
         only=args.entry,
         quiet=args.json,
+        broker=args.broker,
+        store=args.store,
     )
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -23,6 +23,14 @@ def add_parser(subparsers: Subparsers) -> argparse.ArgumentParser:
         default=None,
         help="config directory (agents.yaml, tasks.yaml, factory.yaml, service.yaml)",
     )
+    g = p.add_argument_group("past one machine (docs/scaling-out.md)")
+    g.add_argument(
+        "--broker", default=None, help="send runs to Celery workers: redis://HOST:PORT/DB"
+    )
+    g.add_argument(
+        "--store", type=Path, default=None, help="the run store the workers share (a directory)"
+    )
+    g.add_argument("--queue", default="darkfactory", help="the Celery queue (default: darkfactory)")
     p.add_argument(
         "--sandbox",
         choices=("auto", "docker", "bwrap", "local"),
@@ -47,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         jobs=args.jobs,
         backend=args.sandbox,
+        broker=args.broker,
+        store=args.store,
+        queue_name=args.queue,
     )
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]

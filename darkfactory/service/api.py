@@ -321,7 +321,7 @@ def cancel_run(request: Request, run_id: str, who: Submitter) -> dict[str, Any]:
     job = _job_or_404(ctx, run_id)
     if job.status in FINAL:
         raise HTTPException(409, f"run {run_id} already ended ({job.status})")
-    ctx.queue.cancel(run_id)
+    ctx.cancel(run_id)
     return runview.summary(ctx, ctx.queue.get_or_raise(run_id))
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from darkfactory import __version__
 from darkfactory.config import Config
@@ -19,6 +19,9 @@ from darkfactory.service.queue import PAUSED, Job, JobQueue
 from darkfactory.service.settings import NOTIFY_EVENTS, ServiceSettings
 from darkfactory.service.submit import Checked, Rejected, RunRequest, check_request
 from darkfactory.service.worker import WorkerPool
+
+if TYPE_CHECKING:
+    from darkfactory.service.dispatch import Dispatcher
 
 MONITOR_S = 0.25
 
@@ -34,6 +37,8 @@ class ServiceContext:
     public_url: str
     backend: str | None = None
     pool: WorkerPool | None = None
+    #: ``serve --broker``: runs go to Celery workers (no local pool then).
+    dispatcher: Dispatcher | None = None
     notifier: Notifier | None = None
     version: str = __version__
     github_key: bytes = b""
@@ -69,18 +74,25 @@ class ServiceContext:
         from darkfactory.engine import session
         from darkfactory.errors import InputError
 
+        by = f"{who.name} ({who.role}, darkfactory serve)"
         try:
-            session.approve(
-                self.runs_dir / job.id,
-                reject=reject,
-                reason=reason,
-                by=f"{who.name} ({who.role}, darkfactory serve)",
-            )
+            if self.dispatcher is not None:  # the run lives in the run store
+                self.dispatcher.decide(job, reject=reject, reason=reason, by=by)
+            else:
+                session.approve(self.runs_dir / job.id, reject=reject, reason=reason, by=by)
         except InputError as exc:
             raise Rejected(409, exc.message) from None
         if not self.queue.requeue(job.id, action="resume", from_status=PAUSED):
             raise Rejected(409, f"run {job.id} was decided by someone else just now")
         self._refresh()
+
+    def cancel(self, run_id: str) -> str:
+        """Cancel a run (on a Celery worker too); its status after the call."""
+        status = self.queue.cancel(run_id)
+        if self.dispatcher is not None:
+            self.dispatcher.cancel(run_id)
+        self._refresh()
+        return status
 
     def github_secret(self) -> bytes:
         return self.github_key
@@ -120,6 +132,8 @@ class ServiceContext:
             with contextlib.suppress(Exception):  # a locked database: next time
                 if self.pool is not None and self.pool.keep_alive():
                     self.queue.recover(alive=self.pool.pids())
+                if self.dispatcher is not None:
+                    self.dispatcher.tick()
                 self._refresh()
                 self._notify()
 

@@ -31,6 +31,9 @@ FINAL = ("delivered", "failed", "escalated", "rejected", "budget_exhausted", "ca
 STATUSES = (*ACTIVE, PAUSED, *FINAL)
 #: A run that crashed its worker this many times is failed, not started again.
 MAX_ATTEMPTS = 3
+#: The ``worker_pid`` of a job sent to Celery workers (``serve --broker``): the run store,
+#: not this server, knows how it goes.
+REMOTE = -1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -193,7 +196,7 @@ class JobQueue:
         now = time.time()
         with self._tx(immediate=True) as db:
             rows = db.execute("SELECT * FROM jobs WHERE status = 'running'").fetchall()
-            lost = [Job.from_row(r) for r in rows if r["worker_pid"] not in alive]
+            lost = [Job.from_row(r) for r in rows if r["worker_pid"] not in alive | {REMOTE}]
             for job in lost:
                 if job.cancel_requested:
                     status, reason = "cancelled", "cancelled while its worker stopped"

@@ -26,6 +26,9 @@ def build_context(
     port: int,
     jobs: int,
     backend: str | None,
+    broker: str | None = None,
+    store: Path | None = None,
+    queue_name: str = "darkfactory",
 ) -> ServiceContext:
     """Everything checked before the server listens: config, settings, tokens, the bind."""
     config = load_config(config_dir)
@@ -50,7 +53,32 @@ def build_context(
         ) from None
     project_dir = Path.cwd().resolve()
     workers = WorkerConfig(runs_dir=runs, project_dir=project_dir)
-    pool = WorkerPool(workers, jobs)
+    pool: WorkerPool | None = WorkerPool(workers, jobs)
+    dispatcher = None
+    if broker is not None:  # the runs go to Celery workers; nothing runs here
+        from darkfactory.service import distributed
+        from darkfactory.service.dispatch import Dispatcher
+        from darkfactory.service.store import DirectoryStore
+
+        if store is None:
+            raise InputError(
+                "--broker needs --store DIR: the run store the workers share",
+                hint="e.g. --store /srv/darkfactory/store (a shared filesystem)",
+            )
+        distributed.check_broker(broker)
+        run_store = DirectoryStore(store)
+        run_store.check()
+        pool = None
+        dispatcher = Dispatcher(
+            app=distributed.make_app(broker),
+            store=run_store,
+            queue=queue,
+            runs_dir=runs,
+            broker=broker,
+            queue_name=queue_name,
+            max_in_flight=settings.dispatch.max_in_flight,
+            max_usd_per_hour=settings.dispatch.max_usd_per_hour,
+        )
     # The service's own secrets are read once, here, then gone from the environment the
     # workers (and so every run) start with.
     kept = {n: os.environ.pop(n) for n in settings.secret_variables() if n in os.environ}
@@ -65,6 +93,7 @@ def build_context(
         public_url=settings.public_url or f"http://{host}:{port}",
         backend=backend,
         pool=pool,
+        dispatcher=dispatcher,
         notifier=notifier,
         github_key=kept.get(settings.github.secret_env, "").encode(),
     )

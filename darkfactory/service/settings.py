@@ -84,6 +84,15 @@ class GithubSettings(_Strict):
     label: str = "darkfactory"
 
 
+class DispatchSettings(_Strict):
+    """``serve --broker``: global caps, checked before each run is sent to the workers."""
+
+    max_in_flight: int | None = Field(default=None, gt=0, description="runs sent and not ended")
+    max_usd_per_hour: float | None = Field(
+        default=None, gt=0, description="dollars runs that ended in the last hour may have cost"
+    )
+
+
 class ServiceSettings(_Strict):
     """``config/service.yaml``."""
 
@@ -95,6 +104,7 @@ class ServiceSettings(_Strict):
     tokens: list[TokenEntry] = Field(default_factory=list)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     github: GithubSettings = Field(default_factory=GithubSettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     max_spec_bytes: int = Field(default=1_000_000, gt=0, description="larger specs get 413")
     repo_roots: list[str] = Field(
         default_factory=list,

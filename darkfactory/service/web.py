@@ -406,7 +406,7 @@ async def cancel_form(request: Request, run_id: str, who: Viewer) -> Response:
     job = _job(ctx, run_id)
     if job.status in FINAL:
         raise PageError(409, f"run {run_id} already ended ({job.status})")
-    await asyncio.to_thread(ctx.queue.cancel, run_id)
+    await asyncio.to_thread(ctx.cancel, run_id)
     return _see(f"/runs/{run_id}")
 
 

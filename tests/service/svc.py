@@ -68,6 +68,8 @@ def start_server(
     factory: dict[str, Any] | None = None,
     port: int = 0,
     extra_env: dict[str, str] | None = None,
+    broker: str | None = None,
+    store: Path | None = None,
 ) -> Server:
     """``darkfactory serve --port 0`` in ``root``; returns once it answers."""
     root.mkdir(parents=True, exist_ok=True)
@@ -84,6 +86,8 @@ def start_server(
         sys.executable, "-m", "darkfactory", "serve", "--port", str(port), "--jobs", str(jobs),
         "--out", str(root / "runs"), "--config", str(config), "--sandbox", "bwrap",
     ]  # fmt: skip
+    if broker is not None:
+        argv += ["--broker", broker, "--store", str(store)]
     log = (root / "server.log").open("a", encoding="utf-8")
     proc = subprocess.Popen(
         argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
