@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from runhelp import NEEDS_BWRAP
+from runhelp import NEEDS_BWRAP, config_with
 from svc import put_playbook, spec_body, wait_status
 from test_distributed import Redis, kill_machine, redis, serve, start_worker  # noqa: F401
 
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.e2e, NEEDS_BWRAP]
 
 def test_no_more_runs_in_flight_than_the_cap(tmp_path: Path, redis: Redis) -> None:  # noqa: F811
     put_playbook(tmp_path)
-    (tmp_path / "config").mkdir(parents=True, exist_ok=True)
+    config_with(tmp_path)  # the repository's config, and the cap beside it
     (tmp_path / "config" / "service.yaml").write_text("dispatch:\n  max_in_flight: 1\n")
     srv = serve(tmp_path, redis)
     workers = [start_worker(tmp_path, redis, n) for n in ("machine-a", "machine-b")]
