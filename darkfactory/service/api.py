@@ -337,7 +337,10 @@ async def github_webhook(request: Request) -> JSONResponse:
         if not isinstance(payload, dict):
             raise WebhookRefused(422, "the payload is not a JSON object")
         ticket = ticket_from_event(
-            request.headers.get("x-github-event"), payload, label=ctx.settings.github.label
+            request.headers.get("x-github-event"),
+            payload,
+            label=ctx.settings.github.label,
+            delivery=request.headers.get("x-github-delivery"),
         )
     except WebhookRefused as exc:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
@@ -345,12 +348,18 @@ async def github_webhook(request: Request) -> JSONResponse:
         return JSONResponse({"detail": "the payload is not JSON"}, status_code=422)
     if ticket is None:
         return JSONResponse({"status": "ignored"}, status_code=202)
+    if ticket.delivery:  # GitHub delivers again when it did not hear back: one run each
+        first = ctx.queue.first_delivery(ticket.delivery)
+        if first is not None:
+            return JSONResponse({"id": first, "status": "duplicate"}, status_code=202)
     req = RunRequest(spec=SpecUpload(filename=ticket.filename, content=ticket.content))
     who = Principal(ticket.submitted_by, "submitter")
     try:
         job = await asyncio.to_thread(ctx.submit, req, who)
     except Rejected as exc:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
+    if ticket.delivery:
+        ctx.queue.record_delivery(ticket.delivery, job.id)
     return JSONResponse({"id": job.id, "status": job.status}, status_code=202)
 
 

@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     notified TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE TABLE IF NOT EXISTS deliveries (
+    delivery TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    at REAL NOT NULL
+);
 """
 
 
@@ -235,6 +240,21 @@ class JobQueue:
         with self._tx() as db:
             row = db.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (run_id,)).fetchone()
         return bool(row and row[0])
+
+    def first_delivery(self, delivery: str) -> str | None:
+        """The run a webhook delivery (its id) already became, if it did."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT run_id FROM deliveries WHERE delivery = ?", (delivery,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def record_delivery(self, delivery: str, run_id: str) -> None:
+        with self._tx(immediate=True) as db:
+            db.execute(
+                "INSERT OR IGNORE INTO deliveries (delivery, run_id, at) VALUES (?, ?, ?)",
+                (delivery, run_id, time.time()),
+            )
 
     def mark_notified(self, run_id: str, status: str) -> None:
         with self._tx(immediate=True) as db:

@@ -308,9 +308,15 @@ def test_a_github_issue_labeled_darkfactory_becomes_a_run(server: Server) -> Non
         assert (ignored.status_code, ignored.json()) == (202, {"status": "ignored"})
         r = c.post("/api/webhooks/github", content=body, headers=_signed(body))
         assert r.status_code == 202, r.text
+        again = c.post("/api/webhooks/github", content=body, headers=_signed(body))  # redelivered
+        assert again.json() == {"id": r.json()["id"], "status": "duplicate"}
     with server.client("viewer") as c:
         job = c.get(f"/api/runs/{r.json()['id']}").json()
+        titles = [
+            x["title"] for x in c.get("/api/runs").json() if x["submitted_by"] == "github:octo"
+        ]
     assert job["submitted_by"] == "github:octo" and job["title"] == "Word count CLI"
+    assert len(titles) == 1  # one run for one delivery
 
 
 def test_openapi_document_lists_every_route(server: Server) -> None:
