@@ -2,8 +2,9 @@
 
 Each entry's spec is queued as the service queues a request (``service.submit``), sent to
 the workers, and waited for in the run store; its run is then rebuilt here from the store
-and scored with the hidden tests exactly as a local run is. Repository tasks and test-suite
-specs (a folder) run here as before.
+and scored with the hidden tests exactly as a local run is. A repository task goes as its
+ticket with the repository the bench prepared (a path the workers must reach: the same
+machine, or a shared filesystem); a test-suite spec (a folder) runs here as before.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def connect(broker: str, store: Path) -> None:
 def run_remote(
     spec: Path,
     *,
+    target: dict[str, str] | None = None,
     broker: str,
     store: Path,
     runs_dir: Path,
@@ -46,9 +48,12 @@ def run_remote(
     from darkfactory.service.submit import RunRequest, SpecUpload, check_request
 
     run_store = DirectoryStore(store)
-    request = RunRequest(
-        spec=SpecUpload(filename=spec.name, content=spec.read_text(encoding="utf-8")),
-        model=model,
+    request = RunRequest.model_validate(
+        {
+            "spec": SpecUpload(filename=spec.name, content=spec.read_text(encoding="utf-8")),
+            "model": model,
+            **(target or {}),
+        }
     )
     checked = check_request(
         request,
@@ -57,6 +62,7 @@ def run_remote(
         scripted_root=Path("/"),  # the bench's own playbooks: the user's files, trusted
         max_spec_bytes=10_000_000,
         backend=sandbox,
+        repo_roots=[Path("/")],  # the repositories the bench itself prepared
     )
     job_dir = checked.spec_file.parent.parent
     (job_dir / "options.json").write_text(json.dumps(checked.options), encoding="utf-8")

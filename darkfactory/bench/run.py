@@ -272,10 +272,12 @@ def run_entry(entry: Entry, opts: Options) -> Result:
     if entry.task is not None:
         assert entry.repo is not None  # bench() unpacked it
         ticket = repo_task.run_ticket(entry.task, entry.repo, opts.out / "tickets" / entry.name)
-        argv += [str(ticket.resolve()), "--repo", str(entry.repo), "--base", entry.task.base]
+        source = ticket.resolve()
+        argv += [str(source), "--repo", str(entry.repo), "--base", entry.task.base]
         argv += ["--kind", entry.task.kind]
     else:
-        argv.append(str(entry.spec.resolve()))
+        source = entry.spec.resolve()
+        argv.append(str(source))
     argv += ["--out", str(runs_dir), "--json", "--yes"]
     model = model_for(entry, opts.model)
     if model:
@@ -289,11 +291,15 @@ def run_entry(entry: Entry, opts: Options) -> Result:
     env = {"CREWAI_STORAGE_DIR": str(runs_dir / ".crewai")}
     started_wall = time.time()
     started = time.perf_counter()
-    if opts.broker and opts.store and entry.task is None and entry.spec.is_file():
+    if opts.broker and opts.store and (entry.task is not None or entry.spec.is_file()):
         from darkfactory.bench.remote import run_remote
 
+        target = None
+        if entry.task is not None:  # the ticket, on the repository the bench prepared
+            target = {"repo": str(entry.repo), "base": entry.task.base, "kind": entry.task.kind}
         code, stdout, stderr = run_remote(
-            entry.spec,
+            source,
+            target=target,
             broker=opts.broker,
             store=opts.store,
             runs_dir=runs_dir,

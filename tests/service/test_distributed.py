@@ -296,6 +296,12 @@ def test_bench_spreads_a_suite_over_the_workers_and_scores_it_here(
             "--entry", "interval-merge", "--jobs", "2", "--sandbox", "bwrap", "--out", str(out),
             "--broker", redis.url, "--store", str(tmp_path / "store"), "--json",
         ])  # fmt: skip
+        # A ticket on a repository too: the repository the bench prepared goes with it.
+        repo_code = main([
+            "bench", str(REPO / "benchmarks/repos"), "--model", "scripted", "--entry",
+            "isodate-trailing-garbage", "--sandbox", "bwrap", "--out", str(tmp_path / "repos"),
+            "--broker", redis.url, "--store", str(tmp_path / "store"), "--json",
+        ])  # fmt: skip
     finally:
         for w in workers:
             kill_machine(w)
@@ -311,8 +317,12 @@ def test_bench_spreads_a_suite_over_the_workers_and_scores_it_here(
     }
     # Each ran on a worker: its run is in the store, and the trace says where it began.
     store = DirectoryStore(tmp_path / "store")
-    assert len(store.statuses()) == 2
+    assert len(store.statuses()) == 3
     assert {s["status"] for s in store.statuses().values()} == {"delivered"}
+    [task] = json.loads((tmp_path / "repos" / "bench.json").read_text(encoding="utf-8"))["results"]
+    assert repo_code == 0 and task["resolved"] is True
+    assert task["hidden_passed"] == task["hidden_total"] > 0  # FAIL_TO_PASS, scored here
+    assert task["p2p_passed"] == task["p2p_total"] > 0  # PASS_TO_PASS
 
 
 def test_cancel_revokes_a_run_on_a_worker_and_the_worker_goes_on(
