@@ -147,6 +147,12 @@ def page(browser: Browser) -> Iterator[Page]:
     assert not [e for e in errors if not answers.search(e)], errors
 
 
+def leave(page: Page) -> None:
+    """Off the page before its server stops: its event stream would otherwise retry against
+    a closed port, and the browser reports each retry as a console error."""
+    page.goto("about:blank")
+
+
 def shoot(page: Page, name: str, **options: Any) -> None:
     if os.environ.get("DARKFACTORY_SCREENSHOTS") == "1":
         IMG.mkdir(parents=True, exist_ok=True)
@@ -277,6 +283,7 @@ def test_a_deploy_approval_shows_the_command(tmp_path: Path, page: Page) -> None
             "deploy approval: rejected by local (admin, darkfactory serve) — not today",
             timeout=RUN_TIMEOUT_S * 1000,
         )
+        leave(page)
 
 
 def test_roles_csrf_and_login_with_tokens(tmp_path: Path, browser: Browser) -> None:
@@ -359,3 +366,4 @@ def test_the_pages_with_a_few_runs(tmp_path: Path, page: Page) -> None:
         page.click(".filters a:has-text('awaiting approval')")
         expect(page.locator("tbody tr")).to_have_count(1)
         expect(page.locator(f"tbody tr[data-id='{paused}']")).to_be_visible()
+        leave(page)
