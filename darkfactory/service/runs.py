@@ -23,6 +23,24 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 MAX_DIFF = 200_000
 
 
+#: A run's usage, by trace file, with the (mtime, size) it was read at: the run list asks
+#: for every run's every few seconds, and only a running run's trace changes.
+_USAGE: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+
+def _usage(trace: Path) -> dict[str, Any]:
+    try:
+        st = trace.stat()
+    except FileNotFoundError:
+        return llm_usage(trace)
+    key = (st.st_mtime_ns, st.st_size)
+    seen = _USAGE.get(trace)
+    if seen is None or seen[0] != key:
+        seen = (key, llm_usage(trace))
+        _USAGE[trace] = seen
+    return seen[1]
+
+
 def _state(run_dir: Path) -> dict[str, Any]:
     return rundir.stored_state(run_dir) or {} if run_dir.is_dir() else {}
 
@@ -31,7 +49,7 @@ def summary(ctx: ServiceContext, job: Job) -> dict[str, Any]:
     """One line of the run list: status, phase, cost so far."""
     run_dir = ctx.runs_dir / job.id
     state = _state(run_dir)
-    usage = llm_usage(run_dir / rundir.TRACE_FILE)
+    usage = _usage(run_dir / rundir.TRACE_FILE)
     return {
         "id": job.id,
         "status": job.status,
