@@ -838,8 +838,9 @@ class PullRequestConfig(_Strict):
         default=None,
         min_length=1,
         description=(
-            "The branch it asks to merge into. Unset: the ticket's base branch (a base given "
-            "as a commit id needs this set)."
+            "The branch it asks to merge into. Unset: the branch the ticket's base names, or "
+            "(a tag or a commit) the repository's default branch; a run with neither is "
+            "refused before it starts."
         ),
     )
 
@@ -891,7 +892,9 @@ class DeliverConfig(_Strict):
         default=None,
         description=(
             "Open a draft pull request for a delivered run, with `pull_request.md` as its "
-            "text; an open one for the same branch is reused, never duplicated. Needs `push`."
+            "text; an open one for the same ticket (a fingerprint of the ticket and the "
+            "repository in its text) or the same branch is reused, never duplicated. Needs "
+            "`push`."
         ),
     )
 
@@ -972,13 +975,15 @@ class FactoryConfig(_Strict):
     )
     max_delegations_per_phase: int = Field(
         default=6,
-        ge=1,
+        ge=2,
         le=50,
         description=(
             "Most delegations (and questions) the manager may send its coworkers in one "
-            "phase (1 to 50). One more ends the run `escalated` as stuck: a manager that "
-            "keeps delegating is looping. The same task to the same coworker runs at most "
-            "twice; the third time is refused."
+            "phase, refused ones included (2 to 50). The last is not run: the manager is "
+            "told to give its final answer. One more ends the run `escalated` as stuck (a "
+            "manager that keeps delegating is looping), within twice this many model calls "
+            "when each coworker answers in one. The same task to the same coworker runs at "
+            "most twice; the third time is refused."
         ),
     )
     holdout: float = Field(
@@ -1091,6 +1096,10 @@ def load_config(config_dir: Path | None = None) -> Config:
     )
 
 
+#: How crewai-tools names its tools (``FileReadTool``, ``SerperDevTool``); ours are modules.
+CREWAI_TOOL_CLASS = re.compile(r"[A-Z][A-Za-z0-9]*Tool")
+
+
 def load_agents(path: Path) -> dict[str, AgentConfig]:
     """Validate an ``agents.yaml``: its roles, their tools and the manager's rules."""
     data, locs = _load_mapping(path, what="role", example="developer:\n  role: Software Developer")
@@ -1112,6 +1121,19 @@ def load_agents(path: Path) -> dict[str, AgentConfig]:
     available = tool_registry.available_tool_names(project.tools_dir(path.parent))
     for key, agent in agents.items():
         for i, name in enumerate(agent.tools):
+            if name not in available and CREWAI_TOOL_CLASS.fullmatch(name):
+                raise ConfigError(
+                    f"role {key} names {name!r}, a crewai-tools class: Dark Factory runs no "
+                    "crewai-tools tool (it would run on the host, outside the sandbox)",
+                    file=path,
+                    line=locs.line_of((key, "tools", i)),
+                    key=f"{key}.tools.{i}",
+                    hint=(
+                        "see docs/configuration.md, section crewai-tools: name a built-in tool "
+                        f"({', '.join(available) or '(none)'}), or wrap the class in a tool of "
+                        "your own in the project's tools/"
+                    ),
+                )
             if name not in available:
                 close = difflib.get_close_matches(name, available, n=1)
                 did_you = f" (did you mean {close[0]!r}?)" if close else ""

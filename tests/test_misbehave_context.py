@@ -34,6 +34,7 @@ from darkfactory.models.prompt_guard import (
     fit,
 )
 from darkfactory.models.scripted import ScriptedLLM, estimate_tokens, messages_text
+from darkfactory.reporting.trace import read_trace
 from darkfactory.tools import build_tool
 from darkfactory.tools.read_file import ReadFileTool
 from darkfactory.tools.write_file import WriteFileTool, unfence
@@ -382,6 +383,42 @@ def test_e2e_prompts_over_the_ceiling_are_cut_and_the_run_delivers(tmp_path: Pat
     assert any(e["shortened"] for e in cuts) and any(e["dropped"] for e in cuts)
     calls = events(run, "llm_call")
     assert len(calls) == _steps(book)  # cutting costs no model call
+    assert max(c["prompt_tokens"] for c in calls) <= ceiling
+    assert not events(run, "prompt_refused")
+
+
+@pytest.mark.e2e
+@NEEDS_BWRAP
+def test_e2e_a_protocol_error_re_ask_is_cut_to_the_ceiling_too(tmp_path: Path) -> None:
+    """The protocol guard asks the model again outside CrewAI's before-call hooks, with the
+    bad reply (~1,000 tokens here) and its note added: that prompt is cut too (it was ~5,055
+    tokens, over a 4,000 ceiling, before the guard got the phase's prompt guard)."""
+    ceiling = 4000
+    book = example_playbook()
+    big = "".join(f"line {i:04d} lorem ipsum dolor sit amet\n" for i in range(1, 351))
+    _developer_reads_big_file(book, big)
+    bad = "Thought: I write it.\nAction: write_file\nAction Input: {not json " + "y" * 3900
+    dev = book["roles"]["developer"]
+    dev.insert(2, {"raw": bad})
+    dev[3]["expect"] = "is not a JSON object"  # the re-ask: the note survived the cut
+    cfg = config_with(tmp_path, llm={"max_prompt_tokens": ceiling})
+    assert run_spec(tmp_path / "runs", book, "--max-llm-calls", "60", config=cfg) == 0
+    run = only_run(tmp_path / "runs")
+    assert report_of(run)["status"] == "delivered"
+    records = read_trace(run / "trace.jsonl")
+    [error_at] = [i for i, r in enumerate(records) if r["kind"] == "protocol_error"]
+    assert records[error_at]["error"] == "invalid_json"
+    # What came next: the re-ask's prompt cut (the trace says so), then its call.
+    cut, call = [r for r in records[error_at:] if r["kind"] in ("prompt_cut", "llm_call")][:2]
+    assert (cut["kind"], cut["role"], cut["phase"]) == (
+        "prompt_cut",
+        "Software Developer",
+        "implement",
+    )
+    assert cut["tokens_before"] > ceiling >= cut["tokens_after"]
+    assert call["kind"] == "llm_call" and call["prompt_tokens"] <= ceiling
+    calls = events(run, "llm_call")
+    assert len(calls) == _steps(book)  # the re-ask is one of the playbook's steps
     assert max(c["prompt_tokens"] for c in calls) <= ceiling
     assert not events(run, "prompt_refused")
 

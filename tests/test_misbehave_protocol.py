@@ -175,6 +175,47 @@ def test_a_provider_refusal_finish_reason_escalates(tmp_path: Path) -> None:
     assert report["llm"]["calls"] == 5 + 1 + 1
 
 
+# -- refusals that say nothing -----------------------------------------------------------
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param({"answer": ""}, id="empty-final-answer"),  # "Final Answer:" and nothing
+        pytest.param({"raw": ""}, id="no-text"),  # CrewAI turns it down and asks again
+    ],
+)
+def test_an_empty_reply_with_a_refusal_finish_reason_escalates_at_once(
+    tmp_path: Path, reply: dict[str, Any]
+) -> None:
+    code, run_dir, report = run(tmp_path, developer_first({**reply, "finish_reason": "refusal"}))
+    assert (code, report["status"]) == (1, "escalated")
+    assert (
+        f'{DEV}\'s model refused in phase implement (finish reason refusal): "(no text)"'
+        in (report["reason"])
+    )
+    (refusal,) = events(run_dir, "model_refusal")
+    assert (refusal["role"], refusal["text"], refusal["finish_reason"]) == (DEV, "", "refusal")
+    assert not events(run_dir, "protocol_error")
+    # design 5, the manager's delegation, the developer's empty reply: no call after it.
+    assert report["llm"]["calls"] == 5 + 1 + 1
+
+
+def test_an_empty_final_answer_without_a_finish_reason_is_reminded_like_prose(
+    tmp_path: Path,
+) -> None:
+    """No refusal reason, no text: a refusal or a glitch. The agent is asked again (an empty
+    answer is none), at most twice in a row, like prose."""
+    book = developer_first({"answer": " "})
+    book["roles"]["developer"][1]["expect"] = "neither a tool call nor a final answer"
+    code, run_dir, report = run(tmp_path, book)
+    assert (code, report["status"]) == (0, "delivered"), report["reason"]
+    errors = events(run_dir, "protocol_error")
+    assert [(e["role"], e["error"], e["detail"]) for e in errors] == [
+        (DEV, "prose", "an empty final answer")
+    ]
+    assert not events(run_dir, "model_refusal")
+    assert report["llm"]["calls"] == HAPPY_CALLS + 1
+
+
 # -- claims without work ----------------------------------------------------------------
 def test_done_without_work_is_caught_by_verify_and_the_fix_task_says_so(
     tmp_path: Path,

@@ -21,9 +21,9 @@ ALIASES = {
 }
 #: Keys whose text is the point of an object given where text belongs.
 TEXT_KEYS = ("description", "task", "question", "text", "content", "value", "details")
-#: Words that say nothing about which coworker is meant ("Senior Developer").
+#: Words that say nothing about which coworker is meant ("Senior Developer", "Sr. Dev").
 VAGUE = frozenset(
-    {"a", "an", "the", "our", "senior", "junior", "lead", "principal", "staff", "agent"}
+    ("a", "an", "the", "our", "agent", "senior", "sr", "junior", "jr", "lead", "principal", "staff")
 )
 
 

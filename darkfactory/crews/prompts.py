@@ -6,26 +6,22 @@
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from crewai.hooks import register_after_tool_call_hook, unregister_after_tool_call_hook
 from crewai.utilities.i18n import I18N_DEFAULT
 
-#: In CrewAI's prompt-file format (``translations/en.json``): the keys it replaces, and
-#: ``slices.tools_reminder`` (ours) for the tool list CrewAI repeats every 3rd tool use.
-PROMPT_FILE = Path(__file__).with_name("prompts.json")
+from darkfactory.crews.texts import OURS, prompt_file
 
 
 @functools.cache
 def overrides() -> dict[str, dict[str, str]]:
-    """The texts ``prompts.json`` replaces, by kind (``slices``, ``tools``) and key."""
-    loaded: dict[str, dict[str, str]] = json.loads(PROMPT_FILE.read_text(encoding="utf-8"))
-    return loaded
+    """The CrewAI texts ``prompts.json`` replaces, by kind (``slices``, ``tools``) and key;
+    ``slices.tools_reminder`` (ours) is for the tool list CrewAI repeats every 3rd tool use."""
+    return {kind: texts for kind, texts in prompt_file().items() if kind != OURS}
 
 
 @contextmanager

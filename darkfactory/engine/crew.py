@@ -12,6 +12,7 @@ from typing import Any
 from darkfactory.config import Config
 from darkfactory.engine.delegation import DelegationGuard, run_delegating
 from darkfactory.engine.state import SpecAmbiguity
+from darkfactory.engine.task_log import TaskOutputLog
 from darkfactory.models import ModelPlan
 from darkfactory.models.budget import BudgetMeter
 from darkfactory.workspace.context import RunContext
@@ -27,6 +28,7 @@ class CrewPhases:
         self.ctx = ctx
         self.models = models
         self.budget = budget
+        self.task_log = TaskOutputLog()  # what `crewai log-tasks-outputs` shows
 
     def run(self, phase: str, inputs: Mapping[str, Any]) -> str:
         """The phase's answer; run once more with a reminder if nothing was delegated."""
@@ -69,8 +71,8 @@ class CrewPhases:
         # Every prompt of the phase within llm.max_prompt_tokens (cut, or refused).
         prompts = PromptGuard(self.config.factory.llm.max_prompt_tokens, emit=self.ctx.emit)
         # Tool-call protocol errors, prose and refusals (engine/protocol.py); its extra
-        # calls count against the budget.
-        protocol = ProtocolGuard(self.ctx.emit, self.budget.check)
+        # calls count against the budget and their prompts stay within the ceiling.
+        protocol = ProtocolGuard(self.ctx.emit, self.budget.check, prompts=prompts)
         try:
             # The delegation guard's hooks first (a stuck phase's aborted call is not
             # counted); CrewAI's prompt texts, shortened (crews/prompts.json).
@@ -80,6 +82,7 @@ class CrewPhases:
                 self.budget.enforced(),
                 prompts.enforced(),
                 lean_prompts(),
+                self.task_log.kept(crew),
             ):
                 output = crew.kickoff()
         except HookAborted:

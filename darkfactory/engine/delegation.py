@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from darkfactory.crews.delegation import MAX_NAME_CHARS, match_coworker, mend, words
+from darkfactory.crews.texts import texts
 from darkfactory.engine.state import Escalate
 from darkfactory.reporting.trace import ASK_TOOL, DELEGATE_TOOL
 
@@ -23,20 +24,20 @@ MAX_REPEATS = 2
 #: The manager's tools (CrewAI's sanitized names) and the field holding the work asked for.
 MODES = {DELEGATE_TOOL: ("delegate", "task"), ASK_TOOL: ("ask", "question")}
 
-# -- what the manager reads (short: every refusal is in its prompt from then on) --------
-UNKNOWN = "Error: no coworker is named {given!r}. Delegate to exactly one of: {roles}."
-AMBIGUOUS = "Error: {given!r} could be {matches}. Delegate to exactly one of: {roles}."
-NO_TASK = "Error: say what to do in {field!r} (text). Coworkers: {roles}."
-REPEATED = (
-    "Refused (delegation {n} of {limit} in this phase): {role} was already given this "
-    "task twice and answered above. Use those answers: give your final answer, or "
-    "delegate different work."
-)
-STOPPED = "Stopped: more than {limit} delegations in this phase."
-REMINDER = (
-    "Reminder: your previous answer to this task came without delegating any work, and "
-    "nothing was done. You have no tools of your own: delegate each part of the work to "
-    "a coworker ({roles}) with the delegation tool, then give your final answer."
+#: What the manager reads (``darkfactory.delegation`` in crews/prompts.json; short: every
+#: refusal is in its prompt from then on). Keys are the ``delegation_refused`` reasons, and
+#: ``stopped`` (a stuck phase's last tool result) and ``no_delegation`` (the reminder).
+SAY = texts(
+    "delegation",
+    (
+        "unknown_coworker",
+        "ambiguous_coworker",
+        "missing_task",
+        "repeated",
+        "limit_reached",
+        "stopped",
+        "no_delegation",
+    ),
 )
 
 
@@ -52,8 +53,11 @@ class DelegationGuard:
     """Reviews each delegation of one kickoff's manager before CrewAI runs it.
 
     ``roles`` maps each coworker's role text to its role key; ``emit`` writes a trace
-    event. ``delegated`` counts delegations that went to a coworker; ``stuck`` is set
-    when the manager went past ``limit`` delegations (the next model call is aborted).
+    event. Every delegation and question counts, refused ones too. The ``limit``-th is
+    refused unrun, telling the manager to give its final answer; one more sets ``stuck``
+    (the next model call is aborted). So a phase that loops ends after ``limit + 1``
+    manager calls and ``limit - 1`` answers: ``2 * limit`` calls with one-call answers.
+    ``delegated`` counts delegations that went to a coworker.
     """
 
     def __init__(
@@ -88,11 +92,14 @@ class DelegationGuard:
             )
             self.stuck = DelegationStuck(reason)
             self.emit("delegation_stuck", attempts=self.attempts, limit=self.limit, reason=reason)
-            return STOPPED.format(limit=self.limit)
+            return SAY["stopped"].format(limit=self.limit)
+        if self.attempts == self.limit:
+            message = SAY["limit_reached"].format(limit=self.limit)
+            return self._refuse(mode, "limit_reached", given, message)
         matches = match_coworker(given, self.roles)
         if len(matches) != 1:
             why = "unknown_coworker" if not matches else "ambiguous_coworker"
-            message = (AMBIGUOUS if matches else UNKNOWN).format(
+            message = SAY[why].format(
                 given=given, matches=" or ".join(matches), roles=self.role_list
             )
             return self._refuse(mode, why, given, message)
@@ -101,13 +108,12 @@ class DelegationGuard:
             fixed.append(f"coworker {given!r} -> {role!r}")
             args["coworker"] = role
         if not text.strip():
-            return self._refuse(
-                mode, "missing_task", given, NO_TASK.format(field=field, roles=self.role_list)
-            )
+            message = SAY["missing_task"].format(field=field, roles=self.role_list)
+            return self._refuse(mode, "missing_task", given, message)
         key = (mode, role, " ".join(words(text)))
         self._seen[key] += 1
         if self._seen[key] > MAX_REPEATS:
-            message = REPEATED.format(n=self.attempts, limit=self.limit, role=role)
+            message = SAY["repeated"].format(n=self.attempts, limit=self.limit, role=role)
             return self._refuse(mode, "repeated", given, message)
         if fixed:
             self.emit("delegation_normalised", mode=mode, coworker=role, fixed=fixed)
@@ -176,7 +182,7 @@ def run_delegating(
     if guard.delegated:
         return answer
     emit("no_delegation", attempt=1, answer=answer[:MAX_QUOTE_CHARS])
-    answer, guard = kickoff(REMINDER.format(roles=", ".join(roles)))
+    answer, guard = kickoff(SAY["no_delegation"].format(roles=", ".join(roles)))
     if guard.delegated:
         return answer
     emit("no_delegation", attempt=2, answer=answer[:MAX_QUOTE_CHARS])

@@ -15,7 +15,7 @@ import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from crewai.agents.parser import AgentAction, AgentFinish, OutputParserError, parse
 from crewai.hooks import (
@@ -29,8 +29,10 @@ from crewai.hooks.llm_hooks import model_call_hooks_dispatched
 from crewai.utilities.string_utils import sanitize_tool_name
 from pydantic import BaseModel, ValidationError
 
+from darkfactory.crews.texts import texts
 from darkfactory.engine.state import Escalate, PhaseWork
 from darkfactory.errors import DarkFactoryError
+from darkfactory.models.prompt_guard import PromptGuard
 
 #: Consecutive protocol errors by one agent that fail its phase (class ``model_protocol``).
 MAX_PROTOCOL_ERRORS = 3
@@ -53,32 +55,20 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|.)")
 _ACTION_INPUT = re.compile(r"Action\s*\d*\s*Input\s*\d*\s*:[\s]*(.*)", re.S)
 
+#: The ``detail`` of a ``prose`` error whose reply was an empty final answer.
+EMPTY = "an empty final answer"
+
 Kind = Literal["ok", "answer", "refusal", "unknown_tool", "invalid_json", "bad_arguments", "prose"]
 PROTOCOL_ERRORS: tuple[Kind, ...] = ("unknown_tool", "invalid_json", "bad_arguments", "prose")
 
 #: What an agent is told after each kind of protocol error (``{tool}``, ``{tools}``,
-#: ``{expected}``, ``{detail}``).
-NOTES: dict[str, str] = {
-    "unknown_tool": (
-        "Your last reply called the tool '{tool}', which you do not have. Your tools are "
-        "exactly: {tools}. Reply again with one of them (Thought:, Action:, Action Input: "
-        "a JSON object) or with your final answer (Thought:, Final Answer:)."
-    ),
-    "invalid_json": (
-        "Your last reply's Action Input for '{tool}' is not a JSON object ({detail}). "
-        "'{tool}' takes: {expected}. Reply again with Action Input as one JSON object."
-    ),
-    "bad_arguments": (
-        "Your last reply's arguments do not fit the tool '{tool}': {detail}. "
-        "'{tool}' takes: {expected}. Reply again with arguments that fit."
-    ),
-    "prose": (
-        "Your last reply was neither a tool call nor a final answer. Reply in exactly one "
-        "of two formats: to use a tool, 'Thought: ...' then 'Action: <one of {tools}>' then "
-        "'Action Input: <a JSON object>'; when the task is done, 'Thought: ...' then "
-        "'Final Answer: <your answer>'."
-    ),
-}
+#: ``{expected}``, ``{detail}``): ``darkfactory.protocol`` in crews/prompts.json.
+NOTES = texts("protocol", PROTOCOL_ERRORS)
+#: The fix task's ``{previous_work}``: ``darkfactory.previous_work`` in crews/prompts.json.
+WORK = texts(
+    "previous_work",
+    ("heading", "answer", "changed", "changed_no_file", "ran", "ran_no_test", "idle"),
+)
 
 
 def quote(text: str, limit: int = MAX_QUOTE_CHARS) -> str:
@@ -88,11 +78,15 @@ def quote(text: str, limit: int = MAX_QUOTE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def said_in(text: str) -> str:
+    """What a reply says, quoted: its final answer if it has one, else all of it."""
+    answer = text.split("Final Answer:")[-1] if "Final Answer:" in text else text
+    return quote(re.sub(r"^\s*Thought\s*:", "", answer.strip()))
+
+
 def refusal_in(text: str) -> str | None:
     """The refusal a reply (a final answer or prose) starts with, quoted; None if none."""
-    answer = text.split("Final Answer:")[-1] if "Final Answer:" in text else text
-    answer = re.sub(r"^\s*Thought\s*:", "", answer.strip())
-    said = quote(answer)
+    said = said_in(text)
     probe = said.lower().replace("\u2019", "'").lstrip("\"'*` ")
     return said if _REFUSAL.match(probe) else None
 
@@ -161,7 +155,11 @@ def judge(text: str, tools: Mapping[str, type[BaseModel] | None]) -> Verdict:
         refused = refusal_in(text)
         if refused is not None:
             return Verdict("refusal", detail=refused)
-        return Verdict("answer") if parsed is not None else Verdict("prose")
+        if parsed is None:
+            return Verdict("prose")
+        # Nothing after "Final Answer:": no answer (a refusal or a glitch; a refusal finish
+        # reason, judged first, escalates). Reminded like prose, as CrewAI re-asks an empty reply.
+        return Verdict("answer") if str(parsed.output).strip() else Verdict("prose", detail=EMPTY)
     assert isinstance(parsed, AgentAction)
     tool = _select(parsed.tool, tools)
     if tool is None:
@@ -249,16 +247,21 @@ class ProtocolGuard:
     fit the schema, prose that is neither a tool call nor an answer) is sent back with a
     note naming the tools or the expected arguments, and the model is asked again, at most
     ``MAX_PROTOCOL_ERRORS - 1`` times in a row; then the phase stops (``stop``). A refusal
-    stops it at once. ``before_call`` runs before each such extra call (the budget).
+    stops it at once. Before each such extra call (CrewAI's before-call hooks do not see
+    it) ``before_call`` runs (the budget) and ``prompts`` fits the prompt to its ceiling.
     """
 
-    def __init__(self, emit: Emit, before_call: Callable[[], None]) -> None:
+    def __init__(
+        self, emit: Emit, before_call: Callable[[], None], *, prompts: PromptGuard
+    ) -> None:
         self.emit = emit
         self.before_call = before_call
+        self.prompts = prompts
         self.phase = ""
         #: What stopped the phase: ``ModelProtocolError`` or ``ModelRefused``.
         self.stop: DarkFactoryError | None = None
-        self._finish: dict[str, str] = {}
+        #: Per role: a refusal finish reason not judged yet, and the text of its call.
+        self._finish: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
@@ -280,14 +283,22 @@ class ProtocolGuard:
 
     # -- hooks ----------------------------------------------------------------------------
     def _before(self, context: Any) -> None:
+        if self.stop is None:
+            # A refused call whose reply never reached _after (CrewAI turns an empty reply
+            # down and asks again): the refusal stops the phase before the new call.
+            role = str(getattr(context.agent, "role", "") or "?")
+            refused = self._finish_verdict(role)
+            if refused is not None:
+                self._refuse(role, refused)
         if self.stop is not None:  # every later call of the phase, e.g. the manager's
             raise HookAborted(str(self.stop), source="darkfactory.engine.protocol")
 
     def _completed(self, source: Any, event: Any) -> None:
         reason = str(getattr(event, "finish_reason", None) or "").lower()
         if reason in REFUSAL_FINISH_REASONS:
+            text = event.response if isinstance(event.response, str) else ""
             with self._lock:
-                self._finish[str(event.agent_role or "")] = reason
+                self._finish[str(event.agent_role or "")] = (reason, text)
 
     def _after(self, context: Any) -> str | None:
         executor = context.executor
@@ -308,13 +319,7 @@ class ProtocolGuard:
             if native and verdict.kind in PROTOCOL_ERRORS:
                 verdict = Verdict("answer")
             if verdict.kind == "refusal":
-                self.emit(
-                    "model_refusal",
-                    role=role,
-                    text=verdict.detail,
-                    finish_reason=verdict.tool or None,
-                )
-                self._stop(ModelRefused(role, self.phase, verdict.detail, verdict.tool or None))
+                self._refuse(role, verdict)
             if not verdict.is_error:
                 return response if errors else None
             errors.append(verdict)
@@ -336,17 +341,28 @@ class ProtocolGuard:
                     errors=[e.kind for e in errors],
                 )
                 self._stop(failed)
-            response = self._ask_again(context, response, note_for(verdict, tools))
+            response = self._ask_again(context, role, response, note_for(verdict, tools))
 
     def _judge(self, role: str, response: str, tools: Mapping[str, Any]) -> Verdict:
+        refused = self._finish_verdict(role)
+        return refused if refused is not None else judge(response, tools)
+
+    def _finish_verdict(self, role: str) -> Verdict | None:
+        """The refusal a finish reason reported for ``role``'s calls so far, if any."""
         from crewai.events import crewai_event_bus
 
         crewai_event_bus.flush(timeout=10.0)  # the finish reason of the call just made
         with self._lock:
             finish = self._finish.pop(role, None)
-        if finish is not None:
-            return Verdict("refusal", tool=finish, detail=refusal_in(response) or quote(response))
-        return judge(response, tools)
+        if finish is None:
+            return None
+        reason, text = finish
+        return Verdict("refusal", tool=reason, detail=refusal_in(text) or said_in(text))
+
+    def _refuse(self, role: str, verdict: Verdict) -> NoReturn:
+        reason = verdict.tool or None
+        self.emit("model_refusal", role=role, text=verdict.detail, finish_reason=reason)
+        self._stop(ModelRefused(role, self.phase, verdict.detail, reason))
 
     def settled(self) -> DarkFactoryError | None:
         """What stopped the phase, or a refusal only a finish reason showed (e.g. a
@@ -359,23 +375,26 @@ class ProtocolGuard:
                 late = next(iter(self._finish.items()), None)
                 self._finish.clear()
             if late is not None:
-                role, reason = late
-                self.emit("model_refusal", role=role, text="", finish_reason=reason)
-                self.stop = ModelRefused(role, self.phase, "", reason)
+                role, (reason, text) = late
+                said = said_in(text)
+                self.emit("model_refusal", role=role, text=said, finish_reason=reason)
+                self.stop = ModelRefused(role, self.phase, said, reason)
         return self.stop
 
-    def _stop(self, error: DarkFactoryError) -> None:
+    def _stop(self, error: DarkFactoryError) -> NoReturn:
         if self.stop is None:
             self.stop = error
         raise HookAborted(str(self.stop), source="darkfactory.engine.protocol")
 
-    def _ask_again(self, context: Any, response: str, note: str) -> str:
+    def _ask_again(self, context: Any, role: str, response: str, note: str) -> str:
         """The bad reply and the note go into the agent's conversation; the model answers."""
         context.messages.append({"role": "assistant", "content": response[:4000]})
         context.messages.append({"role": "user", "content": note})
         try:
             self.before_call()
-        except DarkFactoryError as exc:  # the budget: CrewPhases raises it after the crew
+            # Cut in place, as the before-call hook cuts (a prompt_cut event), or refused.
+            self.prompts.check(context.messages, context.llm, role)
+        except DarkFactoryError as exc:  # the budget, PromptTooLarge: CrewPhases raises them
             raise HookAborted(str(exc), source="darkfactory.engine.protocol") from exc
         with model_call_hooks_dispatched():
             answer = context.llm.call(
@@ -414,19 +433,14 @@ def previous_work(work: Sequence[PhaseWork]) -> str:
     recent = list(work[last_fix:])
     if not recent:
         return ""
-    lines = ["What the pipeline measured of the crew's previous answers (not what they said):"]
+    lines = [WORK["heading"]]
     idle = []
     for w in recent:
         files = ", ".join(w.files[:12]) + (" ..." if len(w.files) > 12 else "")
-        changed = f"changed {files}" if w.files else "changed no file"
-        ran = f"ran the tests {w.tests_run} time(s)" if w.tests_run else "ran no test"
-        lines.append(f'- {w.task}: {changed}; {ran}; its answer began: "{w.answer}"')
+        changed = WORK["changed"].format(files=files) if w.files else WORK["changed_no_file"]
+        ran = WORK["ran"].format(n=w.tests_run) if w.tests_run else WORK["ran_no_test"]
+        lines.append(WORK["answer"].format(task=w.task, changed=changed, ran=ran, answer=w.answer))
         if not w.files and not w.tests_run:
             idle.append(w.task)
-    for task in idle:
-        lines.append(
-            f"The previous {task} answer changed nothing: no file changed and no test ran, "
-            "whatever it said. Have the work done with the tools; the pipeline reads the "
-            "files and runs the tests itself."
-        )
+    lines += [WORK["idle"].format(task=task) for task in idle]
     return "\n".join(lines)

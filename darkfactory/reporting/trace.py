@@ -279,7 +279,8 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
     },
     "delegation_refused": {
         "mode": "delegate or ask",
-        "reason": "unknown_coworker, ambiguous_coworker, missing_task or repeated",
+        "reason": "unknown_coworker, ambiguous_coworker, missing_task, repeated or "
+        "limit_reached (the phase's last delegation: the manager is told to answer)",
         "coworker": "the coworker as the manager named it",
         "attempt": "the manager's delegation number in the phase",
     },
@@ -324,7 +325,10 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
         "ticket_kind": "tests, docs or migrate",
         "checks": "each check's name, whether it holds (ok) and what was measured (detail)",
     },
-    "deliver": {"what": "push or pull_request, with the branch or the URL"},
+    "deliver": {
+        "what": "push (with the branch), pull_request (with url, created, target and why) "
+        "or failed (with the error: a run that stopped early keeps its status)"
+    },
     "run_end": {"status": "final status", "reason": "why"},
 }
 
