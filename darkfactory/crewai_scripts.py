@@ -75,8 +75,8 @@ def test() -> NoReturn:
         _does_not_apply(
             "test",
             "Dark Factory scores its crew with hidden tests run in a sandbox, not with an LLM "
-            "judge; run `darkfactory bench SUITE --model MODEL` (e.g. benchmarks/suite of its "
-            "repository) or `darkfactory rehearse`",
+            "judge; run `darkfactory rehearse` (the whole pipeline on the example spec), or "
+            "`darkfactory bench benchmarks/suite --model MODEL` in a checkout of the repository",
         )
     here = Path(sys.argv[0]).resolve().parent
     path = os.pathsep.join(

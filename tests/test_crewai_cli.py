@@ -1,7 +1,8 @@
 """The CrewAI command line in this repository: ``crewai run`` and ``crewai flow kickoff``
 reach the pipeline and leave the repository as they found it, ``crewai flow plot`` draws
-every step and every route, and ``test``, ``train``, ``replay`` say in one line why they do
-not apply (the CLI runs each as ``uv run NAME``: the scripts an editable install writes)."""
+every step and every route, ``test``, ``train``, ``replay`` say in one line why they do
+not apply (the CLI runs each as ``uv run NAME``: the scripts an editable install writes),
+and ``log-tasks-outputs`` lists every phase of the last run."""
 
 from __future__ import annotations
 
@@ -15,19 +16,22 @@ from pathlib import Path
 from typing import get_args, get_type_hints
 
 import pytest
+import yaml
 from crewai.flow.flow_definition import FlowDefinition
 
 from darkfactory import crewai_scripts
 from darkfactory.engine.flow import FactoryFlow
+from darkfactory.reporting.trace import read_trace
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def crewai(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    """The ``crewai`` command, as a user whose environment is active runs it."""
+def crewai(*args: str, cwd: Path = REPO, **more: str) -> subprocess.CompletedProcess[str]:
+    """The ``crewai`` command, as a user whose environment is active runs it (``more``: the
+    environment variables to add)."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "MODEL"}
-    env |= {"PATH": f"{BIN}{os.pathsep}{env['PATH']}", "VIRTUAL_ENV": str(BIN.parent)}
+    env |= {"PATH": f"{BIN}{os.pathsep}{env['PATH']}", "VIRTUAL_ENV": str(BIN.parent), **more}
     return subprocess.run(
         [str(BIN / "crewai"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
     )
@@ -114,6 +118,44 @@ def test_commands_that_do_not_apply_say_why_in_one_line(args: tuple[str, ...], s
     ours = [line for line in out.stderr.splitlines() if line.startswith("darkfactory:")]
     assert len(ours) == 1 and says in ours[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_crewai_test_suggests_what_works_from_a_wheel_first() -> None:
+    """A wheel's user has no benchmarks/ folder: rehearse first, the bench for a checkout."""
+    (line,) = [x for x in crewai("test").stderr.splitlines() if x.startswith("darkfactory:")]
+    assert "run `darkfactory rehearse`" in line
+    assert line.index("darkfactory rehearse") < line.index("benchmarks/suite")
+    assert "in a checkout of the repository" in line
+
+
+def test_log_tasks_outputs_shows_every_phase_of_the_last_run(tmp_path: Path) -> None:
+    """CrewAI empties its kickoff store at each kickoff and each phase is one: the crew
+    writes the earlier phases back, so ``crewai log-tasks-outputs`` lists them all."""
+    from darkfactory.cli import main
+
+    root = tmp_path / "my_factory"
+    assert main(["init", str(root)]) == 0
+    factory = root / "config" / "factory.yaml"
+    factory.write_text(
+        factory.read_text(encoding="utf-8").replace("  backend: auto", "  backend: local"),
+        encoding="utf-8",
+    )
+    store = {"CREWAI_STORAGE_DIR": str(tmp_path / "crewai-store")}  # not the user's own
+    out = crewai("run", cwd=root, MODEL="scripted:specs/wordcount.playbook.yaml", **store)
+    assert "delivered: Word count CLI" in out.stdout, out.stdout + out.stderr
+
+    (run_dir,) = (root / "runs").glob("2*")
+    phases = [r["task"] for r in read_trace(run_dir / "trace.jsonl") if r["kind"] == "crew_start"]
+    assert phases == ["design", "implement", "verify", "document"]
+    tasks = yaml.safe_load((root / "config" / "tasks.yaml").read_text(encoding="utf-8"))
+
+    out = crewai("log-tasks-outputs", cwd=root, **store)
+    shown = re.findall(r"^Task (\d+): .*\nExpected output: (.*)$", out.stdout, re.M)
+    assert [int(n) for n, _ in shown] == [1, 2, 3, 4], out.stdout + out.stderr
+    assert [expected for _, expected in shown] == [
+        " ".join(tasks[phase]["expected_output"].split()) for phase in phases
+    ]
+    assert "Output: DESIGN.md is written." in out.stdout  # the first phase's answer
 
 
 def test_the_test_script_is_test1_for_anything_else(tmp_path: Path) -> None:

@@ -72,6 +72,20 @@ def test_config_rejects_a_misspelled_tool(project: Path) -> None:
     assert "did you mean 'word_frequency'?" in text
 
 
+@pytest.mark.parametrize("name", ["FileReadTool", "SerperDevTool"])
+def test_config_points_a_crewai_tools_class_to_the_docs(project: Path, name: str) -> None:
+    """A CrewAI user's habit: not "unknown tool", but why and where the docs say more."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(config_with_developer_tool(project, name))
+    text = str(caught.value)
+    assert "agents.yaml" in text and "developer.tools." in text
+    assert f"role developer names {name!r}, a crewai-tools class" in text
+    assert "outside the sandbox" in text
+    assert "docs/configuration.md, section crewai-tools" in text
+    assert "read_file" in text and NAME in text  # the tools it can name instead
+    assert "unknown tool" not in text
+
+
 def test_tool_counts_words_through_crewai_run(project: Path, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     (ws / "docs").mkdir(parents=True)

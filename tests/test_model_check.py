@@ -20,7 +20,7 @@ import yaml
 from loopback import config_copy, no_outside_network, server_for  # noqa: F401  (a fixture)
 
 from darkfactory.cli import EXAMPLE_SPEC, main
-from darkfactory.models.catalog import ModelCatalog
+from darkfactory.models.catalog import API_URLS, ModelCatalog
 
 pytestmark = pytest.mark.usefixtures("no_outside_network")
 
@@ -140,6 +140,31 @@ def test_a_model_of_an_agents_yaml_role_is_named_with_its_role(
     assert "model 'openai/gpt-4o-maxi' (role manager, set by agents.yaml manager.llm)" in err
     assert "did you mean openai/gpt-4o-mini" in err
     assert "playbook" not in err.split("hint:")[0]  # the other roles' model is fine
+
+
+def test_groq_is_asked_with_its_own_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """groq's model list is OpenAI-compatible: the playbook server stands in for it, and
+    refuses any key but the one in GROQ_API_KEY."""
+    assert API_URLS["groq"] == "https://api.groq.com/openai/v1"
+    key = "gsk-test-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-groqs-0000000")
+    monkeypatch.setenv("GROQ_API_KEY", key)
+    with server_for(models=MODELS, api_key=key) as server:
+        catalog = ModelCatalog(api_urls={"groq": server.base_url})
+        ok = catalog.check("groq/gpt-4o")
+        assert (ok.known, ok.note) == (True, f"listed by GET {server.base_url}/models")
+        wrong = catalog.check("groq/gpt-4o-mni")
+        assert wrong.known is False
+        assert wrong.close[:2] == ("groq/gpt-4o-mini", "groq/gpt-4o")
+        # A run or validate stops on it (BASE_URL: the same server for every provider).
+        monkeypatch.setenv("BASE_URL", server.base_url)
+        code, _, err = cli(capsys, "validate", str(EXAMPLE_SPEC), "--model", "groq/gpt-4o-mni")
+    assert code == 2
+    assert "hint: did you mean groq/gpt-4o-mini or groq/gpt-4o?" in err
+    assert key not in err
+    assert server.model_lists == 2  # once for the catalog's two names, once for validate
 
 
 # -- Anthropic's and Gemini's model endpoints, stood in for on loopback ------------------------

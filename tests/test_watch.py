@@ -19,7 +19,15 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from runhelp import NEEDS_BWRAP, example_playbook, only_run, run_spec, write_playbook
+from runhelp import (
+    NEEDS_BWRAP,
+    config_with,
+    example_playbook,
+    only_run,
+    report_of,
+    run_spec,
+    write_playbook,
+)
 
 from darkfactory.cli import EXAMPLE_SPEC, main
 from darkfactory.cli.watch import TraceTail, Watch, clean
@@ -32,6 +40,8 @@ HOSTILE_PATH = "[bold red]x[/]\x1b]0;owned\x07\x1b[2J\u202eevil.py"
 PHASES = ("intake", "design", "implement", "qa", "verify", "document", "docs_check", "deliver")
 #: What a terminal must never get from the run's data: OSC, clear screen, bell, RTL override.
 INJECTED = ("\x1b]", "\x1b[2J", "\x07", "\u202e")
+#: USD per million tokens for the scripted model (free unless priced), so a cost shows.
+PRICES = {"scripted:*": {"input": 3.0, "output": 15.0}}
 
 
 def hostile_book(delay_s: float = 0.0) -> dict[str, Any]:
@@ -49,10 +59,19 @@ def hostile_book(delay_s: float = 0.0) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A delivered run (the example spec, a scripted model), in this process."""
-    out = tmp_path_factory.mktemp("watch") / "runs"
-    assert run_spec(out, hostile_book()) == 0
+    """A delivered run (the example spec, a scripted model priced by ``PRICES``), in this
+    process."""
+    tmp = tmp_path_factory.mktemp("watch")
+    out = tmp / "runs"
+    assert run_spec(out, hostile_book(), config=config_with(tmp, prices=PRICES)) == 0
     return only_run(out)
+
+
+def cost_of(run_dir: Path) -> str:
+    """The run's cost as watch shows it, from its report: "$0.1234"."""
+    usd = report_of(run_dir)["llm"]["cost_usd"]
+    assert usd > 0
+    return f"${usd:.4f}"
 
 
 def watch(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -161,6 +180,12 @@ def test_a_finished_run_prints_its_end_and_exits_with_its_code(
         "  exit code 0 (docs/exit-codes.md)",
     ]
     assert text.startswith("delivered: Word count CLI - acceptance 8/8, unit 4/4, LLM calls 26")
+    llm = report_of(finished)["llm"]
+    tokens = llm["prompt_tokens"] + llm["completion_tokens"]
+    assert text.splitlines()[0].endswith(f", tokens {tokens}, cost {cost_of(finished)}")
+    assert llm["cost_usd"] == pytest.approx(
+        (llm["prompt_tokens"] * 3.0 + llm["completion_tokens"] * 15.0) / 1e6
+    )
     # --from-start: every event line first, in order; by the run's directory as well.
     code, text, _ = watch(capsys, str(finished), "--from-start")
     assert code == 0
@@ -183,6 +208,7 @@ def test_the_live_view_shows_model_text_as_text(finished: Path) -> None:
     plain = re.sub(r"\x1b\[[0-9;]*m", "", screen)  # rich's own styling off
     assert "[bold red]x[/]?]0;owned??[2J?evil.py" in plain
     assert "last tool calls" in plain and "delivered" in plain
+    assert f"cost {cost_of(finished)}" in plain  # the panel's model row
 
 
 def test_a_budget_stop_exits_4_and_a_killed_run_1(

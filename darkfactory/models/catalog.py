@@ -29,6 +29,7 @@ API_URLS: dict[str, str] = {
     "gemini": "https://generativelanguage.googleapis.com/v1beta",
     "deepseek": "https://api.deepseek.com/v1",
     "openrouter": "https://openrouter.ai/api/v1",
+    "groq": "https://api.groq.com/openai/v1",
     "ollama": "http://localhost:11434/v1",
     "hosted_vllm": "http://localhost:8000/v1",
 }
@@ -41,6 +42,7 @@ OPENAI_COMPATIBLE: dict[str, tuple[str, ...]] = {
     "openai": ("OPENAI_API_KEY",),
     "deepseek": ("DEEPSEEK_API_KEY",),
     "openrouter": ("OPENROUTER_API_KEY",),
+    "groq": ("GROQ_API_KEY",),
     "ollama": (),
     "hosted_vllm": (),
 }
