@@ -338,7 +338,12 @@ def ticket_with_holdout(tmp_path: Path, holdout_value: Any, **extra: Any) -> Pat
             "holdout.0",
         ),
         ("test_wordcount.py::test_keys", {}, "must be a list", "holdout"),
-        (["test_wordcount.py::test_keys"], {"repo": "../r"}, "cannot seal tests yet", "holdout"),
+        (
+            ["tests/test_cli.py::test_empty"],
+            {"repo": "../r", "kind": "bug", "failing_tests": ["tests/test_cli.py::test_empty"]},
+            "one of the repository's own tests (failing_tests)",
+            "holdout.0",
+        ),
     ],
 )
 def test_a_tickets_holdout_is_checked_where_it_is_written(

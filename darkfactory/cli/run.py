@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,6 +100,10 @@ def start_run(
         env.provider = YesProvider(then=env.provider)
     backend_used = env.sandbox.backend if env.sandbox is not None else backend
     progress(f"run {env.run_id} in {env.run_dir} (sandbox: {backend_used})")
+    if env.repo is not None:  # said even with --quiet: the run does not use what is on disk
+        for warning in env.repo.record.warnings:
+            where = env.repo.record.location
+            print(f"darkfactory: warning: {where}: {warning}", file=sys.stderr, flush=True)
     outcome = session.execute(env, cli_model=model, backend=backend)
     return print_outcome(outcome, args)
 

@@ -237,7 +237,12 @@ def review_summary(state: RunState, env: RunEnv) -> str:
         f"Workspace: {env.workspace}\n"
         f"Acceptance tests: {acc.passed}/{acc.total} passed; "
         f"unit tests: {unit.passed}/{unit.total} passed; "
-        f"docs: {len(docs.pages)} page(s) built strictly, "
+        + (
+            f"sealed holdout: {last.sealed.passed}/{last.sealed.total} passed; "
+            if last.sealed is not None
+            else ""
+        )
+        + f"docs: {len(docs.pages)} page(s) built strictly, "
         f"{docs.examples_passed}/{docs.examples_run} example(s) pass\n"
         + (_diff(env) if env.repo is not None else f"Files:\n{env.workspace_files()}")
     )

@@ -74,7 +74,7 @@ class RunEnv:
             inputs["reproduction"] = reproduction_text(self.run_dir)
             from darkfactory.engine.repo_checks import checks_text  # repositories only
 
-            inputs["checks"] = checks_text(self.spec.target)
+            inputs["checks"] = checks_text(self.spec)
         return inputs
 
     def workspace_files(self) -> str:

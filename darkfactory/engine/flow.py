@@ -126,7 +126,7 @@ class FactoryFlow(Flow[RunState]):
 
     def _reproduce(self) -> None:
         """A bug: its reproduction must fail at the base commit before anyone fixes it."""
-        from darkfactory.engine import repo_run  # repositories only: not on a new project's path
+        from darkfactory.engine import repo_checks, repo_run  # repositories only
 
         env, repo = self.env, self.env.repo
         assert repo is not None and env.spec.target is not None
@@ -135,15 +135,20 @@ class FactoryFlow(Flow[RunState]):
             repo_run.save_must_pass(env.run_dir, [])
             return
         self._phase("reproduce")
+        expected = repo_checks.expected_failure(env.spec)
         if named:
-            found = repo_run.check_named_tests(repo, named)
+            found = repo_run.check_named_tests(repo, named, expected=expected)
         else:
             self._crew_phase("reproduce")
             self._remove_nested_git()
             changed = gitrepo.uncommitted(env.workspace)
             assert env.sandbox is not None
             found = repo_run.check_reproduction(
-                env.sandbox, repo, changed, timeout=env.config.factory.tests.timeout_s
+                env.sandbox,
+                repo,
+                changed,
+                timeout=env.config.factory.tests.timeout_s,
+                expected=expected,
             )
         env.trace.write(
             "reproduction",

@@ -158,11 +158,21 @@ class SealedSuite:
     workspace: the code under test cannot leave their source where an agent would find it."""
 
     def __init__(
-        self, run_dir: Path, base: SandboxSpec, open_sandbox: Callable[[SandboxSpec], Sandbox]
+        self,
+        run_dir: Path,
+        base: SandboxSpec,
+        open_sandbox: Callable[[SandboxSpec], Sandbox],
+        *,
+        prepare: Callable[[Sandbox], Sandbox] = lambda sandbox: sandbox,
+        pytest_args: Sequence[str] = (),
     ) -> None:
+        """``prepare`` wraps the opened sandbox (a repository's PYTHONPATH), ``pytest_args``
+        go to pytest (a repository's plugins)."""
         self.run_dir = run_dir
         self.base = base
         self.open_sandbox = open_sandbox
+        self.prepare = prepare
+        self.pytest_args = list(pytest_args)
 
     def run(self, *, timeout: float) -> TestRun:
         work = self.run_dir / SEALED_WORK
@@ -178,7 +188,13 @@ class SealedSuite:
             sandbox = self.open_sandbox(spec)
             try:
                 mounted = sandbox.path_of(SEALED_TARGET)
-                run = run_pytest(sandbox, [mounted], timeout=timeout, rootdir=mounted)
+                run = run_pytest(
+                    self.prepare(sandbox),
+                    [mounted],
+                    timeout=timeout,
+                    rootdir=mounted,
+                    extra_args=self.pytest_args,
+                )
             finally:
                 sandbox.close()
         finally:

@@ -28,6 +28,7 @@ A test file is ``test_*.py``, ``*_test.py``, ``conftest.py`` or anything under a
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,7 +36,7 @@ from typing import Any
 from darkfactory.repo.project import Project
 from darkfactory.sandbox.base import Sandbox
 from darkfactory.sandbox.testrun import TestOutcome
-from darkfactory.spec import RepoTarget
+from darkfactory.spec import RepoTarget, Spec
 from darkfactory.workspace import git as gitrepo
 from darkfactory.workspace import hostio
 
@@ -114,10 +115,32 @@ class CheckResult:
         return {"name": self.name, "ok": self.ok, "detail": self.detail[:MAX_DETAIL]}
 
 
-def checks_text(target: RepoTarget | None) -> str:
+#: An exception's name in a ticket's text (what a bug's reproduction must fail with).
+_EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z0-9_]*(?:Error|Exception)\b")
+
+
+def expected_failure(spec: Spec) -> tuple[str, ...]:
+    """What a bug's reproduction must show failing at base: ``fails_with:``, or else the
+    exception names the ticket mentions (none: any failure that is not an import error)."""
+    assert spec.target is not None
+    if spec.target.fails_with:
+        return tuple(spec.target.fails_with)
+    text = "\n".join((spec.title, spec.summary, spec.requirements_text()))
+    return tuple(dict.fromkeys(_EXCEPTION_NAME.findall(text)))
+
+
+def checks_text(spec: Spec) -> str:
     """``{checks}``: what the pipeline will measure for this ticket's kind, for the prompts."""
+    target = spec.target
     if target is None:
         return ""
+    if target.kind == "bug":
+        expected = expected_failure(spec)
+        shows = f", showing {' or '.join(expected)}" if expected else ""
+        return (
+            f"- the reproduction fails at the base commit{shows} (never an import error)\n"
+            "- after the fix it passes, and every test that passed at base still passes"
+        )
     modules = ", ".join(target.modules) or "the project's packages"
     if target.kind == "tests":
         return (

@@ -8,6 +8,7 @@ writes ``change.patch`` and ``pull_request.md`` and pushes the branch if configu
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,14 +19,15 @@ from pydantic import BaseModel
 from darkfactory.config import Config
 from darkfactory.engine import repo_checks
 from darkfactory.engine.classify import diagnose
-from darkfactory.engine.verify import VerifyResult, trace_outcomes
+from darkfactory.engine.holdout import SealedSuite
+from darkfactory.engine.verify import VerifyResult, sealed_failures, trace_outcomes
 from darkfactory.errors import ConfigError
 from darkfactory.repo import deliver as delivering
 from darkfactory.repo.baseline import Baseline, Comparison, compare, run_baseline, run_suite
 from darkfactory.repo.environment import RepoEnvironment, prepare_environment, project_sandbox
 from darkfactory.repo.environment import run_setup as run_setup_commands
 from darkfactory.repo.errors import RepoError
-from darkfactory.repo.project import Project, detect_project
+from darkfactory.repo.project import TEST_COMMAND_HINT, Project, detect_project, pytest_problem
 from darkfactory.repo.source import RepoSource, clone_into, open_repository
 from darkfactory.repo.version_file import write_version_files
 from darkfactory.reporting.trace import Trace
@@ -60,6 +62,10 @@ class RepoRecord(BaseModel):
     kind: str
     project: Project
     warnings: list[str] = []
+    #: The branch the base names and the repository's default branch, resolved when the
+    #: clone is made (``RepoSource``); None when unknown (and in a repo.json written before).
+    base_branch: str | None = None
+    default_branch: str | None = None
 
 
 @dataclass
@@ -112,6 +118,15 @@ def check(spec: Spec, config: Config) -> RepoSource:
     if problem is not None:
         message, key, hint = problem
         raise RepoError(message, file=Path(spec.source), key=key, hint=hint)
+    command = spec.target.test_command
+    wrong = pytest_problem(command) if command else None
+    if wrong is not None:
+        raise RepoError(
+            f"test_command {wrong}",
+            file=Path(spec.source),
+            key="test_command",
+            hint=TEST_COMMAND_HINT,
+        )
     missing = [t for t in KIND_TASKS[spec.target.kind] if t not in config.tasks]
     if missing:
         raise ConfigError(
@@ -120,9 +135,14 @@ def check(spec: Spec, config: Config) -> RepoSource:
             key=missing[0],
             hint="copy it from Dark Factory's config/tasks.yaml",
         )
-    return open_repository(
+    source = open_repository(
         location_of(spec.target, spec), spec.target.base, limits=config.factory.repo
     )
+    pull = config.factory.deliver.pull_request
+    if pull is not None and not (pull.target_branch or source.base_branch or source.default_branch):
+        source.close()
+        raise _no_target(source.location, source.base)
+    return source
 
 
 def setup(
@@ -137,8 +157,8 @@ def setup(
     exclude.parent.mkdir(parents=True, exist_ok=True)
     exclude.write_text(rundir.WORKSPACE_IGNORE, encoding="utf-8")  # never part of the change
     project = detect_project(workspace)
-    if spec.target.test_command:
-        project = project.model_copy(update={"test_command": tuple(spec.target.test_command)})
+    if spec.target.test_command:  # the ticket's, over the repository's own
+        project = project.with_test_command(spec.target.test_command)
     # A version module the build would generate (setuptools-scm, hatch-vcs): a stub,
     # git-ignored, so the package imports (after the exclude file above is written).
     written = write_version_files(workspace, project.version_files)
@@ -152,6 +172,8 @@ def setup(
         kind=spec.target.kind,
         project=project,
         warnings=list(source.warnings),
+        base_branch=source.base_branch,
+        default_branch=source.default_branch,
     )
     (run_dir / REPO_JSON).write_text(record.model_dump_json(indent=2), encoding="utf-8")
     return record
@@ -180,6 +202,11 @@ def environment(record: RepoRecord, config: Config, *, backend: str) -> RepoEnvi
 
 def importable(sandbox: Sandbox, record: RepoRecord) -> Sandbox:
     return project_sandbox(sandbox, record.project)
+
+
+def plugin_args(repo: RepoRun) -> list[str]:
+    """pytest's ``-p`` arguments for the repository's plugins (any suite run apart from it)."""
+    return [a for m in repo.environment.pytest_plugins for a in ("-p", m)]
 
 
 def baseline(
@@ -266,10 +293,23 @@ class Reproduction:
     why: str = ""
 
 
+def _wrong_reason(failures: str, expected: tuple[str, ...]) -> str | None:
+    """Why ``failures`` are not the ticket's (None: they are, or the ticket names nothing)."""
+    if not expected or any(e in failures for e in expected):
+        return None
+    return f"it fails, but not with what the ticket reports ({' or '.join(expected)})"
+
+
 def check_reproduction(
-    sandbox: Sandbox, repo: RepoRun, changed: list[str], *, timeout: float
+    sandbox: Sandbox,
+    repo: RepoRun,
+    changed: list[str],
+    *,
+    timeout: float,
+    expected: tuple[str, ...] = (),
 ) -> Reproduction:
-    """The QA engineer's new test files: they must fail now, and not for an import error."""
+    """The QA engineer's new test files: they must fail now, for the ticket's reason
+    (``expected``, see ``repo_checks.expected_failure``), and not for an import error."""
     files = tuple(f for f in changed if _is_test_file(f))
     other = [f for f in changed if f not in files]
     if other:
@@ -280,30 +320,44 @@ def check_reproduction(
         sandbox,
         list(files),
         timeout=timeout,
-        extra_args=[a for m in repo.environment.pytest_plugins for a in ("-p", m)],
+        extra_args=plugin_args(repo),
     )
     tests = tuple(o.nodeid for o in run.outcomes)
     failure = run.summary(3000)
-    if run.collection_error is not None or run.killed is not None:
-        return Reproduction(tests, files, failure, False, "the test does not run at base")
     diagnosis = diagnose(run, None, NO_HOST_PATH)
     if any(c in ("syntax_import", "missing_dependency") for c in diagnosis.classes):
         return Reproduction(tests, files, failure, False, "it fails with an import error")
+    if run.collection_error is not None or run.killed is not None:
+        return Reproduction(tests, files, failure, False, "the test does not run at base")
     if not run.outcomes or any(o.outcome not in ("failed", "error") for o in run.outcomes):
         return Reproduction(tests, files, failure, False, "it does not fail at the base commit")
+    wrong = _wrong_reason("\n".join(o.message for o in run.outcomes), expected)
+    if wrong is not None:
+        return Reproduction(tests, files, failure, False, wrong)
     return Reproduction(tests, files, failure, True)
 
 
-def check_named_tests(repo: RepoRun, names: list[str]) -> Reproduction:
-    """A ticket's ``failing_tests``: each must exist and fail in the baseline."""
-    found = repo.baseline.outcomes if repo.baseline is not None else {}
+def check_named_tests(
+    repo: RepoRun, names: list[str], *, expected: tuple[str, ...] = ()
+) -> Reproduction:
+    """A ticket's ``failing_tests``: each must exist and fail in the baseline, for the
+    ticket's reason (``expected``)."""
+    base = repo.baseline
+    found = base.outcomes if base is not None else {}
+    messages = base.messages if base is not None else {}
     missing = [t for t in names if t not in found]
     passing = [t for t in names if found.get(t) == "passed"]
-    failure = "\n".join(f"{t}: {found.get(t, 'not found')}" for t in names)
+    failure = "\n\n".join(
+        f"{t}: {found.get(t, 'not found')}" + (f"\n{messages[t]}" if t in messages else "")
+        for t in names
+    )
     if missing:
         return Reproduction(tuple(names), (), failure, False, f"not in the suite: {missing}")
     if passing:
         return Reproduction(tuple(names), (), failure, False, f"they pass at base: {passing}")
+    wrong = _wrong_reason("\n".join(messages.get(t, "") for t in names), expected)
+    if wrong is not None:
+        return Reproduction(tuple(names), (), failure, False, wrong)
     return Reproduction(tuple(names), (), failure, True)
 
 
@@ -334,6 +388,7 @@ class RepoVerifier:
         repo: RepoRun,
         trace: Trace,
         progress: Callable[[str], None] = lambda msg: None,
+        sealed: SealedSuite | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.spec = spec
@@ -342,6 +397,7 @@ class RepoVerifier:
         self.repo = repo
         self.trace = trace
         self.progress = progress
+        self.sealed = sealed
         self.comparison: Comparison | None = None
 
     def must_pass(self) -> list[str]:
@@ -374,7 +430,13 @@ class RepoVerifier:
         acceptance = TestRun(wanted, suite.exec, suite.collection_error, timeout_s=timeout)
         if self.spec.acceptance_tests:
             mounted = self.sandbox.path_of("/acceptance")
-            ticket = run_pytest(self.sandbox, [mounted], timeout=timeout, rootdir=mounted)
+            ticket = run_pytest(
+                self.sandbox,
+                [mounted],
+                timeout=timeout,
+                rootdir=mounted,
+                extra_args=plugin_args(self.repo),
+            )
             acceptance = TestRun(
                 [*acceptance.outcomes, *ticket.outcomes],
                 ticket.exec,
@@ -402,18 +464,27 @@ class RepoVerifier:
         for c in checks:  # the kind's checks together prove the ticket's requirements
             ids = [r.id for r in self.spec.requirements]
             links[c.nodeid] = links[c.nodeid.split("[", 1)[0]] = ids  # as trace_outcomes looks
+        # The sealed holdout: in a sandbox of its own; only names and exception types of its
+        # failures reach the diagnosis (and from there the fix task).
+        sealed = self.sealed.run(timeout=timeout) if self.sealed is not None else None
         diagnosis = diagnose(acceptance, unit, Path("/"))
+        if sealed is not None:
+            diagnosis.failures += sealed_failures(sealed, NO_HOST_PATH)
         diagnosis.owner = FIX_OWNER.get(self.repo.target_kind)
-        result = VerifyResult(round_no, acceptance, unit, links, diagnosis)
+        result = VerifyResult(round_no, acceptance, unit, links, diagnosis, sealed=sealed)
         _trace_exec(self.trace, ["pytest", "suite"], suite.exec)
         trace_outcomes(self.trace, "acceptance", acceptance, links, keep_dirs=True)
         trace_outcomes(self.trace, "unit", unit, links, keep_dirs=True)
+        if sealed is not None:
+            _trace_exec(self.trace, ["pytest", "sealed"], sealed.exec)
+            trace_outcomes(self.trace, "sealed", sealed, links, keep_dirs=True)
         self.trace.write(
             "verify",
             round=round_no,
             passed=result.passed,
             acceptance={"total": acceptance.total, "passed": acceptance.passed},
             unit={"total": unit.total, "passed": unit.passed},
+            **({"sealed": {"total": sealed.total, "passed": sealed.passed}} if sealed else {}),
             regressions=sorted(self.comparison.regressions),
         )
         (self.run_dir / "final_tests.json").write_text(final.model_dump_json(indent=2))
@@ -431,7 +502,8 @@ class RepoVerifier:
         (self.run_dir / VERDICT).write_text(json.dumps(verdict, indent=2), encoding="utf-8")
         self.progress(
             f"verify round {round_no}: must pass {acceptance.passed}/{acceptance.total}, "
-            f"regressions {len(self.comparison.regressions)}"
+            + (f"sealed {sealed.passed}/{sealed.total}, " if sealed else "")
+            + f"regressions {len(self.comparison.regressions)}"
         )
         return result
 
@@ -498,55 +570,135 @@ def deliver(
     trace: Trace,
     user_repo: Path | None,
 ) -> dict[str, str]:
-    """change.patch and pull_request.md; the push and the draft PR when configured."""
+    """change.patch and pull_request.md, whatever ``status``; the push (a run that did not
+    deliver: only with ``push_failed``) and, for a delivered run, the draft PR."""
     from darkfactory.repo import forge  # the forge's HTTP client: only when a run delivers
 
     workspace = run_dir / rundir.WORKSPACE_DIR
     out: dict[str, str] = {}
-    patch = delivering.write_change_patch(workspace, record.base_sha, run_dir / "change.patch")
+    cfg = config.factory.deliver
+    pull = cfg.pull_request if status == "delivered" else None
+    target = merge_target(record, cfg.pull_request.target_branch if cfg.pull_request else None)
+    head = gitrepo.head(workspace)
+    if status == "escalated":  # it ends here: keep what the stopped phase wrote, off-branch
+        head = delivering.work_left(workspace, "escalated: the work left when it stopped") or head
+    patch = delivering.write_change_patch(
+        workspace, record.base_sha, run_dir / "change.patch", head=head
+    )
     out["patch"] = str(patch)
-    facts = pull_request_facts(run_dir, spec, record)
+    facts = pull_request_facts(run_dir, spec, record, target=target, head=head, status=status)
     pr = delivering.write_pull_request(facts, run_dir / "pull_request.md")
     out["pull_request_md"] = str(pr)
-    cfg = config.factory.deliver
     branch = delivering.branch_for(run_dir.name, status, cfg.push_failed)
     if cfg.push and branch:
         if branch != record.branch:
-            gitrepo.run(workspace, "branch", "-f", branch, "HEAD")
+            gitrepo.run(workspace, "branch", "-f", branch, head)
         token_env, token_user = cfg.push_token()
         remote = delivering.resolve_remote(cfg.push, user_repo=user_repo)
         pushed = delivering.push(
             workspace,
             remote,
             branch,
-            base_branch=_base_branch(record),
+            base_branch=target.branch if target else "",  # the remote's HEAD is refused too
             token_env=token_env,
             token_user=token_user,
+            commit=head,
         )
         out["pushed"] = f"{pushed.branch} ({pushed.status}) to {pushed.remote}"
         trace.write("deliver", what="push", branch=pushed.branch, status=pushed.status)
-        if cfg.pull_request is not None and status == "delivered":
+        if pull is not None:
+            if target is None:  # refused at the start (check) unless repo.json is older
+                raise _no_target(record.location, record.base)
             opened = forge.open_pull_request(
-                cfg.pull_request,
+                pull,
                 branch=branch,
-                base=cfg.pull_request.target_branch or _base_branch(record),
+                base=target.branch,
                 title=spec.title,
                 body=pr.read_text(encoding="utf-8"),
+                ticket=ticket_fingerprint(run_dir, spec, record),
             )
-            out["pull_request"] = opened.url
-            trace.write("deliver", what="pull_request", url=opened.url, created=opened.created)
+            out["pull_request"] = opened.url + ("" if opened.created else " (already open)")
+            trace.write(
+                "deliver",
+                what="pull_request",
+                url=opened.url,
+                created=opened.created,
+                target=target.branch,
+                why=target.note,
+            )
     return out
 
 
-def _base_branch(record: RepoRecord) -> str:
-    return record.base.removeprefix("refs/heads/") if record.base != "HEAD" else "main"
+@dataclass(frozen=True)
+class MergeTarget:
+    """The branch a pull request asks to merge into; ``note`` says why when it is not the
+    branch the base names."""
+
+    branch: str
+    note: str = ""
+
+
+def merge_target(record: RepoRecord, configured: str | None) -> MergeTarget | None:
+    """``deliver.pull_request.target_branch``, else the branch the base names, else (a tag,
+    a commit, a detached ``HEAD``) the repository's default branch; None if none is known."""
+    if configured:
+        return MergeTarget(configured)
+    if record.base_branch:
+        return MergeTarget(record.base_branch)
+    if record.default_branch:
+        return MergeTarget(
+            record.default_branch,
+            f"The base {record.base} is not a branch, so this asks to merge into "
+            f"{record.default_branch}, the repository's default branch "
+            "(deliver.pull_request.target_branch chooses another).",
+        )
+    return None
+
+
+def _no_target(location: str, base: str) -> RepoError:
+    return RepoError(
+        f"no branch for the pull request to merge into: the base {base!r} names no "
+        f"branch and {location} has no default branch Dark Factory could find",
+        key="deliver.pull_request.target_branch",
+        hint="set deliver.pull_request.target_branch in config/factory.yaml",
+    )
+
+
+def ticket_fingerprint(run_dir: Path, spec: Spec, record: RepoRecord) -> str:
+    """sha256 of the ticket's bytes (the run's copy under ``spec/``) and the repository's
+    identity: the same for every run of the same ticket on the same repository."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in (run_dir / "spec").rglob("*") if p.is_file())
+    for path in files:
+        digest.update(path.read_bytes() + b"\0")
+    if not files:  # no copy (a run directory made by hand): the parsed ticket
+        digest.update(spec.model_dump_json().encode() + b"\0")
+    digest.update(record.identity.encode())
+    return digest.hexdigest()
 
 
 def pull_request_facts(
-    run_dir: Path, spec: Spec, record: RepoRecord
+    run_dir: Path,
+    spec: Spec,
+    record: RepoRecord,
+    *,
+    target: MergeTarget | None = None,
+    head: str | None = None,
+    status: str = "delivered",
 ) -> delivering.PullRequestFacts:
-    """What the pull request says, from the run directory alone (never a model's words)."""
+    """What the pull request says, from the run directory alone (never a model's words):
+    the branch up to ``head`` (default: the workspace's ``HEAD``)."""
     workspace = run_dir / rundir.WORKSPACE_DIR
+    head = head or gitrepo.head(workspace)
+    notes = [w[:1].upper() + w[1:] for w in record.warnings]
+    if status != "delivered":
+        notes.insert(
+            0,
+            f"This run ended {status}: it was not delivered, and no pull request is opened "
+            "for it. The change is here for a person to look at.",
+        )
+    elif target is not None and target.note:
+        notes.append(target.note)
     base = (
         Baseline.load(run_dir / "baseline.json") if (run_dir / "baseline.json").is_file() else None
     )
@@ -605,8 +757,8 @@ def pull_request_facts(
         branch=record.branch,
         base_ref=record.base,
         base_sha=record.base_sha,
-        head_sha=gitrepo.head(workspace),
-        changes=delivering.change_summary(workspace, record.base_sha),
+        head_sha=head,
+        changes=delivering.change_summary(workspace, record.base_sha, head),
         requirements=tuple(evidence),
         tests=delivering.BaselineComparison.of(base, final) if base and final else None,
         reproduction=reproduction,
@@ -617,6 +769,8 @@ def pull_request_facts(
             for t, o in results.items()
             if t not in must and not t.startswith(repo_checks.PREFIX)
         ),
+        target_branch=target.branch if target else None,
+        notes=tuple(notes),
     )
 
 

@@ -190,12 +190,8 @@ def prepare_run(
             (workspace / ".gitignore").write_text(rundir.WORKSPACE_IGNORE, encoding="utf-8")
             tests_root = workspace / ACCEPTANCE_DIR
         # The sealed holdout goes to runs/<id>/sealed/, never into the workspace.
-        tests = (
-            spec.acceptance_tests
-            if source is not None
-            else holdout.seal(
-                spec.acceptance_tests, config.factory.holdout, run_dir, named=spec.holdout
-            )
+        tests = holdout.seal(
+            spec.acceptance_tests, config.factory.holdout, run_dir, named=spec.holdout
         )
         for test in tests:
             target = tests_root / test.name
@@ -273,11 +269,20 @@ def open_run(
     )
     sandbox = open_sandbox(backend, sandbox_spec)
     # The sealed tests are mounted only in a sandbox of their own, opened by verify.
-    sealed_suite = (
-        holdout.SealedSuite(run_dir, sandbox_spec, functools.partial(open_sandbox, sandbox.backend))
-        if holdout.load(run_dir) is not None
-        else None
-    )
+    sealed_suite = None
+    if holdout.load(run_dir) is not None:
+        opener = functools.partial(open_sandbox, sandbox.backend)
+        sealed_suite = (
+            holdout.SealedSuite(
+                run_dir,
+                sandbox_spec,
+                opener,
+                prepare=functools.partial(repo_run.importable, record=repo.record),
+                pytest_args=repo_run.plugin_args(repo),
+            )
+            if repo is not None
+            else holdout.SealedSuite(run_dir, sandbox_spec, opener)
+        )
     if repo is not None:
         sandbox = repo_run.importable(sandbox, repo.record)
     trace = Trace(run_dir / "trace.jsonl")
@@ -322,6 +327,7 @@ def open_run(
             repo=repo,
             trace=trace,
             progress=progress,
+            sealed=sealed_suite,
         )
         if repo is not None
         else SandboxVerifier(
@@ -449,16 +455,19 @@ def execute(
                 f"darkfactory resume {env.run_id}"
             )
             env.trace.write("budget", exhausted=exc.which, **env.budget.state())
+            _deliver_stopped(env, flow)
             env.trace.write("run_end", status=flow.state.status, reason=flow.state.reason)
         except Escalate as exc:
             flow.state.status = "escalated"
             flow.state.reason = str(exc)
             env.trace.write("escalation", reason=flow.state.reason)
+            _deliver_stopped(env, flow)
             env.trace.write("run_end", status=flow.state.status, reason=flow.state.reason)
         except SpecAmbiguity as exc:
             flow.state.status = "escalated"
             flow.state.reason = str(exc)
             env.trace.write("escalation", reason=flow.state.reason, questions=exc.questions)
+            _deliver_stopped(env, flow)
             env.trace.write("run_end", status=flow.state.status, reason=flow.state.reason)
         except ProviderError as exc:  # the provider stayed down or refused (llms.guarded)
             flow.state.status = "failed"
@@ -470,6 +479,12 @@ def execute(
         except DarkFactoryError as exc:
             flow.state.status = "failed"
             flow.state.reason = redact_secrets(f"{type(exc).__name__}: {exc}")
+            if flow.state.phase == "deliver":  # verified: only the push or the PR failed
+                flow.state.reason = (
+                    f"the change passed verify, but its delivery failed: {flow.state.reason}; "
+                    f"fix that and continue with: darkfactory resume {env.run_id} (only the "
+                    "delivery runs again)"
+                )
             env.trace.write("run_end", status="failed", reason=flow.state.reason)
         except BaseException as exc:  # a bug or an interrupt: record it, then re-raise
             flow.state.status = "failed"
@@ -490,6 +505,33 @@ def execute(
         report = _report(env, flow)
         env.trace.close()
     return RunOutcome(env.run_id, env.run_dir, flow.state.status, flow.state.reason, report)
+
+
+def _deliver_stopped(env: RunEnv, flow: Any) -> None:
+    """A repository run the flow did not end (escalated, out of budget): its change.patch,
+    pull_request.md and, with ``deliver.push_failed``, its ``-failed`` branch, as a run the
+    flow ends gets them (``FactoryFlow._finish``). A delivery that fails is said in the
+    reason; the run keeps its status."""
+    if env.repo is None:
+        return
+    from darkfactory.engine import repo_run  # repositories only
+
+    try:
+        out = repo_run.deliver(
+            env.run_dir,
+            env.spec,
+            env.config,
+            env.repo.record,
+            flow.state.status,
+            env.trace,
+            user_repo=repo_run.user_repo(env.repo.record),
+        )
+    except DarkFactoryError as exc:
+        why = redact_secrets(f"{type(exc).__name__}: {exc}")
+        flow.state.reason += f"; its delivery failed: {why}"
+        env.trace.write("deliver", what="failed", error=why)
+        return
+    env.progress(f"delivered to {', '.join(out.values())}")
 
 
 def _model_name(env: RunEnv, role: str) -> str | None:

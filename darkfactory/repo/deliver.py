@@ -50,24 +50,42 @@ def read_token(env_name: str, *, key: str = "deliver.pull_request.token_env") ->
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
-def _check_base(workspace: Path, base_sha: str) -> None:
+def _check_base(workspace: Path, base_sha: str, head: str = "HEAD") -> None:
     if not _SHA.fullmatch(base_sha):
         raise ValueError(f"not a commit id: {base_sha!r}")
+    if head != "HEAD" and not _SHA.fullmatch(head):
+        raise ValueError(f"not a commit id: {head!r}")
     try:
-        gitrepo.run(workspace, "merge-base", "--is-ancestor", base_sha, "HEAD")
+        gitrepo.run(workspace, "merge-base", "--is-ancestor", base_sha, head)
     except subprocess.CalledProcessError:
         raise DarkFactoryError(
             f"{base_sha[:12]} is not an ancestor of the run's branch in {workspace}"
         ) from None
 
 
-def write_change_patch(workspace: Path, base_sha: str, dest: Path) -> Path:
-    """Write the branch against ``base_sha`` to ``dest``: ``git format-patch``, one mail per commit.
+def work_left(workspace: Path, message: str) -> str | None:
+    """A commit of what the work tree holds beyond ``HEAD``, made without moving ``HEAD``,
+    the index or the work tree (a stopped run's last work, for a person to look at); None
+    when there is nothing beyond ``HEAD``."""
+    gitrepo.remove_nested_git(workspace)  # never committed, as for every commit of a run
+    try:
+        gitrepo.run(workspace, "add", "-A")
+        tree = gitrepo.run(workspace, "write-tree")
+    finally:
+        gitrepo.run(workspace, "reset", "-q")  # the index as it was: HEAD's
+    if tree == gitrepo.run(workspace, "rev-parse", "HEAD^{tree}"):
+        return None
+    return gitrepo.run(workspace, "commit-tree", tree, "-p", "HEAD", "-m", message)
+
+
+def write_change_patch(workspace: Path, base_sha: str, dest: Path, head: str = "HEAD") -> Path:
+    """Write the branch (``head``) against ``base_sha`` to ``dest``: ``git format-patch``,
+    one mail per commit.
 
     It applies to the base with ``git am`` (the commits) or ``git apply`` (the change);
     binary files included. No commits after the base: an empty file.
     """
-    _check_base(workspace, base_sha)
+    _check_base(workspace, base_sha, head)
     with tempfile.TemporaryDirectory(prefix="darkfactory-patch-") as tmp:
         listed = gitrepo.run(
             workspace,
@@ -77,7 +95,7 @@ def write_change_patch(workspace: Path, base_sha: str, dest: Path) -> Path:
             "--no-stat",
             "--no-ext-diff",
             f"--output-directory={tmp}",
-            f"{base_sha}..HEAD",
+            f"{base_sha}..{head}",
         )
         names = sorted(Path(line).name for line in listed.splitlines() if line)
         dest.write_bytes(b"".join((Path(tmp) / name).read_bytes() for name in names))
@@ -119,11 +137,12 @@ class ChangeSummary(_Data):
         return sum(f.removed or 0 for f in self.files)
 
 
-def change_summary(workspace: Path, base_sha: str) -> ChangeSummary:
-    """The files the branch changes against ``base_sha`` with their counts, and its commits."""
-    _check_base(workspace, base_sha)
+def change_summary(workspace: Path, base_sha: str, head: str = "HEAD") -> ChangeSummary:
+    """The files the branch (``head``) changes against ``base_sha`` with their counts, and
+    its commits."""
+    _check_base(workspace, base_sha, head)
     numstat = gitrepo.run(
-        workspace, "diff", "--numstat", "-M", "--no-ext-diff", "--no-textconv", base_sha, "HEAD"
+        workspace, "diff", "--numstat", "-M", "--no-ext-diff", "--no-textconv", base_sha, head
     )
     files = []
     for line in numstat.splitlines():
@@ -135,7 +154,7 @@ def change_summary(workspace: Path, base_sha: str) -> ChangeSummary:
                 removed=None if removed == "-" else int(removed),
             )
         )
-    log = gitrepo.run(workspace, "log", "--reverse", "--format=%H%x09%s", f"{base_sha}..HEAD")
+    log = gitrepo.run(workspace, "log", "--reverse", "--format=%H%x09%s", f"{base_sha}..{head}")
     commits = [
         PhaseCommit(sha=sha, subject=subject)
         for sha, _, subject in (line.partition("\t") for line in log.splitlines() if line)
@@ -244,6 +263,10 @@ class PullRequestFacts(_Data):
     checks: tuple[CheckEvidence, ...] = ()
     #: The ticket's own tests (a feature's acceptance tests) with their outcome at the end.
     acceptance: tuple[tuple[str, str], ...] = ()
+    #: The branch the pull request merges into (None: unknown).
+    target_branch: str | None = None
+    #: What a reviewer must know first (uncommitted changes left out, the target chosen).
+    notes: tuple[str, ...] = ()
 
 
 _KIND = {
@@ -466,8 +489,12 @@ def render_pull_request(facts: PullRequestFacts) -> str:
         "",
         *([facts.summary.strip(), ""] if facts.summary.strip() else []),
         f"**{_KIND[facts.kind]}** · branch {_code(facts.branch)} onto {_code(facts.base_ref)} "
-        f"at {_code(facts.base_sha[:10])} · run {_code(facts.run_id)}",
+        f"at {_code(facts.base_sha[:10])}"
+        + (f" · into {_code(facts.target_branch)}" if facts.target_branch else "")
+        + f" · run {_code(facts.run_id)}",
     ]
+    for note in facts.notes:
+        header += ["", f"> **Note:** {_escape(note)}"]
     sections = [
         header,
         _changes(facts),
@@ -583,6 +610,7 @@ def _basic(user: str, token: str) -> str:
 
 
 def _redacted(text: str, secrets: list[str]) -> str:
+    text = gitrepo.without_credentials(text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[redacted]")
@@ -619,8 +647,10 @@ def push(
     token_env: str | None = None,
     token_user: str = TOKEN_USER["github"],
     timeout: float = 300.0,
+    commit: str | None = None,
 ) -> PushResult:
-    """Push the workspace's ``HEAD`` to ``refs/heads/<branch>`` at ``remote_url``, never forced.
+    """Push ``commit`` (default: the workspace's ``HEAD``) to ``refs/heads/<branch>`` at
+    ``remote_url``, never forced.
 
     Refused before anything is pushed: ``branch`` equal to ``base_branch`` or to the remote's
     default (``HEAD``) branch. A remote branch with commits the run does not have is left
@@ -645,7 +675,9 @@ def push(
         header = _basic(token_user, token)
         hidden["http.extraHeader"] = f"Authorization: {header}"
         secrets = [token, header.removeprefix("Basic ")]
-    commit = gitrepo.head(workspace)
+    commit = commit or gitrepo.head(workspace)
+    if not _SHA.fullmatch(commit):
+        raise ValueError(f"not a commit id: {commit!r}")
     try:
         remote_head = _remote_head(workspace, transport, remote_url, hidden, timeout)
         if remote_head == branch:

@@ -1,4 +1,4 @@
-"""Open a draft pull request (GitHub) or merge request (GitLab) for a pushed branch, once.
+"""Open a draft pull request (GitHub) or merge request (GitLab) for a pushed branch: one a ticket.
 
 The forges' REST APIs over ``urllib.request``: a timeout on every call, no redirect followed,
 the token in one header and never in a message.
@@ -11,6 +11,7 @@ import json
 import re
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -25,6 +26,9 @@ MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 #: GitHub refuses a body over 65,536 characters, GitLab a description over 1,048,576.
 MAX_BODY = {"github": 65_000, "gitlab": 1_000_000}
 MAX_TITLE = 255
+#: Open pull requests asked for a page (the most either forge gives), and pages read at most.
+PER_PAGE = 100
+MAX_PAGES = 10
 _NAME = {"github": "GitHub", "gitlab": "GitLab"}
 _DRAFT_TITLE = re.compile(r"(draft:|\[draft\]|\(draft\))", re.IGNORECASE)
 
@@ -52,21 +56,63 @@ def open_pull_request(
     base: str,
     title: str,
     body: str,
+    ticket: str | None = None,
     timeout: float = 30.0,
 ) -> PullRequest:
-    """The open pull request for ``branch``; opened (a draft, ``body`` as its text) if none is.
+    """The open pull request for ``branch`` or for ``ticket``; opened (a draft, ``body`` as
+    its text, the ticket's hidden marker last) if there is none.
 
-    Asks first, so a second call for the same branch returns the first one and POSTs
-    nothing. Raises ``ForgeError`` (401, 403, 404, 422, unreachable, timeout) or
-    ``InputError`` (the token's variable is unset).
+    Asks first (every open one, ``PER_PAGE`` a page), so a second call for the same branch
+    or the same ticket (``ticket_marker``) returns the first one and POSTs nothing. Raises
+    ``ForgeError`` (401, 403, 404, 422, unreachable, timeout) or ``InputError`` (the
+    token's variable is unset).
     """
     token = read_token(config.token_env)
     api = _Api(config, token, timeout)
     title = " ".join(title.split())[:MAX_TITLE] or branch
-    body = _fit(body, MAX_BODY[config.forge])
-    if config.forge == "github":
-        return _github(api, config, branch=branch, base=base, title=title, body=body)
-    return _gitlab(api, config, branch=branch, base=base, title=title, body=body)
+    marker = ticket_marker(ticket) if ticket else None
+    if marker is None:
+        body = _fit(body, MAX_BODY[config.forge])
+    else:  # after the cut, so a long text keeps it
+        body = _fit(body, MAX_BODY[config.forge] - len(marker) - 3).rstrip("\n")
+        body += f"\n\n{marker}\n"
+    opener = _github if config.forge == "github" else _gitlab
+    return opener(api, config, branch=branch, marker=marker, base=base, title=title, body=body)
+
+
+def ticket_marker(ticket: str) -> str:
+    """The hidden line (an HTML comment) that ties a pull request's text to its ticket."""
+    if not re.fullmatch(r"[0-9a-f]{64}", ticket):
+        raise ValueError(f"not a sha256 in hex: {ticket!r}")
+    return f"<!-- darkfactory-ticket: {ticket} -->"
+
+
+@dataclass(frozen=True)
+class _Mine:
+    """What makes an open pull request this run's: its head (the run's branch), or its
+    ticket's marker in its text."""
+
+    head: str
+    marker: str | None
+
+    def __call__(self, head: object, text: object) -> bool:
+        if head == self.head:
+            return True
+        return self.marker is not None and isinstance(text, str) and self.marker in text
+
+
+def _open_ones(api: _Api, path: str, state: str) -> Iterator[dict[str, Any]]:
+    """Every open pull (merge) request: ``PER_PAGE`` a page, ``MAX_PAGES`` pages at most."""
+    for page in range(1, MAX_PAGES + 1):
+        query = {"state": state, "per_page": str(PER_PAGE)}
+        if page > 1:
+            query["page"] = str(page)
+        found = api.expect("GET", path, {200}, query=query)
+        if not isinstance(found, list):
+            raise api.unexpected(found)
+        yield from (item for item in found if isinstance(item, dict))
+        if len(found) < PER_PAGE:
+            return
 
 
 def _fit(body: str, limit: int) -> str:
@@ -80,19 +126,23 @@ def _fit(body: str, limit: int) -> str:
 
 
 def _github(
-    api: _Api, config: PullRequestConfig, *, branch: str, base: str, title: str, body: str
+    api: _Api,
+    config: PullRequestConfig,
+    *,
+    branch: str,
+    marker: str | None,
+    base: str,
+    title: str,
+    body: str,
 ) -> PullRequest:
     owner, name = config.repo.split("/")
     path = f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}/pulls"
+    mine = _Mine(f"{owner}:{branch}", marker)  # the head's label: a fork's branch is not ours
 
     def find() -> PullRequest | None:
-        query = {"head": f"{owner}:{branch}", "state": "open"}
-        found = api.expect("GET", path, {200}, query=query)
-        if not isinstance(found, list):
-            raise api.unexpected(found)
-        for pull in found:
-            head = pull.get("head") if isinstance(pull, dict) else None
-            if isinstance(head, dict) and head.get("ref") == branch:
+        for pull in _open_ones(api, path, "open"):
+            head = pull.get("head")
+            if mine(head.get("label") if isinstance(head, dict) else None, pull.get("body")):
                 return _github_pull(api, pull, created=False)
         return None
 
@@ -136,17 +186,21 @@ def _github_pull(api: _Api, data: Any, *, created: bool) -> PullRequest:
 
 
 def _gitlab(
-    api: _Api, config: PullRequestConfig, *, branch: str, base: str, title: str, body: str
+    api: _Api,
+    config: PullRequestConfig,
+    *,
+    branch: str,
+    marker: str | None,
+    base: str,
+    title: str,
+    body: str,
 ) -> PullRequest:
     path = f"/projects/{quote(config.repo, safe='')}/merge_requests"
+    mine = _Mine(branch, marker)
 
     def find() -> PullRequest | None:
-        query = {"source_branch": branch, "state": "opened"}
-        found = api.expect("GET", path, {200}, query=query)
-        if not isinstance(found, list):
-            raise api.unexpected(found)
-        for mr in found:
-            if isinstance(mr, dict) and mr.get("source_branch") == branch:
+        for mr in _open_ones(api, path, "opened"):
+            if mine(mr.get("source_branch"), mr.get("description")):
                 return _gitlab_mr(api, mr, created=False)
         return None
 

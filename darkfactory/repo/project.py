@@ -13,6 +13,7 @@ import json
 import re
 import shlex
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -146,6 +147,11 @@ class Project(BaseModel):
     #: missing, ``version_file.write_version_files`` writes a stub (git-ignored).
     version_files: tuple[VersionFile, ...] = ()
 
+    def with_test_command(self, command: Sequence[str]) -> Project:
+        """This project run by ``command`` (a ticket's ``test_command:``; see ``pytest_problem``)."""
+        argv = tuple(command)
+        return self.model_copy(update={"test_command": argv, "pytest_args": _pytest_args(argv)})
+
     def dependency_hash(self) -> str:
         """sha256 of what gets installed: the requirements, the optional ones, the project."""
         data = [sorted(self.requirements), sorted(self.optional), self.name, self.version]
@@ -224,14 +230,14 @@ def read_settings(root: Path) -> RepoSettings | None:
         settings = RepoSettings.model_validate(data)
     except ValidationError as exc:
         raise pydantic_errors(exc, file=SETTINGS_FILE, locs=locs, error=RepoSettingsError) from None
-    if settings.test_command is not None and _pytest_prefix(settings.test_command) is None:
+    problem = pytest_problem(settings.test_command) if settings.test_command else None
+    if problem is not None:
         raise RepoSettingsError(
-            f"must run pytest, got {shlex.join(settings.test_command)!r}",
+            problem,
             file=SETTINGS_FILE,
             line=locs.line_of(("test_command",)),
             key="test_command",
-            hint="e.g. [python, -m, pytest, -q, tests]: Dark Factory reads every test's "
-            "outcome from pytest (which runs unittest tests too)",
+            hint=TEST_COMMAND_HINT,
         )
     if settings.python is not None and _python_spec(settings.python) is None:
         raise RepoSettingsError(
@@ -282,6 +288,20 @@ def _python_spec(text: str) -> SpecifierSet | None:
         return SpecifierSet(text)
     except InvalidSpecifier:
         return None
+
+
+def pytest_problem(argv: Sequence[str]) -> str | None:
+    """Why ``argv`` cannot be a test command (None: it runs pytest)."""
+    if _pytest_prefix(list(argv)) is None:
+        return f"must run pytest, got {shlex.join(argv)!r}"
+    return None
+
+
+#: What a test command must look like, and why (the hint of every ``test_command:`` error).
+TEST_COMMAND_HINT = (
+    "e.g. [python, -m, pytest, -q, tests]: Dark Factory reads every test's "
+    "outcome from pytest (which runs unittest tests too)"
+)
 
 
 def _pytest_prefix(argv: list[str]) -> int | None:

@@ -51,6 +51,12 @@ class RepoSource:
     warnings: list[str] = field(default_factory=list)
     #: A temporary copy of a URL's repository; ``close`` removes it.
     _copy: Path | None = None
+    #: The branch the base names (``HEAD``: the branch it points to); None for a tag, a
+    #: commit or a detached ``HEAD``.
+    base_branch: str | None = None
+    #: The repository's default branch: its ``origin/HEAD``, else the branch its ``HEAD``
+    #: points to (a URL's: the remote's ``HEAD``); None when neither names one.
+    default_branch: str | None = None
 
     def close(self) -> None:
         if self._copy is not None:
@@ -147,7 +153,19 @@ def _open_local(location: str, path: Path, ref: str, limits: RepoConfig) -> Repo
     if work_tree is not None and _uncommitted(git_dir, work_tree):
         warnings.append(f"runs on {ref} {sha[:12]}; uncommitted changes are not included")
     clone_from = str(work_tree if work_tree is not None else git_dir)
-    return RepoSource(shown, clone_from, git_dir, str(top), ref, sha, files, size, warnings)
+    return RepoSource(
+        shown,
+        clone_from,
+        git_dir,
+        str(top),
+        ref,
+        sha,
+        files,
+        size,
+        warnings,
+        base_branch=_branch_named(git_dir, ref),
+        default_branch=_default_branch(git_dir),
+    )
 
 
 def _inside_hint(path: Path) -> str:
@@ -209,10 +227,24 @@ def _open_url(url: str, ref: str, limits: RepoConfig) -> RepoSource:
     try:
         sha = _resolve(git_dir, ref, shown)
         files, size = _measure(git_dir, sha, shown, limits)
+        branch, default = _branch_named(git_dir, ref), _default_branch(git_dir)
     except BaseException:
         shutil.rmtree(copy, ignore_errors=True)
         raise
-    return RepoSource(shown, str(git_dir), git_dir, shown, ref, sha, files, size, [], copy)
+    return RepoSource(
+        shown,
+        str(git_dir),
+        git_dir,
+        shown,
+        ref,
+        sha,
+        files,
+        size,
+        [],
+        copy,
+        base_branch=branch,
+        default_branch=default,  # a bare clone's HEAD is the remote's
+    )
 
 
 # -- shared checks -----------------------------------------------------------------------
@@ -251,6 +283,30 @@ def _resolve(git_dir: Path, ref: str, shown: str) -> str:
             hint=f"put a branch on it (git branch darkfactory-base {sha[:12]}) and pass that",
         )
     return sha
+
+
+def _branch_named(git_dir: Path, ref: str) -> str | None:
+    """The branch ``ref`` names (``HEAD``: the branch it points to; ``origin/x``: ``x``);
+    None for a tag, a commit, an expression (``main~1``) or a detached ``HEAD``."""
+    full = _try(git_dir, "rev-parse", "--symbolic-full-name", ref)  # ref checked: no "-"
+    if full.startswith("refs/heads/"):
+        return full.removeprefix("refs/heads/") or None
+    if full.startswith("refs/remotes/"):
+        _, _, branch = full.removeprefix("refs/remotes/").partition("/")
+        return branch if branch and branch != "HEAD" else None
+    return None
+
+
+def _default_branch(git_dir: Path) -> str | None:
+    """Where the repository's pull requests go: its ``origin/HEAD`` (the remote's default
+    branch, as the clone recorded it), else the branch its ``HEAD`` points to."""
+    remote = _try(git_dir, "symbolic-ref", "-q", "refs/remotes/origin/HEAD")
+    if remote.startswith("refs/remotes/origin/"):
+        return remote.removeprefix("refs/remotes/origin/")
+    head = _try(git_dir, "symbolic-ref", "-q", "HEAD")
+    if head.startswith("refs/heads/") and _try(git_dir, "rev-parse", "--verify", "-q", head):
+        return head.removeprefix("refs/heads/")
+    return None
 
 
 def _measure(git_dir: Path, sha: str, shown: str, limits: RepoConfig) -> tuple[int, int]:
@@ -307,9 +363,10 @@ def _try(git_dir: Path, *args: str) -> str:
 
 
 def _git_says(exc: subprocess.CalledProcessError) -> str:
+    """git's last line of complaint, without a credential a URL in it may carry."""
     lines = [ln.strip() for ln in str(exc.stderr or "").splitlines() if ln.strip()]
     text = lines[-1] if lines else f"git exit code {exc.returncode}"
-    return text.removeprefix("fatal: ")
+    return gitrepo.without_credentials(text.removeprefix("fatal: "))
 
 
 def _shown(location: str) -> str:

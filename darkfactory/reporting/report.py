@@ -126,6 +126,7 @@ def _repository(run_dir: Path) -> dict[str, Any] | None:
         "base": record["base"],
         "base_sha": record["base_sha"],
         "branch": record["branch"],
+        "warnings": record.get("warnings", []),
         "baseline": base["counts"] if base else None,
         "final": final["counts"] if final else None,
         "regressions": regressions if final else None,
@@ -355,6 +356,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
             f"- Repository: `{repo['location']}` at {repo['base']} (`{repo['base_sha'][:12]}`), "
             f"a {repo['kind']} ticket",
+            *(f"- **Warning:** {w}" for w in repo.get("warnings") or []),
             f"- Its tests at base: {base.get('passed', 0)} passed, {base.get('failed', 0)} failed, "
             f"{base.get('error', 0)} errors; at the end: {final.get('passed', 0)} passed, "
             f"{final.get('failed', 0)} failed, {final.get('error', 0)} errors",

@@ -22,14 +22,15 @@ Keys (any other key is an error, to catch typos):
     error is reported at its line in the spec (or in the test file).
 ``examples``
     Accepted and not used yet (input/output examples are planned for a later release).
-``repo``, ``base``, ``kind``, ``failing_tests``, ``test_command``
+``repo``, ``base``, ``kind``, ``failing_tests``, ``fails_with``, ``test_command``
     A ticket on an existing repository (docs/repositories.md): ``repo`` a path or git URL,
     ``base`` the ref to start from, ``kind`` one of bug, feature, tests, docs, migrate,
-    ``failing_tests`` test ids that fail at base and must pass, ``test_command`` an argv.
+    ``failing_tests`` test ids that fail at base and must pass, ``fails_with`` what a bug's
+    failure at base must show, ``test_command`` an argv.
     ``--repo``, ``--base`` and ``--kind`` on the command line override them.
 ``holdout``
     Acceptance tests (``FILE::FUNCTION``) sealed from every agent and run by verify
-    (docs/misbehaving-models.md); not on a ticket for a repository, never all of them.
+    (docs/misbehaving-models.md); on a repository, only tests the ticket brings; never all.
 ``modules``, ``coverage_gain``, ``migration``
     A ``tests`` ticket's modules (dotted names) whose line coverage must rise by at least
     ``coverage_gain`` percentage points (default 1); a ``docs`` ticket's modules the API
@@ -71,6 +72,7 @@ TARGET_KEYS = (
     "base",
     "kind",
     "failing_tests",
+    "fails_with",
     "test_command",
     "modules",
     "coverage_gain",
@@ -300,6 +302,18 @@ def _target(t: _Ticket, data: dict[Any, Any]) -> RepoTarget | None:
                 hint="e.g. [python, -m, pytest, -q, tests]",
             )
         command = [t.text(x, ("test_command", i), "an argument") for i, x in enumerate(command)]
+    fails_with = data.get("fails_with", [])
+    if isinstance(fails_with, str):
+        fails_with = [fails_with]
+    if not isinstance(fails_with, list):
+        raise t.fail(
+            "fails_with must be a text or a list of texts",
+            ("fails_with",),
+            hint="e.g. fails_with: ZeroDivisionError",
+        )
+    fails_with = [
+        t.text(x, ("fails_with", i), "a text the failure shows") for i, x in enumerate(fails_with)
+    ]
     modules = _names(t, data.get("modules"), ("modules",), "a module", "e.g. [mypkg.parser]")
     gain = data.get("coverage_gain", 1.0)
     if isinstance(gain, bool) or not isinstance(gain, int | float) or not 0 < gain <= 100:
@@ -312,6 +326,7 @@ def _target(t: _Ticket, data: dict[Any, Any]) -> RepoTarget | None:
         "base": base,
         "kind": kind,
         "failing_tests": failing,
+        "fails_with": fails_with,
         "test_command": command,
         "modules": modules,
         "coverage_gain": float(gain),
@@ -331,13 +346,6 @@ def _holdout(t: _Ticket, value: Any, spec: Spec) -> list[str]:
     path: KeyPath = ("holdout",)
     if value is None:
         return []
-    if spec.target is not None:
-        raise t.fail(
-            "holdout: seals a new project's acceptance tests; a ticket on a repository "
-            "cannot seal tests yet",
-            path,
-            hint="remove holdout:, or run the ticket as a new project",
-        )
     if not isinstance(value, list) or not value:
         raise t.fail(
             "holdout must be a list of acceptance tests",
@@ -346,7 +354,15 @@ def _holdout(t: _Ticket, value: Any, spec: Spec) -> list[str]:
         )
     names = [t.text(x, (*path, i), "a test") for i, x in enumerate(value)]
     known = list(requirement_links(spec))
+    in_repo = spec.target.failing_tests if spec.target is not None else []
     for i, name in enumerate(names):
+        if name in in_repo:
+            raise t.fail(
+                f"{name!r} is one of the repository's own tests (failing_tests): its source "
+                "is in the clone, so it cannot be sealed",
+                (*path, i),
+                hint="seal tests the ticket brings (acceptance_tests:)",
+            )
         if not any(k == name or k.startswith(name + "::") for k in known):
             close = difflib.get_close_matches(name, known, n=1)
             raise t.fail(

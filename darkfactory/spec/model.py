@@ -81,6 +81,11 @@ class RepoTarget(BaseModel):
         default_factory=list,
         description="test ids that fail at base and must pass (a bug's reproduction)",
     )
+    fails_with: list[str] = Field(
+        default_factory=list,
+        description="a bug ticket: texts the reproduction's failure at base must show (one "
+        "of them, e.g. ZeroDivisionError); empty: the exception names the ticket mentions",
+    )
     test_command: list[str] | None = Field(
         default=None, description="how the repository runs its tests (argv); None: detected"
     )
@@ -111,7 +116,11 @@ class RepoTarget(BaseModel):
                 "migration",
                 "remove migration:, or set kind: migrate",
             )
-        for key, kinds in (("modules", ("tests", "docs")), ("coverage_gain", ("tests",))):
+        for key, kinds in (
+            ("modules", ("tests", "docs")),
+            ("coverage_gain", ("tests",)),
+            ("fails_with", ("bug",)),
+        ):
             if key in given and kind not in kinds:
                 return (
                     f"{key} is for a {' or '.join(kinds)} ticket, and this one's kind is {kind}",

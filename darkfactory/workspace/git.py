@@ -240,8 +240,35 @@ def export(repo: Path, commit: str, dest: Path) -> None:
 
 # -- a user's repository (darkfactory/repo): read it, clone it, never write it ------------
 
-#: Low-speed abort for an https clone: under 1 KB/s for 30 s is a dead connection.
-_HTTP_SLOW = {"GIT_HTTP_LOW_SPEED_LIMIT": "1000", "GIT_HTTP_LOW_SPEED_TIME": "30"}
+#: The user's settings an https transfer needs and may take from the environment: the
+#: certificate authorities to trust (a company CA) and the proxy. Never a credential
+#: helper, an askpass or a config file: those would run or read more than the transfer.
+HTTPS_ENV = (
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
+
+
+#: ``user:password@`` in a URL (a repository's, a proxy's from ``HTTPS_PROXY``).
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+
+
+def without_credentials(text: str) -> str:
+    """``text`` (what git said) with the credentials any URL in it carries left out."""
+    return _CREDENTIALS.sub(r"\1", text)
+
+
+def _https(env: dict[str, str]) -> dict[str, str]:
+    """``env`` for an https transfer: a low-speed abort (under 1 KB/s for 30 s is a dead
+    connection) and the user's ``HTTPS_ENV`` settings."""
+    taken = {k: v for k, v in os.environ.items() if k in HTTPS_ENV and v}
+    return {**env, **taken, "GIT_HTTP_LOW_SPEED_LIMIT": "1000", "GIT_HTTP_LOW_SPEED_TIME": "30"}
 
 
 def _bounded(argv: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> str:
@@ -301,7 +328,7 @@ def ls_remote(url: str, *, timeout: float) -> str:
     """The refs an ``https://`` repository advertises (``git ls-remote``), within ``timeout``."""
     if _transport(url) != "https":
         raise ValueError(f"not an https URL: {url!r}")
-    env = {**_env(Path(_empty_home())), **_HTTP_SLOW}
+    env = _https(_env(Path(_empty_home())))
     argv = [*_git_argv(env, "protocol.https.allow=always"), "ls-remote", "--", url]
     return _bounded(argv, cwd=Path(_empty_home()), env=env, timeout=timeout)
 
@@ -318,7 +345,7 @@ def clone(source: str, dest: Path, *, bare: bool = False, timeout: float = 600.0
     if dest.exists() and (not dest.is_dir() or dest.is_symlink() or any(dest.iterdir())):
         raise FileExistsError(f"clone destination is not a new, empty directory: {dest}")
     transport = _transport(source)
-    env = {**_env(dest), **(_HTTP_SLOW if transport == "https" else {})}
+    env = _https(_env(dest)) if transport == "https" else _env(dest)
     argv = [*_git_argv(env, f"protocol.{transport}.allow=always"), "clone", "--quiet"]
     argv += ["--no-local", "--template=", "--no-recurse-submodules"]
     argv += ["--bare"] if bare else ["--no-checkout"]
@@ -351,7 +378,7 @@ def remote_command(
     git_dir = repo / ".git"
     if not stat.S_ISDIR(git_dir.lstat().st_mode):
         raise UnsafeRepository(f"{git_dir} is not a directory (a link or a gitfile?)")
-    env = {**_env(repo), **(_HTTP_SLOW if transport != "file" else {})}
+    env = _https(_env(repo)) if transport != "file" else _env(repo)
     hidden = hidden_config or {}
     if hidden:
         env["GIT_CONFIG_COUNT"] = str(len(hidden))

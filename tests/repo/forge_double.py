@@ -5,12 +5,14 @@ request the way the real API would take it (method, path, query, headers, auth a
 version, JSON body fields and their types), answering with the documented status codes
 and JSON shapes:
 
-- GitHub: ``GET /repos/{owner}/{repo}/pulls?head=owner:branch&state=open`` and
+- GitHub: ``GET /repos/{owner}/{repo}/pulls?state=open&per_page=100[&page=N]`` (newest
+  first, ``body`` included) and
   ``POST /repos/{owner}/{repo}/pulls`` (``title``, ``head``, ``base``, ``body``, ``draft``);
   ``Authorization: Bearer``, ``Accept: application/vnd.github+json``,
   ``X-GitHub-Api-Version: 2022-11-28``; 401 ``Bad credentials``, 404 ``Not Found``,
   422 ``Validation Failed`` (head or base not on the forge, a pull request already open).
-- GitLab: ``GET /api/v4/projects/{id}/merge_requests?source_branch=...&state=opened`` and
+- GitLab: ``GET /api/v4/projects/{id}/merge_requests?state=opened&per_page=100[&page=N]``
+  (newest first, ``description`` included) and
   ``POST /api/v4/projects/{id}/merge_requests`` (``source_branch``, ``target_branch``,
   ``title``, ``description``; a draft by the ``Draft:`` title prefix); ``PRIVATE-TOKEN``;
   401, 404 ``Project Not Found``, 409 (a merge request already open for the branch).
@@ -22,9 +24,11 @@ header) is answered 400 and kept in ``violations``; a test asserts there are non
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -60,8 +64,10 @@ class ForgeDouble:
     """The double for one repository on one forge, with the token it accepts.
 
     ``branches`` are the branches the forge has (a pull request's head and base must be
-    among them on GitHub); ``stale_list_once`` makes the next list answer empty although a
-    request is open (the race between looking and opening).
+    among them), or, with ``remote``, the branches of that real bare repository, read at
+    every request (what was pushed there); ``stale_list_once`` makes the next list answer
+    empty although a request is open (the race between looking and opening); ``seed`` opens
+    one as someone else would.
     """
 
     forge: str
@@ -73,6 +79,7 @@ class ForgeDouble:
     requests: list[Seen] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     stale_list_once: bool = False
+    remote: Path | None = None
 
     def __post_init__(self) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -95,6 +102,42 @@ class ForgeDouble:
 
     def posts(self) -> list[Seen]:
         return [r for r in self.requests if r.method == "POST"]
+
+    def known_branches(self) -> set[str]:
+        if self.remote is None:
+            return self.branches
+        out = subprocess.run(
+            ["git", f"--git-dir={self.remote}", "for-each-ref", "--format=%(refname:short)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return set(out.split())
+
+    def seed(self, branch: str, text: str = "", *, base: str = "main") -> dict[str, Any]:
+        """An open request from ``branch`` with ``text`` as its body, as if a person opened it."""
+        if self.forge == "github":
+            return self._new_pull({"title": branch, "head": branch, "base": base, "body": text})
+        return self._new_mr(
+            {"source_branch": branch, "target_branch": base, "title": branch, "description": text}
+        )
+
+    def _page(self, seen: Seen, state: str) -> tuple[int, Any]:
+        """The list endpoints: ``state`` and ``per_page=100``, and ``page`` past the first."""
+        query = seen.query
+        if not {"state", "per_page"} <= set(query) <= {"state", "per_page", "page"}:
+            return self._violation(f"list query {query}")
+        if query["state"] != [state] or query["per_page"] != ["100"]:
+            return self._violation(f"list query {query}")
+        pages = query.get("page", ["1"])
+        if len(pages) != 1 or not pages[0].isdigit() or int(pages[0]) < 1:
+            return self._violation(f"list query page {pages}")
+        if self.stale_list_once:
+            self.stale_list_once = False
+            return 200, []
+        newest_first = [p for p in reversed(self.pulls) if p["state"] == state]
+        start = (int(pages[0]) - 1) * 100
+        return 200, newest_first[start : start + 100]
 
     # -- the API -------------------------------------------------------------------------
 
@@ -152,24 +195,14 @@ class ForgeDouble:
             return 404, {"message": "Not Found", "documentation_url": GITHUB_DOCS, "status": "404"}
         owner = self.repo.split("/")[0]
         if seen.method == "GET":
-            if set(seen.query) != {"head", "state"} or seen.query["state"] != ["open"]:
-                return self._violation(f"list query {seen.query}")
-            head = seen.query["head"][0]
-            if not head.startswith(f"{owner}:"):
-                return self._violation(f"head is not owner:branch: {head}")
-            if self.stale_list_once:
-                self.stale_list_once = False
-                return 200, []
-            branch = head.removeprefix(f"{owner}:")
-            return 200, [
-                p for p in self.pulls if p["state"] == "open" and p["head"]["ref"] == branch
-            ]
+            return self._page(seen, "open")
         wrong = self._check_body(seen, GITHUB_FIELDS)
         if wrong:
             return self._violation(wrong)
         body = seen.body
+        branches = self.known_branches()
         for name in ("head", "base"):
-            if body[name] not in self.branches:
+            if body[name] not in branches:
                 return 422, {
                     "message": "Validation Failed",
                     "errors": [{"resource": "PullRequest", "field": name, "code": "invalid"}],
@@ -189,6 +222,10 @@ class ForgeDouble:
                 "documentation_url": f"{GITHUB_DOCS}#create-a-pull-request",
                 "status": "422",
             }
+        return 201, self._new_pull(body)
+
+    def _new_pull(self, body: dict[str, Any]) -> dict[str, Any]:
+        owner = self.repo.split("/")[0]
         number = len(self.pulls) + 1
         pull = {
             "url": f"{self.api_url}/repos/{self.repo}/pulls/{number}",
@@ -197,14 +234,14 @@ class ForgeDouble:
             "state": "open",
             "title": body["title"],
             "body": body["body"],
-            "draft": body["draft"],
+            "draft": body.get("draft", False),
             "html_url": f"https://github.com/{self.repo}/pull/{number}",
             "head": {"label": f"{owner}:{body['head']}", "ref": body["head"], "sha": "0" * 40},
             "base": {"label": f"{owner}:{body['base']}", "ref": body["base"]},
             "user": {"login": "darkfactory-bot"},
         }
         self.pulls.append(pull)
-        return 201, pull
+        return pull
 
     def _gitlab(self, seen: Seen) -> tuple[int, Any]:
         wrong = self._common(seen)
@@ -225,15 +262,7 @@ class ForgeDouble:
         if unquote(parts[4]) not in (self.repo, str(self.project_id)):
             return 404, {"message": "404 Project Not Found"}
         if seen.method == "GET":
-            if set(seen.query) != {"source_branch", "state"} or seen.query["state"] != ["opened"]:
-                return self._violation(f"list query {seen.query}")
-            if self.stale_list_once:
-                self.stale_list_once = False
-                return 200, []
-            branch = seen.query["source_branch"][0]
-            return 200, [
-                m for m in self.pulls if m["state"] == "opened" and m["source_branch"] == branch
-            ]
+            return self._page(seen, "opened")
         wrong = self._check_body(seen, GITLAB_FIELDS)
         if wrong:
             return self._violation(wrong)
@@ -246,6 +275,9 @@ class ForgeDouble:
                         f"!{mr['iid']}"
                     ]
                 }
+        return 201, self._new_mr(body)
+
+    def _new_mr(self, body: dict[str, Any]) -> dict[str, Any]:
         iid = len(self.pulls) + 1
         draft = body["title"].lower().startswith(("draft:", "[draft]", "(draft)"))
         mr = {
@@ -262,7 +294,7 @@ class ForgeDouble:
             "web_url": f"https://gitlab.com/{self.repo}/-/merge_requests/{iid}",
         }
         self.pulls.append(mr)
-        return 201, mr
+        return mr
 
 
 def _handler(double: ForgeDouble) -> type[BaseHTTPRequestHandler]:

@@ -614,7 +614,7 @@ def test_github_opens_a_draft_pull_request_with_the_body(github: ForgeDouble) ->
         ("POST", "/repos/octo/calc/pulls"),
     ]
     listed, posted = github.requests
-    assert listed.query == {"head": [f"octo:{BRANCH}"], "state": ["open"]}
+    assert listed.query == {"state": ["open"], "per_page": ["100"]}
     assert posted.body == {
         "title": "Fix add: it subtracts",
         "head": BRANCH,
@@ -697,7 +697,7 @@ def test_gitlab_opens_a_draft_merge_request_with_the_body(gitlab: ForgeDouble) -
     )
     path = "/api/v4/projects/group%2Fsub%2Fcalc/merge_requests"
     assert [(r.method, r.path) for r in gitlab.requests] == [("GET", path), ("POST", path)]
-    assert gitlab.requests[0].query == {"source_branch": [BRANCH], "state": ["opened"]}
+    assert gitlab.requests[0].query == {"state": ["opened"], "per_page": ["100"]}
     assert gitlab.posts()[0].body == {
         "source_branch": BRANCH,
         "target_branch": "main",

@@ -175,6 +175,14 @@ def test_a_bug_is_reproduced_fixed_and_delivered_as_a_branch_a_patch_and_a_pr(
         "calc/__init__.py",
         "tests/test_repro_mean.py",
     ]
+    # One commit per phase that changed something: the reproduction, then the fix.
+    assert git(ws, "log", "--reverse", "--format=%s", f"{base}..HEAD").splitlines() == [
+        "reproduce: tests/test_repro_mean.py::test_repro_mean_of_nothing_is_zero",
+        "bug: mean([]) crashes",
+    ]
+    assert git(ws, "show", "--name-only", "--format=", "HEAD~1").split() == [
+        "tests/test_repro_mean.py"  # the reproduction alone, before any code changed
+    ]
     # The patch applies to the base; the PR text carries the evidence.
     check = tmp_path / "check"
     subprocess.run(["git", "clone", "-q", str(calc_repo.path), str(check)], check=True)

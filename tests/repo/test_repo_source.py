@@ -7,6 +7,7 @@ the unreachable URL is a closed port on 127.0.0.1.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -264,3 +265,17 @@ def test_other_transports_are_refused(location: str) -> None:
     err = refused(location)
     assert "not supported" in err.message
     assert err.hint is not None and "https://" in err.hint
+
+
+def test_a_credential_in_gits_complaint_is_never_shown() -> None:
+    # git may name the proxy it used (HTTPS_PROXY, passed on for an https transfer) or a
+    # remote with its credentials; what it says reaches the console and the service's jobs.
+    from darkfactory.repo.source import _git_says
+
+    said = (
+        "error: whatever\nfatal: unable to access 'https://u:t0ken@git.example/x.git/': "
+        "Received HTTP code 407 from proxy http://proxyuser:pr0xy-s3cret@10.0.0.1:3128"
+    )
+    text = _git_says(subprocess.CalledProcessError(128, ["git"], stderr=said))
+    assert "t0ken" not in text and "pr0xy-s3cret" not in text and "proxyuser" not in text
+    assert "https://git.example/x.git/" in text and "http://10.0.0.1:3128" in text
