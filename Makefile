@@ -7,10 +7,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install sandbox-tools image rehearse test lint format typecheck docs pytest clean
 
+# The extra `bench`: crewai-tools, the stock side of benchmarks/pipeline_overhead.py (and its test).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -17,9 +17,10 @@ make the same delegations and the same tool calls, in a sandbox of the same back
   the design, implement, verify and document tasks of ``config/tasks.yaml`` as ``Task``s
   rendered by ``kickoff(inputs=...)`` with the inputs Dark Factory's first phase gets,
   ``Process.hierarchical``. Its file tools are crewai-tools' (``DirectoryReadTool``,
-  ``FileReadTool``, ``FileWriterTool``) when crewai-tools is installed (the playbook's
-  calls of ours are translated to theirs), else ours; its other tools (run_tests, ...) are
-  ours with CrewAI's default prompt block. No verify, no docs check, no commits, no report.
+  ``FileReadTool``, ``FileWriterTool``; the playbook's calls of ours are translated to
+  theirs): the script refuses to run without crewai-tools (``pip install -e '.[bench]'``);
+  its other tools (run_tests, ...) are ours with CrewAI's default prompt block. No verify,
+  no docs check, no commits, no report.
 
 Every model call is metered the same way on both sides, by wrapping the scripted model's
 ``call``: the prompt tokens of the messages it receives, counted with the estimator the
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -388,17 +390,23 @@ def _read_args(a: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-def crewai_file_tools(workspace: Path) -> dict[str, StandIn]:
-    """crewai-tools' file tools for our list_files, read_file and write_file, when installed.
+NO_CREWAI_TOOLS = (
+    "pipeline_overhead.py: the stock crew's file tools are crewai-tools', and crewai-tools is "
+    "not installed; install the benchmark's extra: pip install -e '.[bench]'"
+)
 
-    Dark Factory no longer depends on crewai-tools (its tools run on the host, outside the
-    sandbox); the benchmark uses them when they are installed, and says so. Without them,
-    the stock crew gets our three tools with CrewAI's default prompt block.
+
+def crewai_file_tools(workspace: Path) -> dict[str, StandIn]:
+    """crewai-tools' file tools for our list_files, read_file and write_file.
+
+    Dark Factory does not depend on crewai-tools (its tools run on the host, outside the
+    sandbox); the extra ``bench`` pins it. Without it the benchmark stops: a stock crew
+    with our file tools would not be stock.
     """
     try:
         from crewai_tools import DirectoryReadTool, FileReadTool, FileWriterTool
-    except ImportError:
-        return {}
+    except ImportError as exc:
+        raise SystemExit(NO_CREWAI_TOOLS) from exc
     base = str(workspace)
     return {
         "list_files": (
@@ -776,6 +784,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error("--runs must be at least 1")
+    if importlib.util.find_spec("crewai_tools") is None:  # before the first run, not after
+        raise SystemExit(NO_CREWAI_TOOLS)
     templates = yaml.safe_load((CONFIG / "tasks.yaml").read_text(encoding="utf-8"))
     runs: list[tuple[Side, Side]] = []
     with tempfile.TemporaryDirectory(prefix="darkfactory-overhead-") as tmp:
@@ -792,12 +802,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"median of {args.runs} runs of each side (after one warm-up run each), sandbox "
         f"{args.sandbox}; tokens estimated as the budget does for the scripted model "
-        "(4 characters a token); the stock crew's file tools: "
-        + (
-            "crewai-tools' (installed)"
-            if importlib.util.find_spec("crewai_tools") is not None
-            else "Dark Factory's (crewai-tools is not installed)"
-        )
+        "(4 characters a token); the stock crew's file tools: crewai-tools "
+        + importlib.metadata.version("crewai-tools")
     )
     print()
     print(summary_table(runs))

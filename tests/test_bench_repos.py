@@ -195,6 +195,17 @@ def test_a_bug_and_a_feature_are_resolved(benched: tuple[int, dict[str, Any], Pa
     assert f"| {BUG} | bug | delivered | yes | 5/5 |" in table
     assert "| environment setup | at the check |" in table and " (cached) | " in table
     assert "**2/3 resolved**" in table
+    # Tokens per requirement delivered (every requirement of a resolved ticket: its hidden
+    # tests prove them), per task and in all.
+    assert "| tokens | tokens per delivered requirement | wall |" in table
+    for name in (BUG, FEATURE):
+        row = rows[name]
+        assert row["requirements_delivered"] > 0
+        per_requirement = round(row["tokens"] / row["requirements_delivered"])
+        assert f"| {row['tokens']} | {per_requirement} |" in table
+    tokens = sum(r["tokens"] for r in summary["results"])
+    delivered = sum(r["requirements_delivered"] for r in summary["results"])
+    assert f"| {tokens} | {round(tokens / delivered)} |" in table
 
 
 @pytest.mark.e2e
@@ -213,6 +224,9 @@ def test_a_wrong_delivery_is_not_resolved(benched: tuple[int, dict[str, Any], Pa
     ]
     table = (out / "bench.md").read_text(encoding="utf-8")
     assert f"| {WRONG} | bug | delivered | no | 2/5 |" in table
+    # Not resolved: none of its ticket's requirements counts as delivered.
+    assert row["requirements_delivered"] == 0
+    assert f"| {row['llm_calls']} | {row['tokens']} | n/a |" in table
 
 
 # -- real runs: a tests, a docs and a migrate task, resolved and proven by their checks ---------

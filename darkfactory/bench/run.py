@@ -120,7 +120,8 @@ class Result:
     fix_rounds: int = 0
     llm_calls: int = 0
     tokens: int = 0
-    #: Requirements whose tests passed, when the run was delivered (0 when it was not).
+    #: Requirements whose tests passed, when the run was delivered (0 when it was not); a
+    #: repository task's: all of its ticket's when it was resolved, else 0.
     requirements_delivered: int = 0
     cost_usd: float | None = 0.0
     wall_s: float = 0.0
@@ -358,6 +359,9 @@ def run_entry(entry: Entry, opts: Options) -> Result:
     result.to_run_start_s, result.to_first_llm_s = _startup(run_dir, started_wall)
     if entry.task is not None:
         _score_repo(result, entry, run_dir, backend=report.get("sandbox"), opts=opts)
+        # A ticket's requirements name no tests of their own: its hidden tests prove them.
+        # A resolved task delivered every one, an unresolved one none.
+        result.requirements_delivered = len(report.get("requirements", [])) if result.passed else 0
     else:
         _score(result, entry, run_dir, backend=report.get("sandbox"), opts=opts)
     return result

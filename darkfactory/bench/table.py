@@ -165,13 +165,15 @@ def _per_requirement(r: dict[str, Any]) -> str:
 
 
 def _repo_table(results: list[dict[str, Any]], t: dict[str, Any]) -> list[str]:
-    """One row per repository task: resolved, FAIL_TO_PASS, PASS_TO_PASS, the environment
-    (the run's setup, and the check's at base, which builds what the run then reuses; a
-    ``bench.json`` from before the check's columns has none: ``.get``)."""
+    """One row per repository task: resolved, FAIL_TO_PASS, PASS_TO_PASS, tokens per
+    requirement of the ticket delivered, the environment (the run's setup, and the check's
+    at base, which builds what the run then reuses; a ``bench.json`` from before the check's
+    columns has none: ``.get``)."""
     rows = [
         "| task | kind | status | resolved | FAIL_TO_PASS | PASS_TO_PASS | fix rounds "
-        "| LLM calls | tokens | wall | environment setup | at the check |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| LLM calls | tokens | tokens per delivered requirement | wall | environment setup "
+        "| at the check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         env = _setup(r["env_setup_s"], r["env_cached"])
@@ -179,17 +181,20 @@ def _repo_table(results: list[dict[str, Any]], t: dict[str, Any]) -> list[str]:
         rows.append(
             f"| {r['entry']} | {r['kind']} | {r['status']} | {'yes' if r['passed'] else 'no'} | "
             f"{r['hidden_passed']}/{r['hidden_total']} | {r['p2p_passed']}/{r['p2p_total']} | "
-            f"{r['fix_rounds']} | {r['llm_calls']} | {r['tokens']} | {r['wall_s']:.1f} s | {env} "
-            f"| {check} |"
+            f"{r['fix_rounds']} | {r['llm_calls']} | {r['tokens']} | {_per_requirement(r)} | "
+            f"{r['wall_s']:.1f} s | {env} | {check} |"
         )
     calls = sum(r["llm_calls"] for r in results)
     tokens = sum(r["tokens"] for r in results)
+    delivered = sum(r.get("requirements_delivered", 0) for r in results)
+    per_requirement = _per_requirement({"tokens": tokens, "requirements_delivered": delivered})
     wall = sum(r["wall_s"] for r in results)
     rows.append(
         f"| **total** ({t['tasks']}) | | {sum(r['status'] == 'delivered' for r in results)} "
         f"delivered | {t['resolved']} | {t['fail_to_pass_passed']}/{t['fail_to_pass_total']} | "
         f"{t['pass_to_pass_passed']}/{t['pass_to_pass_total']} | "
-        f"{sum(r['fix_rounds'] for r in results)} | {calls} | {tokens} | {wall:.1f} s | "
+        f"{sum(r['fix_rounds'] for r in results)} | {calls} | {tokens} | {per_requirement} | "
+        f"{wall:.1f} s | "
         f"{_seconds(t['env_setup_s'])} ({t['env_cached']} cached) | "
         f"{_seconds(t.get('check_env_setup_s'))} ({t.get('check_env_cached', 0)} cached) |"
     )
