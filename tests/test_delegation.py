@@ -150,7 +150,7 @@ def test_the_last_delegation_is_refused_unrun_and_one_more_is_stuck() -> None:
 def test_the_texts_are_read_from_prompts_json_and_kept_from_crewais_kinds() -> None:
     data = texts.prompt_file()
     assert dict(SAY) == data[texts.OURS]["delegation"]
-    assert set(data[texts.OURS]) == {"protocol", "delegation", "previous_work"}
+    assert set(data[texts.OURS]) == {"protocol", "native", "delegation", "previous_work"}
     assert texts.OURS not in overrides()  # lean_prompts() puts CrewAI's kinds only
 
 

@@ -30,6 +30,7 @@ from crewai.utilities.string_utils import sanitize_tool_name
 from pydantic import BaseModel, ValidationError
 
 from darkfactory.crews.texts import texts
+from darkfactory.engine.native_calls import NativeCalls, NativeKind
 from darkfactory.engine.state import Escalate, PhaseWork
 from darkfactory.errors import DarkFactoryError
 from darkfactory.models.prompt_guard import PromptGuard
@@ -64,6 +65,9 @@ PROTOCOL_ERRORS: tuple[Kind, ...] = ("unknown_tool", "invalid_json", "bad_argume
 #: What an agent is told after each kind of protocol error (``{tool}``, ``{tools}``,
 #: ``{expected}``, ``{detail}``): ``darkfactory.protocol`` in crews/prompts.json.
 NOTES = texts("protocol", PROTOCOL_ERRORS)
+#: The same for a native tool call (function calling): ``darkfactory.native``. A native
+#: call whose arguments are no JSON gets CrewAI's own answer: no hook sees it.
+NATIVE_NOTES = texts("native", ("unknown_tool", "bad_arguments"))
 #: The fix task's ``{previous_work}``: ``darkfactory.previous_work`` in crews/prompts.json.
 WORK = texts(
     "previous_work",
@@ -203,6 +207,18 @@ def note_for(verdict: Verdict, tools: Mapping[str, type[BaseModel] | None]) -> s
     )
 
 
+def native_note(
+    kind: NativeKind, tool: str, detail: str, tools: Mapping[str, type[BaseModel] | None]
+) -> str:
+    """What the agent is told about a native call's protocol error (``NATIVE_NOTES``)."""
+    return NATIVE_NOTES[kind].format(
+        tool=tool,
+        tools=", ".join(sorted(tools)) or "(none)",
+        expected=expected_args(tools.get(tool)),
+        detail=detail,
+    )
+
+
 # -- how a phase ends -----------------------------------------------------------------------
 class ModelProtocolError(DarkFactoryError):
     """An agent broke the tool protocol ``MAX_PROTOCOL_ERRORS`` times in a row (the run fails)."""
@@ -263,6 +279,10 @@ class ProtocolGuard:
         #: Per role: a refusal finish reason not judged yet, and the text of its call.
         self._finish: dict[str, tuple[str, str]] = {}
         self._lock = threading.Lock()
+        #: Native tool calls (function calling): judged as they run (engine/native_calls.py).
+        self.native = NativeCalls(native_note)
+        #: Per role: its native protocol errors in a row.
+        self._native_errors: dict[str, list[Verdict]] = {}
 
     @contextlib.contextmanager
     def enforced(self, phase: str) -> Iterator[ProtocolGuard]:
@@ -271,11 +291,13 @@ class ProtocolGuard:
         from crewai.events.types.llm_events import LLMCallCompletedEvent
 
         self.phase, self.stop = phase, None
+        self._native_errors = {}
         register_before_llm_call_hook(self._before)
         register_after_llm_call_hook(self._after)
         crewai_event_bus.register_handler(LLMCallCompletedEvent, self._completed)
         try:
-            yield self
+            with self.native.enforced():
+                yield self
         finally:
             unregister_before_llm_call_hook(self._before)
             unregister_after_llm_call_hook(self._after)
@@ -290,8 +312,37 @@ class ProtocolGuard:
             refused = self._finish_verdict(role)
             if refused is not None:
                 self._refuse(role, refused)
+            self._settle_native(role)
         if self.stop is not None:  # every later call of the phase, e.g. the manager's
             raise HookAborted(str(self.stop), source="darkfactory.engine.protocol")
+
+    def _settle_native(self, role: str) -> None:
+        """Count ``role``'s native calls since its last model call: a good one ends a streak
+        of protocol errors; ``MAX_PROTOCOL_ERRORS`` in a row stop the phase here."""
+        errors = self._native_errors.setdefault(role, [])
+        for kind, tool, detail in self.native.take(role):
+            if kind == "ok":
+                errors.clear()
+                continue
+            errors.append(Verdict(kind, tool, detail))
+            self.emit(
+                "protocol_error",
+                role=role,
+                error=kind,
+                tool=tool,
+                detail=detail,
+                streak=len(errors),
+                limit=MAX_PROTOCOL_ERRORS,
+            )
+            if len(errors) >= MAX_PROTOCOL_ERRORS:
+                failed = ModelProtocolError(role, self.phase, errors)
+                self.emit(
+                    "protocol_failure",
+                    role=role,
+                    failure_class=failed.failure_class,
+                    errors=[e.kind for e in errors],
+                )
+                self._stop(failed)
 
     def _completed(self, source: Any, event: Any) -> None:
         reason = str(getattr(event, "finish_reason", None) or "").lower()
