@@ -28,7 +28,7 @@ from crewai.flow.flow import Flow, listen, or_, router, start
 from crewai.flow.persistence import persist
 from pydantic import PrivateAttr
 
-from darkfactory.engine import acceptance, checkpoints, protocol
+from darkfactory.engine import acceptance, checkpoints, work
 from darkfactory.engine import deploy as deploying
 from darkfactory.engine.environment import RunEnv
 from darkfactory.engine.state import (
@@ -65,7 +65,7 @@ class FactoryFlow(Flow[RunState]):
     _run: RunEnv | None = PrivateAttr(default=None)
     _replayed: int = PrivateAttr(default=0)
     #: Counts agents' test runs, so each phase's claims can be checked (``previous_work``).
-    _ledger: protocol.WorkLedger = PrivateAttr(default_factory=protocol.WorkLedger)
+    _ledger: work.WorkLedger = PrivateAttr(default_factory=work.WorkLedger)
     #: No CrewAI memory for the flow: nothing reads it, and Flow would build a LanceDB store
     #: (about 1.7 s of start-up, and a database under ~/.local/share) for every run.
     _skip_auto_memory: bool = True
@@ -172,15 +172,15 @@ class FactoryFlow(Flow[RunState]):
         answer = self.env.crew.run(phase, {**self.env.prompt_inputs(), **extra})
         self._remove_nested_git()
         # What the phase really did (an answer may claim work that was never done).
-        work = protocol.measured(
+        did = work.measured(
             phase,
             gitrepo.uncommitted(self.env.workspace),
             self._ledger.tests - tests_before,
             answer,
         )
-        self.state.work.append(work)
+        self.state.work.append(did)
         self.env.trace.write(
-            "phase_work", task=phase, files=work.files, tests_run=work.tests_run, answer=work.answer
+            "phase_work", task=phase, files=did.files, tests_run=did.tests_run, answer=did.answer
         )
         return answer
 
@@ -321,7 +321,7 @@ class FactoryFlow(Flow[RunState]):
             route=route,
             fix_round=self.state.fix_round,
             max_fix_rounds=self.state.max_fix_rounds,
-            previous_work=protocol.previous_work(self.state.work),
+            previous_work=work.previous_work(self.state.work),
         )
         if (
             self._commit(f"fix-{self.state.fix_round}", f"fix: round {self.state.fix_round}")
