@@ -586,6 +586,7 @@ def deliver(
         workspace, record.base_sha, run_dir / "change.patch", head=head
     )
     out["patch"] = str(patch)
+    trace.write("deliver", what="patch", head=head)
     facts = pull_request_facts(run_dir, spec, record, target=target, head=head, status=status)
     pr = delivering.write_pull_request(facts, run_dir / "pull_request.md")
     out["pull_request_md"] = str(pr)

@@ -93,7 +93,7 @@ def _docs(state: RunState) -> dict[str, Any]:
     }
 
 
-def _repository(run_dir: Path) -> dict[str, Any] | None:
+def _repository(run_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A repository run's clone, baseline and final suite results (None: a new project)."""
     path = run_dir / "repo.json"
     if not path.is_file():
@@ -132,18 +132,30 @@ def _repository(run_dir: Path) -> dict[str, Any] | None:
         "regressions": regressions if final else None,
         "change_patch": (run_dir / "change.patch").is_file(),
         "pull_request_md": (run_dir / "pull_request.md").is_file(),
-        "diff": _diff(run_dir / "workspace", record["base_sha"]),
+        "diff": _diff(run_dir / "workspace", record["base_sha"], _delivered_head(records)),
     }
+
+
+def _delivered_head(records: list[dict[str, Any]]) -> str:
+    """The commit change.patch ends with (an escalated run's last work is off the branch);
+    ``HEAD`` before the run delivered."""
+    heads = [r.get("head") for r in records if r["kind"] == "deliver" and r.get("what") == "patch"]
+    last = heads[-1] if heads else None
+    return (
+        last
+        if isinstance(last, str) and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", last)
+        else "HEAD"
+    )
 
 
 #: Most characters of a repository run's diff a report shows (change.patch has it all).
 MAX_REPORT_DIFF = 20_000
 
 
-def _diff(workspace: Path, base_sha: str) -> str:
+def _diff(workspace: Path, base_sha: str, head: str) -> str:
     if not (workspace / ".git").is_dir():
         return ""
-    diff = gitrepo.run(workspace, "diff", "--no-ext-diff", "--no-textconv", base_sha, "HEAD")
+    diff = gitrepo.run(workspace, "diff", "--no-ext-diff", "--no-textconv", base_sha, head)
     if len(diff) > MAX_REPORT_DIFF:
         return diff[:MAX_REPORT_DIFF] + "\n[... the rest is in change.patch]"
     return diff
@@ -245,7 +257,7 @@ def build_report(run_dir: Path, saved: dict[str, Any] | RunState) -> dict[str, A
         if state.pending_checkpoint
         else None,
         "deploy": state.deploy.model_dump() if state.deploy else None,
-        "repository": _repository(run_dir),
+        "repository": _repository(run_dir, records),
         "delegations": [
             {
                 "coworker": r["coworker"],

@@ -326,8 +326,9 @@ EVENT_FIELDS: dict[str, dict[str, str]] = {
         "checks": "each check's name, whether it holds (ok) and what was measured (detail)",
     },
     "deliver": {
-        "what": "push (with the branch), pull_request (with url, created, target and why) "
-        "or failed (with the error: a run that stopped early keeps its status)"
+        "what": "patch (with head, the commit change.patch ends with), push (with the "
+        "branch), pull_request (with url, created, target and why) or failed (with the "
+        "error: a run that stopped early keeps its status)"
     },
     "run_end": {"status": "final status", "reason": "why"},
 }

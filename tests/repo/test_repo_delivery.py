@@ -168,14 +168,23 @@ def test_an_escalated_run_writes_its_patch_and_pull_request_md_and_pushes_only_i
     pr = (run_dir / "pull_request.md").read_text()
     assert "This run ended escalated: it was not delivered" in pr
     assert "`tests/test_repro_mean.py` | +5 | -0" in pr
+    # The report shows the change the patch holds, the work set aside included.
+    [patched] = [e for e in events(run_dir, "deliver") if e["what"] == "patch"]
+    assert (
+        patched["head"] != base
+        and "+    assert mean([2]) == 2" in report_of(run_dir)["repository"]["diff"]
+    )
+    assert "+    assert mean([2]) == 2" in (run_dir / "report.md").read_text()
     failed = f"darkfactory/{run_dir.name}-failed"
     pushed = git(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads")
+    pushes = [e["branch"] for e in events(run_dir, "deliver") if e["what"] == "push"]
     if push_failed:
         assert pushed.split() == [failed, "master"]
         assert git(remote, "show", f"{failed}:tests/test_repro_mean.py") == passing.rstrip()
-        assert [e["branch"] for e in events(run_dir, "deliver")] == [failed]
+        assert git(remote, "rev-parse", failed) == patched["head"]
+        assert pushes == [failed]
     else:
-        assert pushed.split() == ["master"] and events(run_dir, "deliver") == []
+        assert pushed.split() == ["master"] and pushes == []
 
 
 def test_a_run_out_of_budget_writes_its_patch_and_pushes_its_failed_branch(
