@@ -318,26 +318,31 @@ class ProtocolGuard:
         for kind, tool, detail in self.native.take(role):
             if kind == "ok":
                 errors.clear()
-                continue
-            errors.append(Verdict(kind, tool, detail))
+            else:
+                self._count(role, errors, Verdict(kind, tool, detail))
+
+    def _count(self, role: str, errors: list[Verdict], verdict: Verdict) -> None:
+        """One more protocol error in ``role``'s streak ``errors``: traced, and the phase
+        stopped (``ModelProtocolError``) at ``MAX_PROTOCOL_ERRORS`` in a row."""
+        errors.append(verdict)
+        self.emit(
+            "protocol_error",
+            role=role,
+            error=verdict.kind,
+            tool=verdict.tool,
+            detail=verdict.detail,
+            streak=len(errors),
+            limit=MAX_PROTOCOL_ERRORS,
+        )
+        if len(errors) >= MAX_PROTOCOL_ERRORS:
+            failed = ModelProtocolError(role, self.phase, errors)
             self.emit(
-                "protocol_error",
+                "protocol_failure",
                 role=role,
-                error=kind,
-                tool=tool,
-                detail=detail,
-                streak=len(errors),
-                limit=MAX_PROTOCOL_ERRORS,
+                failure_class=failed.failure_class,
+                errors=[e.kind for e in errors],
             )
-            if len(errors) >= MAX_PROTOCOL_ERRORS:
-                failed = ModelProtocolError(role, self.phase, errors)
-                self.emit(
-                    "protocol_failure",
-                    role=role,
-                    failure_class=failed.failure_class,
-                    errors=[e.kind for e in errors],
-                )
-                self._stop(failed)
+            self._stop(failed)
 
     def _completed(self, source: Any, event: Any) -> None:
         reason = str(getattr(event, "finish_reason", None) or "").lower()
@@ -368,25 +373,7 @@ class ProtocolGuard:
                 self._refuse(role, verdict)
             if not verdict.is_error:
                 return response if errors else None
-            errors.append(verdict)
-            self.emit(
-                "protocol_error",
-                role=role,
-                error=verdict.kind,
-                tool=verdict.tool,
-                detail=verdict.detail,
-                streak=len(errors),
-                limit=MAX_PROTOCOL_ERRORS,
-            )
-            if len(errors) >= MAX_PROTOCOL_ERRORS:
-                failed = ModelProtocolError(role, self.phase, errors)
-                self.emit(
-                    "protocol_failure",
-                    role=role,
-                    failure_class=failed.failure_class,
-                    errors=[e.kind for e in errors],
-                )
-                self._stop(failed)
+            self._count(role, errors, verdict)
             response = self._ask_again(context, role, response, note_for(verdict, tools))
 
     def _judge(self, role: str, response: str, tools: Mapping[str, Any]) -> Verdict:
