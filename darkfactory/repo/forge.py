@@ -18,7 +18,7 @@ from urllib.parse import quote, urlencode
 
 from darkfactory.config import DEFAULT_API_URL, PullRequestConfig
 from darkfactory.errors import DarkFactoryError
-from darkfactory.repo.deliver import read_token
+from darkfactory.repo.deliver import BRANCH_PREFIX, read_token
 
 GITHUB_API_VERSION = "2022-11-28"
 USER_AGENT = "darkfactory"
@@ -90,15 +90,23 @@ def ticket_marker(ticket: str) -> str:
 @dataclass(frozen=True)
 class _Mine:
     """What makes an open pull request this run's: its head (the run's branch), or its
-    ticket's marker in its text."""
+    ticket's marker in its text on a head Dark Factory pushed (``ours``: a pull request
+    anyone opens from another branch cannot take a ticket's place by copying the marker)."""
 
     head: str
     marker: str | None
+    ours: str
 
     def __call__(self, head: object, text: object) -> bool:
         if head == self.head:
             return True
-        return self.marker is not None and isinstance(text, str) and self.marker in text
+        return (
+            self.marker is not None
+            and isinstance(head, str)
+            and head.startswith(self.ours)
+            and isinstance(text, str)
+            and self.marker in text
+        )
 
 
 def _open_ones(api: _Api, path: str, state: str) -> Iterator[dict[str, Any]]:
@@ -137,7 +145,8 @@ def _github(
 ) -> PullRequest:
     owner, name = config.repo.split("/")
     path = f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}/pulls"
-    mine = _Mine(f"{owner}:{branch}", marker)  # the head's label: a fork's branch is not ours
+    # The head's label (owner:branch): a fork's branch is never ours.
+    mine = _Mine(f"{owner}:{branch}", marker, ours=f"{owner}:{BRANCH_PREFIX}")
 
     def find() -> PullRequest | None:
         for pull in _open_ones(api, path, "open"):
@@ -196,7 +205,7 @@ def _gitlab(
     body: str,
 ) -> PullRequest:
     path = f"/projects/{quote(config.repo, safe='')}/merge_requests"
-    mine = _Mine(branch, marker)
+    mine = _Mine(branch, marker, ours=BRANCH_PREFIX)
 
     def find() -> PullRequest | None:
         for mr in _open_ones(api, path, "opened"):

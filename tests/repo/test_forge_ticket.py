@@ -83,6 +83,14 @@ def test_a_pull_request_without_the_marker_is_not_the_tickets(forge: ForgeDouble
     assert opened.created is True and len(forge.pulls) == 2
 
 
+def test_the_marker_on_a_branch_no_run_pushed_is_not_the_tickets(forge: ForgeDouble) -> None:
+    # Anyone can copy the marker into a pull request of their own: it does not take the
+    # ticket's place unless its branch is one a run pushed.
+    forge.seed("feature-x", f"Copied.\n\n{ticket_marker(TICKET)}\n")
+    opened = open_for(forge, FIRST, TICKET)
+    assert opened.created is True and len(forge.pulls) == 2
+
+
 def test_the_marker_survives_a_body_cut_to_the_forges_limit(forge: ForgeDouble) -> None:
     open_for(forge, FIRST, TICKET, body="x" * 1_100_000)
     sent = text_of(forge, forge.posts()[0].body)
