@@ -47,7 +47,7 @@ import httpx
 import redis
 
 from darkfactory.service.distributed import FINAL
-from darkfactory.service.store import KEEP_SNAPSHOTS, DirectoryStore
+from darkfactory.service.store import KEEP_SNAPSHOTS, DirectoryStore, tree_bytes
 
 HERE = Path(__file__).resolve().parent.parent
 SPEC = HERE / "examples/specs/wordcount.yaml"
@@ -169,15 +169,6 @@ def memory_kb(pid: int) -> tuple[int, int]:
             elif line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
     return hwm, rss
-
-
-def tree_bytes(top: Path) -> int:
-    total = 0
-    for dirpath, _, names in os.walk(top):
-        for name in names:
-            with contextlib.suppress(FileNotFoundError):
-                total += (Path(dirpath) / name).lstat().st_size
-    return total
 
 
 class Sampler(threading.Thread):

@@ -11,7 +11,6 @@ wordcount playbook with the steps added; it is a test tool, not AI).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -117,24 +116,29 @@ def test_a_good_native_call_between_errors_starts_the_count_again(
 
 
 def test_a_native_call_whose_arguments_are_no_json_counts_too() -> None:
-    """CrewAI answers such a call itself (no tool hook sees it); its failure event counts."""
-    from crewai.tools.tool_failure import ToolFailure, ToolFailureReason
+    """CrewAI answers such a call itself and no tool hook sees it: the failure event CrewAI's
+    own native path emits is what counts (the loopback server cannot send broken JSON)."""
+    from crewai.events import crewai_event_bus
+    from crewai.utilities.agent_utils import execute_single_native_tool_call
 
-    from darkfactory.engine.native_calls import JSON_DECODE_ERROR, NativeCalls
+    from darkfactory.engine.native_calls import NativeCalls
 
     calls = NativeCalls(lambda kind, tool, detail, tools: "")
-
-    class Event:
-        agent_role = "Software Developer"
-        tool_name = "write_file"
-        failure = ToolFailure(
-            message="Error: Failed to parse tool arguments as JSON: Expecting value",
-            reason=ToolFailureReason.INVALID_INPUT,
-            code=JSON_DECODE_ERROR,
+    broken = {"name": "write_file", "arguments": '{"path": "wordcount.py", content'}
+    with calls.enforced():
+        answer = execute_single_native_tool_call(
+            {"id": "call_1", "type": "function", "function": broken},
+            available_functions={},
+            original_tools=[],
+            structured_tools=[],
+            tools_handler=None,
+            agent=None,  # no agent: the event names no role ("?")
+            task=None,
+            crew=None,
+            event_source=object(),
         )
-
-    calls._failed(None, Event())
-    [(kind, tool, detail)] = calls.take("Software Developer")
-    assert (kind, tool) == ("invalid_json", "write_file") and "Expecting value" in detail
-    assert calls.take("Software Developer") == []
-    assert json.dumps(detail)  # plain text, for the trace
+        crewai_event_bus.flush(timeout=10.0)
+    assert "Failed to parse tool arguments as JSON" in answer.result
+    [(kind, tool, detail)] = calls.take("?")
+    assert (kind, tool) == ("invalid_json", "write_file") and "JSON" in detail
+    assert calls.take("?") == []

@@ -52,10 +52,11 @@ class NativeCalls:
             crewai_event_bus.off(ToolFailureDetectedEvent, self._failed)
 
     def take(self, role: str) -> list[Outcome]:
-        """``role``'s native calls since the last model call, in order (then forgotten)."""
-        from crewai.events import crewai_event_bus
+        """``role``'s native calls since the last model call, in order (then forgotten).
 
-        crewai_event_bus.flush(timeout=10.0)  # a JSON error arrives as an event only
+        A JSON error arrives as an event only: the caller flushes CrewAI's event bus first
+        (``ProtocolGuard._before`` does, once, for the finish reasons too).
+        """
         with self._lock:
             return self._pending.pop(role, [])
 

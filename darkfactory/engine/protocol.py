@@ -304,10 +304,10 @@ class ProtocolGuard:
             # A refused call whose reply never reached _after (CrewAI turns an empty reply
             # down and asks again): the refusal stops the phase before the new call.
             role = str(getattr(context.agent, "role", "") or "?")
-            refused = self._finish_verdict(role)
+            refused = self._finish_verdict(role)  # flushes CrewAI's event bus
             if refused is not None:
                 self._refuse(role, refused)
-            self._settle_native(role)
+            self._settle_native(role)  # after that flush: its JSON errors are events
         if self.stop is not None:  # every later call of the phase, e.g. the manager's
             raise HookAborted(str(self.stop), source="darkfactory.engine.protocol")
 

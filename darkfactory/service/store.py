@@ -182,7 +182,7 @@ class DirectoryStore:
     def usage(self, run_id: str) -> dict[str, int]:
         run, job = self._run(run_id), self.root / "jobs" / check_run_id(run_id)
         snaps = len(_snapshots(run)) if run.is_dir() else 0
-        return {"bytes": _tree_bytes(run) + _tree_bytes(job), "snapshots": snaps}
+        return {"bytes": tree_bytes(run) + tree_bytes(job), "snapshots": snaps}
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -259,7 +259,7 @@ def _snapshot(run_dir: Path, dest: Path) -> int:
     (dest / "state.json").write_text(json.dumps(state), encoding="utf-8")
     (dest / "snapshot.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     _fsync_tree(dest)
-    return _tree_bytes(dest)
+    return tree_bytes(dest)
 
 
 def _copy_run_files(run_dir: Path, dest: Path) -> list[tuple[str, str]]:
@@ -399,7 +399,8 @@ def _fsync_tree(top: Path) -> None:
         _fsync(Path(dirpath))
 
 
-def _tree_bytes(top: Path) -> int:
+def tree_bytes(top: Path) -> int:
+    """Bytes of the regular files under ``top`` (``lstat``: a link counts as itself)."""
     total = 0
     for dirpath, _, filenames in os.walk(top):
         for name in filenames:
